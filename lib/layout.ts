@@ -1,0 +1,82 @@
+/**
+ * Key layout: how a consensus key and a store prefix become Redis key names.
+ *
+ * For a key `k` in bucket `b` under prefix `p`:
+ *
+ * | Redis key              | type       | holds                                        |
+ * |------------------------|------------|----------------------------------------------|
+ * | `p:{b}:v:<json(k)>`    | sorted set | one member per version: its 19-digit seqno, score 0 |
+ * | `p:{b}:d:<json(k)>`    | hash       | seqno (19 digits) → payload bytes            |
+ * | `p:{b}:keys`           | set        | registry: `json(k)` of every key of bucket b ever written |
+ *
+ * `json(k)` is `JSON.stringify(k)`: an injective map from every JS string (lone surrogates
+ * included) to well-formed text, so keys never collide and read back exactly from the registry.
+ * The `{b}` hash tag puts all three Redis keys of one consensus key into one Redis Cluster slot,
+ * which lets a single script touch them all. Buckets spread keys evenly (FNV-1a of the key's
+ * UTF-16 code units, modulo BUCKETS), and keep the number of registry sets fixed so that
+ * `listKeys` knows every set to walk without any cross-slot access. What lives *inside* these
+ * keys is known only to the Lua scripts in `lua/`.
+ */
+
+/** How many buckets (hash tags, registry sets) a store has. Changing it orphans existing data. */
+export const BUCKETS = 1024;
+
+/** The prefix used when the options name none. */
+export const DEFAULT_PREFIX = 'consensus';
+
+/** The Redis key names of one consensus key. */
+export interface KeyNames {
+  /** Sorted set of seqnos. */
+  readonly versions: string;
+  /** Hash seqno → payload. */
+  readonly data: string;
+  /** Registry set of the key's bucket. */
+  readonly registry: string;
+  /** The registry member naming this key. */
+  readonly member: string;
+}
+
+/**
+ * Checks a store prefix. Braces are refused because the first `{...}` of a Redis key name is its
+ * Cluster hash tag, and the layout's own tag must be that first one.
+ */
+export function checkPrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string') {
+    throw new TypeError(`prefix must be a string; got ${typeof prefix}`);
+  }
+  if (prefix.length === 0 || /[{}]/.test(prefix)) {
+    throw new RangeError(`prefix must be non-empty and contain no '{' or '}'; got ${JSON.stringify(prefix)}`);
+  }
+  return prefix;
+}
+
+/** The bucket of a key: FNV-1a (32-bit) over its UTF-16 code units, modulo BUCKETS. */
+export function bucketOf(key: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  }
+  return (hash >>> 0) % BUCKETS;
+}
+
+/** The Redis key names for `key` under `prefix`. */
+export function keyNames(prefix: string, key: string): KeyNames {
+  const tagged = `${prefix}:{${bucketOf(key)}}:`;
+  const member = JSON.stringify(key);
+  return {
+    versions: `${tagged}v:${member}`,
+    data: `${tagged}d:${member}`,
+    registry: `${tagged}keys`,
+    member,
+  };
+}
+
+/** The registry set of one bucket. */
+export function registryOf(prefix: string, bucket: number): string {
+  return `${prefix}:{${bucket}}:keys`;
+}
+
+/** Reads a key back from its registry member. */
+export function keyOfMember(member: string | Buffer): string {
+  return JSON.parse(typeof member === 'string' ? member : member.toString('utf8')) as string;
+}

@@ -1,0 +1,288 @@
+/**
+ * The link to Redis: which connection carries reads and which carries writes, deadlines, bounded
+ * retries of failures known not to have run, and failing writes whose connection broke under them.
+ *
+ * ioredis, left to itself, re-sends commands that were in flight when a connection broke: a
+ * compare-and-set that committed would run again and report ExpectationMismatch. With
+ * `autoResendUnfulfilledCommands: false` it instead drops them without ever settling their
+ * promises. So every write goes over a connection with that option, waits for the connection to
+ * be ready instead of sitting in an offline queue, and is failed here, as indeterminate, when its
+ * connection closes or its deadline passes.
+ */
+import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
+import type { ScriptHost } from './scripts.js';
+
+/**
+ * What the library needs of a client: ioredis `Redis`, `Cluster`, or ioredis-mock. Methods of
+ * scripts defined with `defineCommand` are looked up by name.
+ */
+export interface RedisClient extends ScriptHost {
+  sscan(key: string, cursor: string | number, ...args: (string | number)[]): Promise<[string, string[]]>;
+  call?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
+  quit(): Promise<unknown>;
+  disconnect?(): void;
+  duplicate?(...args: unknown[]): RedisClient;
+  on?(event: string, listener: (...args: unknown[]) => void): unknown;
+  off?(event: string, listener: (...args: unknown[]) => void): unknown;
+  once?(event: string, listener: (...args: unknown[]) => void): unknown;
+  nodes?(role?: string): RedisClient[];
+  status?: string;
+  isCluster?: boolean;
+  options?: {
+    autoResendUnfulfilledCommands?: boolean;
+    enableOfflineQueue?: boolean;
+    redisOptions?: { autoResendUnfulfilledCommands?: boolean };
+  };
+}
+
+/** Bounded retries, with exponential backoff and jitter, of failures known not to have run. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 5; 1 disables retries. */
+  attempts?: number;
+  /** Delay before the first retry, in ms. Default 10. */
+  minDelayMs?: number;
+  /** Longest delay between attempts, in ms. Default 500. */
+  maxDelayMs?: number;
+}
+
+export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
+
+/** Options that make an ioredis connection safe for writes. */
+export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false } as const;
+
+interface InFlight {
+  isWrite: boolean;
+  fail(err: ExternalError): void;
+}
+
+/** Whether a client is a real ioredis connection (ioredis-mock has no connection status). */
+function isConnection(client: RedisClient): boolean {
+  return typeof client.status === 'string';
+}
+
+/** Whether ioredis will never re-send this client's commands after a reconnect. */
+function resendsNothing(client: RedisClient): boolean {
+  if (!isConnection(client)) return true;
+  const options = client.isCluster ? client.options?.redisOptions : client.options;
+  return options?.autoResendUnfulfilledCommands === false;
+}
+
+export class Link {
+  /** Carries reads. */
+  readonly reader: RedisClient;
+  /** Carries writes: never re-sends a command after a reconnect. */
+  readonly writer: RedisClient;
+  private readonly owned: RedisClient[] = [];
+  private readonly inFlight = new Set<InFlight>();
+  private readonly watched: Array<[RedisClient, () => void]> = [];
+  private closed = false;
+
+  /**
+   * @param client  the client to use.
+   * @param owns    whether the library created `client` (and so closes it).
+   */
+  constructor(client: RedisClient, owns: boolean, private readonly retry: Required<RetryOptions>) {
+    this.reader = client;
+    if (owns) this.owned.push(client);
+    if (resendsNothing(client)) {
+      this.writer = client;
+    } else {
+      // A client we were given re-sends after reconnects; writes get their own connection.
+      this.writer = duplicateForWrites(client);
+      this.owned.push(this.writer);
+    }
+    this.watchCloses(this.writer);
+    if (this.reader !== this.writer) this.watchCloses(this.reader);
+  }
+
+  /**
+   * Runs one operation against Redis within `timeoutMs`, retrying failures known not to have
+   * run, and maps every failure to an ExternalError.
+   */
+  async run<T>(
+    isWrite: boolean,
+    what: string,
+    timeoutMs: number,
+    send: (client: RedisClient) => Promise<T>,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    const client = isWrite ? this.writer : this.reader;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.attempt(isWrite, what, client, deadline, timeoutMs, send);
+      } catch (err) {
+        const failure = toExternal(err, isWrite, what);
+        const delay = backoff(this.retry, attempt);
+        if (!failure.determinate || this.closed || attempt >= this.retry.attempts ||
+            Date.now() + delay >= deadline) {
+          throw failure;
+        }
+        await sleep(delay);
+      }
+    }
+  }
+
+  private async attempt<T>(
+    isWrite: boolean,
+    what: string,
+    client: RedisClient,
+    deadline: number,
+    timeoutMs: number,
+    send: (client: RedisClient) => Promise<T>,
+  ): Promise<T> {
+    if (this.closed) throw determinate(`${what}: this RedisConsensus is closed`);
+    if (isWrite) await this.ready(client, what, deadline);
+    return new Promise<T>((resolve, reject) => {
+      const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)) };
+      const timer = setTimeout(() => {
+        entry.fail(isWrite
+          ? indeterminate(`${what}: no reply within ${timeoutMs} ms`)
+          : determinate(`${what}: no reply within ${timeoutMs} ms`));
+      }, Math.max(0, deadline - Date.now()));
+      let settled = false;
+      const settle = (finish: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.inFlight.delete(entry);
+        finish();
+      };
+      this.inFlight.add(entry);
+      let sent: Promise<T>;
+      try {
+        sent = send(client);
+      } catch (err) {
+        settle(() => reject(err));
+        return;
+      }
+      sent.then((value) => settle(() => resolve(value)), (err) => settle(() => reject(err)));
+    });
+  }
+
+  /** Waits until a connection can take a write now, rather than queue it for later. */
+  private async ready(client: RedisClient, what: string, deadline: number): Promise<void> {
+    if (!isConnection(client) || client.status === 'ready') return;
+    if (client.status === 'end') throw determinate(`${what}: the connection is closed for good`);
+    await new Promise<void>((resolve, reject) => {
+      const onReady = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        client.off?.('ready', onReady);
+        reject(determinate(`${what}: not connected to Redis (status ${client.status})`));
+      }, Math.max(0, deadline - Date.now()));
+      client.once?.('ready', onReady);
+    });
+  }
+
+  /** Fails what was in flight on a connection that closed: ioredis will never settle it. */
+  private watchCloses(client: RedisClient): void {
+    if (!isConnection(client)) return;
+    const onClose = (): void => {
+      for (const entry of [...this.inFlight]) {
+        entry.fail(entry.isWrite
+          ? indeterminate('the connection closed while the write was in flight')
+          : determinate('the connection closed while the read was in flight'));
+      }
+    };
+    const watch = (node: RedisClient): void => {
+      node.on?.('close', onClose);
+      this.watched.push([node, onClose]);
+    };
+    if (client.isCluster) {
+      const onNode = (node: unknown): void => watch(node as RedisClient);
+      client.on?.('+node', onNode);
+      this.watched.push([client, onNode as () => void]);
+      for (const node of client.nodes?.() ?? []) watch(node);
+    } else {
+      watch(client);
+    }
+  }
+
+  /**
+   * Waits for `replicas` replicas to acknowledge the writes so far of the connection that carried
+   * the write to `routingKey`, and returns how many did. On a Cluster that is the connection to
+   * the primary serving the key's slot.
+   */
+  async waitForReplicas(what: string, routingKey: string, replicas: number, timeoutMs: number): Promise<number> {
+    const connection = this.writer.isCluster ? primaryFor(this.writer, routingKey) : this.writer;
+    try {
+      return Number(await connection.call!('WAIT', replicas, timeoutMs));
+    } catch (err) {
+      throw indeterminate(`${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
+    }
+  }
+
+  /** Stops using the clients; quits the ones the library created. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [client, listener] of this.watched) {
+      client.off?.('close', listener);
+      client.off?.('+node', listener);
+    }
+    await Promise.all(this.owned.map(async (client) => {
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect?.();
+      }
+    }));
+  }
+}
+
+/** A connection like `client` for writes only, that never re-sends a command. */
+function duplicateForWrites(client: RedisClient): RedisClient {
+  if (typeof client.duplicate !== 'function') {
+    throw new TypeError('the client re-sends commands after reconnects and cannot be duplicated');
+  }
+  if (client.isCluster) {
+    return client.duplicate([], {
+      redisOptions: { ...client.options?.redisOptions, ...SAFE_WRITE_OPTIONS },
+    });
+  }
+  return client.duplicate(SAFE_WRITE_OPTIONS);
+}
+
+/** The connection of `cluster` to the primary that serves the slot of `key`. */
+function primaryFor(cluster: RedisClient, key: string): RedisClient {
+  const slots = (cluster as unknown as { slots: string[][] }).slots;
+  const address = slots[keySlot(key)]?.[0];
+  const primary = cluster.nodes?.('master').find((node) => {
+    const options = node.options as { host?: string; port?: number } | undefined;
+    return `${options?.host}:${options?.port}` === address;
+  });
+  if (primary === undefined) throw indeterminate(`no known primary serves the slot of ${key}`);
+  return primary;
+}
+
+/** The Redis Cluster slot of a key name: CRC16 (XMODEM) of its hash tag, modulo 16384. */
+export function keySlot(key: string): number {
+  const bytes = Buffer.from(key, 'utf8');
+  let start = 0;
+  let end = bytes.length;
+  const open = bytes.indexOf(0x7b);
+  if (open !== -1) {
+    const close = bytes.indexOf(0x7d, open + 1);
+    if (close > open + 1) {
+      start = open + 1;
+      end = close;
+    }
+  }
+  let crc = 0;
+  for (let i = start; i < end; i++) {
+    crc ^= bytes[i]! << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+function backoff(retry: Required<RetryOptions>, attempt: number): number {
+  const ceiling = Math.min(retry.maxDelayMs, retry.minDelayMs * 2 ** (attempt - 1));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
