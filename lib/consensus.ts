@@ -335,6 +335,25 @@ export class RedisConsensus {
   }
 
   /**
+   * A liveness check for health endpoints: one `PING` round trip over the connection that
+   * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
+   *
+   * @returns the round-trip time in milliseconds.
+   * @throws ExternalError (determinate) when Redis cannot be reached or does not answer in time.
+   * @example
+   * ```ts
+   * const ms = await consensus.ping({ timeoutMs: 500 });
+   * ```
+   */
+  async ping(options?: CallOptions): Promise<number> {
+    const timeoutMs = this.callTimeout(options);
+    const started = performance.now();
+    // PING is not in RedisClient (link.ts), but ioredis, Cluster and ioredis-mock all have it.
+    await this.link.run(false, 'ping', timeoutMs, (client) => (client as unknown as { ping(): Promise<unknown> }).ping());
+    return performance.now() - started;
+  }
+
+  /**
    * Stops this instance. Quits the clients it created (by `connect`, or the extra write
    * connection); never a client it was given. Calls made afterwards fail as determinate.
    */
