@@ -1,0 +1,153 @@
+/**
+ * Bad input: every malformed call gets the error class the contract names, before any request
+ * reaches Redis, and leaves the store exactly as it was.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import RedisMock from 'ioredis-mock';
+import { ExternalError, RedisConsensus, SCAN_ALL, SEQNO_MAX } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+import { backends } from './support/backends.js';
+import { snapshot } from './support/snapshot.js';
+
+type ErrorClass = typeof TypeError | typeof RangeError;
+// The calls are deliberately ill-typed: `as never` lets them through the compiler.
+type Call = [string, (consensus: RedisConsensus) => Promise<unknown>, ErrorClass];
+
+const data = Buffer.from('payload');
+
+const MALFORMED: Call[] = [
+  ['head with a number key', (c) => c.head(1 as never), TypeError],
+  ['head with an undefined key', (c) => c.head(undefined as never), TypeError],
+  ['head with a null key', (c) => c.head(null as never), TypeError],
+  ['head with a String object key', (c) => c.head(new String('k') as never), TypeError],
+  ['head with a symbol key', (c) => c.head(Symbol('k') as never), TypeError],
+  ['head with a negative timeout', (c) => c.head('k', { timeoutMs: -1 }), RangeError],
+  ['compareAndSet with an object key', (c) => c.compareAndSet({} as never, 4n, { seqno: 5n, data }), TypeError],
+  ['compareAndSet with expected undefined', (c) => c.compareAndSet('k', undefined as never, { seqno: 5n, data }), TypeError],
+  ['compareAndSet with expected a string', (c) => c.compareAndSet('k', '4' as never, { seqno: 5n, data }), TypeError],
+  ['compareAndSet with expected an object', (c) => c.compareAndSet('k', {} as never, { seqno: 5n, data }), TypeError],
+  ['compareAndSet with expected -1', (c) => c.compareAndSet('k', -1, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with expected -1n', (c) => c.compareAndSet('k', -1n, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with expected 1.5', (c) => c.compareAndSet('k', 1.5, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with expected NaN', (c) => c.compareAndSet('k', Number.NaN, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with expected Infinity', (c) => c.compareAndSet('k', Infinity, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with expected an unsafe number', (c) => c.compareAndSet('k', 2 ** 53, { seqno: 2n ** 54n, data }), RangeError],
+  ['compareAndSet with expected above 2^63-1', (c) => c.compareAndSet('k', SEQNO_MAX + 1n, { seqno: 5n, data }), RangeError],
+  ['compareAndSet with next undefined', (c) => c.compareAndSet('k', 4n, undefined as never), TypeError],
+  ['compareAndSet with next null', (c) => c.compareAndSet('k', 4n, null as never), TypeError],
+  ['compareAndSet with next a number', (c) => c.compareAndSet('k', 4n, 5 as never), TypeError],
+  ['compareAndSet with next missing seqno', (c) => c.compareAndSet('k', 4n, { data } as never), TypeError],
+  ['compareAndSet with next missing data', (c) => c.compareAndSet('k', 4n, { seqno: 5n } as never), TypeError],
+  ['compareAndSet with string data', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data: 'text' as never }), TypeError],
+  ['compareAndSet with array data', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data: [1, 2] as never }), TypeError],
+  ['compareAndSet with ArrayBuffer data', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data: new ArrayBuffer(2) as never }), TypeError],
+  ['compareAndSet with Uint16Array data', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data: new Uint16Array(2) as never }), TypeError],
+  ['compareAndSet with null data', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data: null as never }), TypeError],
+  ['compareAndSet with next.seqno a string', (c) => c.compareAndSet('k', 4n, { seqno: '5' as never, data }), TypeError],
+  ['compareAndSet with next.seqno -1', (c) => c.compareAndSet('k', null, { seqno: -1, data }), RangeError],
+  ['compareAndSet with next.seqno 0.5', (c) => c.compareAndSet('k', null, { seqno: 0.5, data }), RangeError],
+  ['compareAndSet with next.seqno NaN', (c) => c.compareAndSet('k', null, { seqno: Number.NaN, data }), RangeError],
+  ['compareAndSet with next.seqno 2^63', (c) => c.compareAndSet('k', 4n, { seqno: 2n ** 63n, data }), RangeError],
+  ['compareAndSet with next.seqno equal to expected', (c) => c.compareAndSet('k', 4n, { seqno: 4n, data }), RangeError],
+  ['compareAndSet with next.seqno below expected', (c) => c.compareAndSet('k', 4n, { seqno: 3, data }), RangeError],
+  ['compareAndSet with a zero timeout', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data }, { timeoutMs: 0 }), RangeError],
+  ['scan with a null key', (c) => c.scan(null as never, 0n, 10), TypeError],
+  ['scan with from undefined', (c) => c.scan('k', undefined as never, 10), TypeError],
+  ['scan with from a string', (c) => c.scan('k', '0' as never, 10), TypeError],
+  ['scan with from -1', (c) => c.scan('k', -1, 10), RangeError],
+  ['scan with from 1.1', (c) => c.scan('k', 1.1, 10), RangeError],
+  ['scan with from above 2^63-1', (c) => c.scan('k', SEQNO_MAX + 1n, 10), RangeError],
+  ['scan with limit undefined', (c) => c.scan('k', 0n, undefined as never), TypeError],
+  ['scan with limit a string', (c) => c.scan('k', 0n, '10' as never), TypeError],
+  ['scan with limit null', (c) => c.scan('k', 0n, null as never), TypeError],
+  ['scan with limit -1', (c) => c.scan('k', 0n, -1), RangeError],
+  ['scan with limit -1n', (c) => c.scan('k', 0n, -1n), RangeError],
+  ['scan with limit 1.5', (c) => c.scan('k', 0n, 1.5), RangeError],
+  ['scan with limit NaN', (c) => c.scan('k', 0n, Number.NaN), RangeError],
+  ['scan with limit Infinity', (c) => c.scan('k', 0n, Infinity), RangeError],
+  ['scan with limit above SCAN_ALL', (c) => c.scan('k', 0n, SCAN_ALL + 1n), RangeError],
+  ['scan with limit 2^63 as a number', (c) => c.scan('k', 0n, 2 ** 63), RangeError],
+  ['truncate with an array key', (c) => c.truncate([] as never, 1n), TypeError],
+  ['truncate with seqno undefined', (c) => c.truncate('k', undefined as never), TypeError],
+  ['truncate with seqno a string', (c) => c.truncate('k', '3' as never), TypeError],
+  ['truncate with seqno -5', (c) => c.truncate('k', -5), RangeError],
+  ['truncate with seqno 3.3', (c) => c.truncate('k', 3.3), RangeError],
+  ['truncate with seqno an unsafe number', (c) => c.truncate('k', 2 ** 60), RangeError],
+  ['truncate with seqno above 2^63-1', (c) => c.truncate('k', SEQNO_MAX + 1n), RangeError],
+];
+
+async function rejection(call: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await call();
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+for (const backend of await backends()) {
+  const test = suite(`malformed calls on ${backend.name}`);
+
+  test(`${MALFORMED.length} malformed calls each get the contract's error and change nothing`, async () => {
+    const store = await backend.store();
+    try {
+      for (const key of ['k', '']) {
+        await store.consensus.compareAndSet(key, null, { seqno: 3n, data });
+        await store.consensus.compareAndSet(key, 3n, { seqno: 4n, data });
+      }
+      const before = await snapshot(store.raw, store.prefix);
+      assert.ok(before.length > 0);
+      for (const [description, call, expected] of MALFORMED) {
+        const err = await rejection(() => call(store.consensus));
+        assert.instance(err, expected, description);
+        assert.not.instance(err, ExternalError, description);
+        assert.is(await snapshot(store.raw, store.prefix), before, `${description} changed the store`);
+      }
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  test.after(() => backend.close());
+  test.run();
+}
+
+const noRequests = suite('malformed calls never reach Redis');
+
+noRequests('not one command is sent for any malformed call', async () => {
+  const sent: string[] = [];
+  let armed = false;
+  // Counts every method call on the client once the store is built (scripts defined).
+  const client = new Proxy(new RedisMock({ port: 39999 }), {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        if (armed) sent.push(String(property));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as unknown as RedisClient;
+  const consensus = new RedisConsensus(client, { prefix: 'no-requests' });
+  armed = true;
+  for (const [description, call] of MALFORMED) {
+    await rejection(() => call(consensus));
+    assert.equal(sent, [], description);
+  }
+  await consensus.head('k');
+  assert.ok(sent.length > 0, 'the counting proxy sees a valid call');
+});
+
+noRequests('invalid constructor options are rejected', () => {
+  const client = new RedisMock({ port: 39998 }) as unknown as RedisClient;
+  assert.throws(() => new RedisConsensus(client, { prefix: 'a{b' }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { prefix: '' }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { prefix: 5 as never }), TypeError);
+  assert.throws(() => new RedisConsensus(client, { timeoutMs: 0 }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { retry: { attempts: 0 } }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { durability: { replicas: -1 } }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { durability: { replicas: 1, timeoutMs: Number.NaN } }), RangeError);
+});
+
+noRequests.run();
