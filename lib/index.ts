@@ -12,3 +12,10 @@ export { ExternalError } from './errors.js';
 export type { RedisClient, RetryOptions } from './link.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';
 export type { SeqNo } from './seqno.js';
+export {
+  combineObservers, countingObserver, DEFAULT_LATENCY_BUCKETS, prometheusObserver,
+} from './metrics.js';
+export type {
+  CountingObserver, MetricLabels, OperationCounts, PromClient, PromCounter, PromHistogram,
+  PromMetricConfiguration, PrometheusObserverOptions, PromRegistry,
+} from './metrics.js';

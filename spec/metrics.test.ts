@@ -1,0 +1,226 @@
+/**
+ * Metrics and health: the observers of lib/metrics.ts count what the store really did (on
+ * ioredis-mock), and `ping` answers or fails as determinate.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as promClient from 'prom-client';
+import { Redis } from 'ioredis';
+import RedisMock from 'ioredis-mock';
+import {
+  CaSResult, combineObservers, countingObserver, ExternalError, prometheusObserver, RedisConsensus,
+} from '../lib/index.js';
+import type { Observer, OperationEvent, RedisClient } from '../lib/index.js';
+import { freshPrefix, mockBackend } from './support/backends.js';
+
+const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
+
+/** A value of one sample of a metric in `registry`, or 0 when it has none. */
+async function sample(registry: promClient.Registry, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  if (metric === undefined) throw new Error(`no metric ${name}`);
+  const match = metric.values.find((value) =>
+    Object.entries(labels).every(([label, expected]) => String(value.labels[label]) === expected) &&
+    ((value as { metricName?: string }).metricName ?? name) === (name.endsWith('_seconds') ? `${name}_count` : name));
+  return match?.value ?? 0;
+}
+
+/** Runs a known workload: 2 commits (5 + 3 bytes), 1 mismatch, head, scan, truncate of 1, listKeys. */
+async function workload(consensus: RedisConsensus): Promise<void> {
+  assert.is(await consensus.compareAndSet('a', null, { seqno: 1n, data: bytes('hello') }), CaSResult.Committed);
+  assert.is(await consensus.compareAndSet('a', 1n, { seqno: 2n, data: bytes('abc') }), CaSResult.Committed);
+  assert.is(await consensus.compareAndSet('a', 1n, { seqno: 3n, data: bytes('zz') }), CaSResult.ExpectationMismatch);
+  assert.is((await consensus.head('a'))?.seqno, 2n);
+  assert.is((await consensus.scan('a', 0n, 10)).length, 2);
+  assert.is(await consensus.truncate('a', 2n), 1);
+  const keys: string[] = [];
+  for await (const key of consensus.listKeys()) keys.push(key);
+  assert.equal(keys, ['a']);
+  // A determinate failure: truncating above the head.
+  const err = await consensus.truncate('a', 9n).then(() => undefined, (e: unknown) => e);
+  assert.instance(err, ExternalError);
+  // Invalid arguments never reach Redis and are not counted.
+  await consensus.head(42 as unknown as string).catch(() => undefined);
+}
+
+const counting = suite('countingObserver');
+
+counting('counts every operation, its outcome, bytes and versions', async () => {
+  const observer = countingObserver();
+  const store = await mockBackend().store({ observer });
+  try {
+    await workload(store.consensus);
+    const { counts } = observer;
+    assert.equal(counts.compareAndSet, {
+      started: 3, ok: 2, mismatch: 1, determinate: 0, indeterminate: 0,
+      bytesWritten: 8, bytesRead: 0, count: 2, totalMs: counts.compareAndSet.totalMs,
+    });
+    assert.ok(counts.compareAndSet.totalMs > 0);
+    assert.is(counts.head.started, 1);
+    assert.is(counts.head.ok, 1);
+    assert.is(counts.head.bytesRead, 3);
+    assert.is(counts.scan.bytesRead, 8);
+    assert.is(counts.scan.count, 2);
+    assert.is(counts.truncate.started, 2);
+    assert.is(counts.truncate.ok, 1);
+    assert.is(counts.truncate.determinate, 1);
+    assert.is(counts.truncate.count, 1);
+    assert.is(counts.listKeys.ok, 1);
+    assert.is(counts.listKeys.count, 1);
+    observer.reset();
+    assert.is(observer.counts.compareAndSet.started, 0);
+  } finally {
+    await store.dispose();
+  }
+});
+
+counting('an indeterminate write is counted as such', async () => {
+  const observer = countingObserver();
+  // A client whose scripts hang: the write is sent and its reply never comes.
+  const client = new RedisMock({ port: 39_001 }) as unknown as RedisClient & Record<string, unknown>;
+  const consensus = new RedisConsensus(client, { prefix: freshPrefix('metrics'), observer, timeoutMs: 50 });
+  client['redisConsensus_compareAndSet_v1'] = () => new Promise(() => {});
+  try {
+    const err = await consensus.compareAndSet('k', null, { seqno: 1n, data: bytes('x') })
+      .then(() => undefined, (e: unknown) => e);
+    assert.instance(err, ExternalError);
+    assert.is((err as ExternalError).determinate, false);
+    assert.is(observer.counts.compareAndSet.indeterminate, 1);
+    assert.is(observer.counts.compareAndSet.bytesWritten, 0);
+  } finally {
+    await consensus.close();
+  }
+});
+
+counting.run();
+
+const prometheus = suite('prometheusObserver');
+
+prometheus('registers documented metrics whose values match the operations done', async () => {
+  const registry = new promClient.Registry();
+  const store = await mockBackend().store({ observer: prometheusObserver(promClient, { registry }) });
+  try {
+    await workload(store.consensus);
+    const names = (await registry.getMetricsAsJSON()).map((m) => m.name).sort();
+    assert.equal(names, [
+      'redis_consensus_bytes_read_total', 'redis_consensus_bytes_written_total',
+      'redis_consensus_mismatches_total', 'redis_consensus_operation_duration_seconds',
+      'redis_consensus_operations_failed_total', 'redis_consensus_operations_started_total',
+      'redis_consensus_operations_succeeded_total', 'redis_consensus_versions_truncated_total',
+    ]);
+    const value = (name: string, labels: Record<string, string>): Promise<number> =>
+      sample(registry, `redis_consensus_${name}`, labels);
+    assert.is(await value('operations_started_total', { operation: 'compareAndSet' }), 3);
+    assert.is(await value('operations_succeeded_total', { operation: 'compareAndSet' }), 3);
+    assert.is(await value('mismatches_total', { operation: 'compareAndSet' }), 1);
+    assert.is(await value('bytes_written_total', { operation: 'compareAndSet' }), 8);
+    assert.is(await value('bytes_read_total', { operation: 'head' }), 3);
+    assert.is(await value('bytes_read_total', { operation: 'scan' }), 8);
+    assert.is(await value('operations_started_total', { operation: 'head' }), 1);
+    assert.is(await value('operations_started_total', { operation: 'truncate' }), 2);
+    assert.is(await value('operations_succeeded_total', { operation: 'truncate' }), 1);
+    assert.is(await value('operations_failed_total', { operation: 'truncate', outcome: 'determinate' }), 1);
+    assert.is(await value('operations_failed_total', { operation: 'truncate', outcome: 'indeterminate' }), 0);
+    assert.is(await value('versions_truncated_total', { operation: 'truncate' }), 1);
+    assert.is(await value('operations_succeeded_total', { operation: 'listKeys' }), 1);
+    assert.is(await value('operation_duration_seconds', { operation: 'compareAndSet', outcome: 'ok' }), 2);
+    assert.is(await value('operation_duration_seconds', { operation: 'compareAndSet', outcome: 'mismatch' }), 1);
+    assert.is(await value('operation_duration_seconds', { operation: 'truncate', outcome: 'determinate' }), 1);
+    const text = await registry.metrics();
+    assert.match(text, '# HELP redis_consensus_operations_failed_total');
+    assert.match(text, 'redis_consensus_operation_duration_seconds_bucket{le="0.0001"');
+  } finally {
+    await store.dispose();
+  }
+});
+
+prometheus('two observers on one registry share the metrics; a custom prefix and buckets apply', async () => {
+  const registry = new promClient.Registry();
+  const first = prometheusObserver(promClient, { registry, prefix: 'app_rc_', buckets: [0.5, 1] });
+  const second = prometheusObserver(promClient, { registry, prefix: 'app_rc_', buckets: [0.5, 1] });
+  first.started?.('head');
+  second.started?.('head');
+  assert.is(await sample(registry, 'app_rc_operations_started_total', { operation: 'head' }), 2);
+  second.finished?.({ operation: 'head', outcome: 'ok', durationMs: 2, bytesWritten: 0, bytesRead: 0, count: 0 });
+  assert.match(await registry.metrics(), 'app_rc_operation_duration_seconds_bucket{le="0.5",operation="head",outcome="ok"} 1');
+  assert.throws(() => prometheusObserver(promClient, { registry, prefix: 'bad prefix' }), RangeError);
+});
+
+prometheus('uses the default registry when none is given', async () => {
+  const observer = prometheusObserver(promClient, { prefix: 'rc_default_test_' });
+  observer.started?.('scan');
+  assert.is(await sample(promClient.register, 'rc_default_test_operations_started_total', { operation: 'scan' }), 1);
+  promClient.register.clear();
+});
+
+prometheus.run();
+
+const combined = suite('combineObservers');
+
+combined('forwards to every observer, even when one throws', () => {
+  const counting = countingObserver();
+  const throwing: Observer = {
+    started() { throw new Error('broken metrics'); },
+    finished() { throw new Error('broken metrics'); },
+  };
+  const both = combineObservers(throwing, counting, {});
+  both.started?.('head');
+  const event: OperationEvent = { operation: 'head', outcome: 'ok', durationMs: 1, bytesWritten: 0, bytesRead: 4, count: 1 };
+  both.finished?.(event);
+  assert.is(counting.counts.head.started, 1);
+  assert.is(counting.counts.head.bytesRead, 4);
+});
+
+combined.run();
+
+const ping = suite('ping');
+
+ping('returns the round-trip time in milliseconds', async () => {
+  const store = await mockBackend().store();
+  try {
+    const ms = await store.consensus.ping();
+    assert.type(ms, 'number');
+    assert.ok(ms >= 0 && Number.isFinite(ms));
+    assert.ok((await store.consensus.ping({ timeoutMs: 1000 })) >= 0);
+  } finally {
+    await store.dispose();
+  }
+});
+
+ping('fails as determinate when Redis cannot be reached', async () => {
+  // Nothing listens on this port (in this helper's range): the connection is refused.
+  const client = new Redis('redis://127.0.0.1:7499', {
+    lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
+  });
+  client.on('error', () => {});
+  const consensus = new RedisConsensus(client as unknown as RedisClient, { timeoutMs: 300, retry: { attempts: 2 } });
+  try {
+    const err = await consensus.ping().then(() => undefined, (e: unknown) => e);
+    assert.instance(err, ExternalError);
+    assert.is((err as ExternalError).determinate, true);
+    assert.match((err as Error).message, /^determinate: /);
+  } finally {
+    await consensus.close();
+    client.disconnect();
+  }
+});
+
+ping('fails as determinate after close', async () => {
+  const store = await mockBackend().store();
+  await store.dispose();
+  const err = await store.consensus.ping().then(() => undefined, (e: unknown) => e);
+  assert.instance(err, ExternalError);
+  assert.is((err as ExternalError).determinate, true);
+});
+
+ping('rejects an invalid timeout before sending anything', async () => {
+  const store = await mockBackend().store();
+  try {
+    const err = await store.consensus.ping({ timeoutMs: -1 }).then(() => undefined, (e: unknown) => e);
+    assert.instance(err, RangeError);
+  } finally {
+    await store.dispose();
+  }
+});
+
+ping.run();
