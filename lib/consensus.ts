@@ -1,4 +1,6 @@
 import { Redis } from 'ioredis';
+import type { ClusterNode, ClusterOptions } from 'ioredis';
+import { openCluster } from './cluster.js';
 import { determinate, indeterminate } from './errors.js';
 import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf } from './layout.js';
 import type { KeyNames } from './layout.js';
@@ -174,6 +176,34 @@ export class RedisConsensus {
     } catch (err) {
       ownedClients.delete(client as unknown as RedisClient);
       client.disconnect();
+      throw err;
+    }
+  }
+
+  /**
+   * Connects to a Redis Cluster through any of `nodes` with a Cluster client of its own, made never
+   * to re-send a write (on its nodes, and after a node fails), and waits until it knows the slots.
+   * `close()` quits that client. `clusterOptions` go to ioredis's `Cluster` as they are, apart from
+   * those safety settings.
+   *
+   * @example
+   * ```ts
+   * const consensus = await RedisConsensus.connectCluster([{ host: '10.0.0.1', port: 7000 }], { prefix: 'myapp' });
+   * ```
+   * @throws ExternalError (determinate) when the cluster cannot be reached.
+   */
+  static async connectCluster(
+    nodes: ClusterNode[],
+    options: RedisConsensusOptions = {},
+    clusterOptions: ClusterOptions = {},
+  ): Promise<RedisConsensus> {
+    const client = await openCluster(nodes, clusterOptions) as unknown as RedisClient;
+    ownedClients.add(client);
+    try {
+      return new RedisConsensus(client, options);
+    } catch (err) {
+      ownedClients.delete(client);
+      client.disconnect?.();
       throw err;
     }
   }

@@ -9,6 +9,8 @@
  * be ready instead of sitting in an offline queue, and is failed here, as indeterminate, when its
  * connection closes or its deadline passes.
  */
+import type { ClusterOptions } from 'ioredis';
+import { safeClusterOptions } from './cluster.js';
 import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
 import type { ScriptHost } from './scripts.js';
 
@@ -32,6 +34,7 @@ export interface RedisClient extends ScriptHost {
     autoResendUnfulfilledCommands?: boolean;
     enableOfflineQueue?: boolean;
     redisOptions?: { autoResendUnfulfilledCommands?: boolean };
+    retryDelayOnFailover?: number;
   };
 }
 
@@ -63,8 +66,12 @@ function isConnection(client: RedisClient): boolean {
 /** Whether ioredis will never re-send this client's commands after a reconnect. */
 function resendsNothing(client: RedisClient): boolean {
   if (!isConnection(client)) return true;
-  const options = client.isCluster ? client.options?.redisOptions : client.options;
-  return options?.autoResendUnfulfilledCommands === false;
+  if (client.isCluster) {
+    // A Cluster re-sends a command whose node closed under it unless retryDelayOnFailover is 0.
+    return client.options?.redisOptions?.autoResendUnfulfilledCommands === false &&
+      client.options.retryDelayOnFailover === 0;
+  }
+  return client.options?.autoResendUnfulfilledCommands === false;
 }
 
 export class Link {
@@ -191,6 +198,12 @@ export class Link {
       this.watched.push([node, onClose]);
     };
     if (client.isCluster) {
+      // A Cluster node that closes never reconnects (unless clusterNodeRetryStrategy says so):
+      // ioredis then rejects its own in-flight commands. Failing every call of the Cluster on any
+      // node's close would fail calls on healthy nodes too, e.g. on each failed reconnect to a
+      // dead primary during a failover.
+      const options = client.options as { clusterNodeRetryStrategy?: unknown } | undefined;
+      if (typeof options?.clusterNodeRetryStrategy !== 'function') return;
       const onNode = (node: unknown): void => watch(node as RedisClient);
       client.on?.('+node', onNode);
       this.watched.push([client, onNode as () => void]);
@@ -238,18 +251,23 @@ function duplicateForWrites(client: RedisClient): RedisClient {
     throw new TypeError('the client re-sends commands after reconnects and cannot be duplicated');
   }
   if (client.isCluster) {
-    return client.duplicate([], {
-      redisOptions: { ...client.options?.redisOptions, ...SAFE_WRITE_OPTIONS },
-    });
+    return client.duplicate([], safeClusterOptions(client.options as ClusterOptions | undefined));
   }
   return client.duplicate(SAFE_WRITE_OPTIONS);
 }
 
-/** The connection of `cluster` to the primary that serves the slot of `key`. */
+/**
+ * The connection of `cluster` to the primary that serves the slot of `key`: the very connection
+ * that carried the slot's last write. ioredis sends a slot's commands to `slots[slot][0]` (which a
+ * MOVED reply updates at once) over the node connections that `nodes()` lists. A write that was
+ * redirected with ASK during a slot migration went to the importing node instead; WAIT here does
+ * not cover it.
+ */
 function primaryFor(cluster: RedisClient, key: string): RedisClient {
-  const slots = (cluster as unknown as { slots: string[][] }).slots;
+  const slots = (cluster as unknown as { slots: Array<string[] | undefined> }).slots;
   const address = slots[keySlot(key)]?.[0];
-  const primary = cluster.nodes?.('master').find((node) => {
+  // 'all', not 'master': after a failover the pool may still list the promoted node as a replica.
+  const primary = cluster.nodes?.('all').find((node) => {
     const options = node.options as { host?: string; port?: number } | undefined;
     return `${options?.host}:${options?.port}` === address;
   });

@@ -1,0 +1,338 @@
+/**
+ * Redis Cluster: a real cluster of 3 primaries + 3 replicas started by this file (ports
+ * 7200-7205, bus 7300-7305). The shared contract suite runs on it; then the layout's hash tags
+ * and spread, listKeys across primaries, WAIT on the right node, slots moved under load, and a
+ * primary killed under load. The cluster is shared by every suite here and killed at the end.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Redis } from 'ioredis';
+import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+import { BUCKETS, bucketOf, keyNames } from '../lib/layout.js';
+import { keySlot } from '../lib/link.js';
+import { freshPrefix } from './support/backends.js';
+import {
+  audit, casWorkload, clusterAvailable, clusterBackend, command, deleteClusterPrefix, startCluster, until,
+} from './support/cluster.js';
+import type { ClusterNode, TestCluster } from './support/cluster.js';
+import { AWKWARD_KEYS, contractSuite } from './support/contract.js';
+
+const BASE_PORT = 7200;
+
+if (await clusterAvailable()) {
+  const started = Date.now();
+  const cluster = await startCluster(BASE_PORT);
+  console.log(`[cluster] 3 primaries + 3 replicas ready in ${Date.now() - started} ms`);
+  contractSuite(clusterBackend(cluster));
+  layoutSuite(cluster);
+  durabilitySuite(cluster);
+  reshardSuite(cluster);
+  failoverSuite(cluster);
+}
+
+/** The owner (primary) of every slot, from a node's view of the cluster. */
+function slotOwners(nodes: ClusterNode[]): Map<number, ClusterNode> {
+  const owners = new Map<number, ClusterNode>();
+  for (const node of nodes) {
+    if (node.role !== 'master' || node.failed) continue;
+    for (const [first, last] of node.slots) for (let slot = first; slot <= last; slot++) owners.set(slot, node);
+  }
+  return owners;
+}
+
+/** A store on its own Cluster client, and a way to drop it. */
+async function openStore(cluster: TestCluster, options: ConstructorParameters<typeof RedisConsensus>[1] = {}): Promise<{
+  consensus: RedisConsensus;
+  dispose(): Promise<void>;
+}> {
+  const prefix = options.prefix ?? freshPrefix('cluster');
+  const consensus = await RedisConsensus.connectCluster(cluster.startupNodes, { ...options, prefix });
+  return {
+    consensus,
+    async dispose() {
+      await consensus.close();
+      const cleaner = cluster.client();
+      await deleteClusterPrefix(cleaner, prefix);
+      await cleaner.quit();
+    },
+  };
+}
+
+function layoutSuite(cluster: TestCluster): void {
+  const test = suite('cluster: key layout');
+
+  test('every Redis key of any key string lands in one slot, as CLUSTER KEYSLOT computes it', async () => {
+    const keys = [...AWKWARD_KEYS, '{{}}', '}}{{', '{x}{y}', 'shard-{0}', 'a'.repeat(1000)];
+    for (const key of keys) {
+      const names = keyNames('consensus', key);
+      const slots = await Promise.all([names.versions, names.data, names.registry].map(
+        async (name) => Number(await command(BASE_PORT, 'CLUSTER', 'KEYSLOT', name))));
+      assert.equal(new Set(slots).size, 1, `${JSON.stringify(key)} spans slots ${slots}`);
+      assert.is(slots[0], keySlot(names.versions), `keySlot disagrees with Redis for ${JSON.stringify(key)}`);
+    }
+  });
+
+  test('10,000 keys spread evenly over buckets, slots and primaries', async () => {
+    const owners = slotOwners(await cluster.topology());
+    const perBucket = new Array<number>(BUCKETS).fill(0);
+    const perPrimary = new Map<number, number>();
+    const slots = new Set<number>();
+    const count = 10_000;
+    for (let i = 0; i < count; i++) {
+      const names = keyNames('consensus', `shard-${i}`);
+      const slot = keySlot(names.versions);
+      slots.add(slot);
+      perBucket[bucketOf(`shard-${i}`)]!++;
+      const port = owners.get(slot)!.port;
+      perPrimary.set(port, (perPrimary.get(port) ?? 0) + 1);
+    }
+    // Every bucket tag is its own slot: the registry sets spread over the cluster as the keys do.
+    const bucketSlots = new Set(Array.from({ length: BUCKETS }, (_, bucket) => keySlot(`p:{${bucket}}:keys`)));
+    const max = Math.max(...perBucket);
+    const min = Math.min(...perBucket);
+    const shares = [...perPrimary].sort().map(([port, n]) => `${port}: ${(100 * n / count).toFixed(1)}%`);
+    console.log(`[cluster] 10,000 keys: ${slots.size} distinct slots (${bucketSlots.size} for ${BUCKETS} buckets); ` +
+      `per bucket min ${min} max ${max} mean ${(count / BUCKETS).toFixed(1)}; per primary ${shares.join(', ')}`);
+    assert.is(bucketSlots.size, BUCKETS);
+    assert.is(slots.size, perBucket.filter((n) => n > 0).length);
+    assert.ok(min >= 1 && max <= 3 * (count / BUCKETS), `bucket load ${min}..${max}`);
+    assert.is(perPrimary.size, 3);
+    for (const n of perPrimary.values()) assert.ok(n > count * 0.25 && n < count * 0.42, `primary share ${n}`);
+  });
+
+  test('listKeys shows each of 2,000 keys exactly once, across every primary', async () => {
+    const store = await openStore(cluster);
+    try {
+      const keys = Array.from({ length: 2000 }, (_, i) => `listed-${i}`);
+      for (let i = 0; i < keys.length; i += 200) {
+        await Promise.all(keys.slice(i, i + 200).map(async (key) => {
+          assert.is(await store.consensus.compareAndSet(key, null, { seqno: 0, data: Buffer.from(key) }), CaSResult.Committed);
+        }));
+      }
+      const listed: string[] = [];
+      for await (const key of store.consensus.listKeys()) listed.push(key);
+      assert.is(listed.length, keys.length);
+      assert.equal(listed.sort(), [...keys].sort());
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  test('a client given to the constructor gets a write connection that re-sends nothing', async () => {
+    const client = cluster.client();
+    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('given') });
+    try {
+      const writer = (consensus as unknown as { link: { writer: RedisClient } }).link.writer;
+      assert.is.not(writer, client as unknown as RedisClient);
+      assert.is(writer.options?.redisOptions?.autoResendUnfulfilledCommands, false);
+      assert.is(writer.options?.retryDelayOnFailover, 0);
+      assert.is(await consensus.compareAndSet('k', null, { seqno: 1, data: Buffer.from('x') }), CaSResult.Committed);
+      assert.is((await consensus.head('k'))?.seqno, 1n);
+    } finally {
+      await consensus.close();
+      const cleaner = cluster.client();
+      await deleteClusterPrefix(cleaner, consensus.prefix);
+      await cleaner.quit();
+      await client.quit();
+    }
+  });
+
+  test.run();
+}
+
+function durabilitySuite(cluster: TestCluster): void {
+  const test = suite('cluster: durability (WAIT)');
+
+  test('WAIT goes to the primary of the key, which a replica then mirrors', async () => {
+    const store = await openStore(cluster, { durability: { replicas: 1, timeoutMs: 2000 } });
+    try {
+      const nodes = await cluster.topology();
+      const owners = slotOwners(nodes);
+      for (const key of ['a', 'b', 'c', 'd', 'e', 'f']) {
+        assert.is(await store.consensus.compareAndSet(key, null, { seqno: 7, data: Buffer.from(key) }), CaSResult.Committed);
+        const names = keyNames(store.consensus.prefix, key);
+        const owner = owners.get(keySlot(names.versions))!;
+        const replica = nodes.find((node) => node.primaryId === owner.id)!;
+        const reader = new Redis({ port: replica.port, lazyConnect: true });
+        try {
+          await reader.connect();
+          await reader.call('READONLY');
+          assert.equal(await reader.zrange(names.versions, 0, -1), ['0000000000000000007']);
+        } finally {
+          reader.disconnect();
+        }
+      }
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  test('more replicas than the cluster has: indeterminate, and the write is on the primary', async () => {
+    const store = await openStore(cluster, { durability: { replicas: 2, timeoutMs: 200 } });
+    try {
+      let failure: unknown;
+      try {
+        await store.consensus.compareAndSet('k', null, { seqno: 1, data: Buffer.from('x') });
+      } catch (err) {
+        failure = err;
+      }
+      assert.instance(failure, ExternalError);
+      assert.is((failure as ExternalError).determinate, false);
+      assert.match((failure as Error).message, /committed on the primary but only 1 of 2 replicas/);
+      assert.is((await store.consensus.head('k'))?.seqno, 1n);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  test.run();
+}
+
+/**
+ * Moves `slot` from the primary on `from` to the one on `to` by hand, one key per MIGRATE with a
+ * pause between, so that scripts meet ASK (keys already gone) and TRYAGAIN (keys split) on the way.
+ */
+async function moveSlot(nodes: ClusterNode[], slot: number, from: ClusterNode, to: ClusterNode, pauseMs: number): Promise<number> {
+  const source = new Redis({ port: from.port });
+  const target = new Redis({ port: to.port });
+  let moved = 0;
+  try {
+    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id);
+    for (;;) {
+      const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 1) as string[];
+      if (keys.length === 0) break;
+      await source.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', keys[0]!);
+      moved++;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+    await target.call('CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    await source.call('CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    for (const node of nodes) {
+      if (node.role === 'master' && node.port !== from.port && node.port !== to.port) {
+        await command(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+      }
+    }
+  } finally {
+    source.disconnect();
+    target.disconnect();
+  }
+  return moved;
+}
+
+function reshardSuite(cluster: TestCluster): void {
+  const test = suite('cluster: resharding under load');
+
+  test('slots move between primaries while workers compare-and-set: no wrong outcome, no lost write', async () => {
+    const stores = [await openStore(cluster, { timeoutMs: 3000 }), await openStore(cluster, { timeoutMs: 3000 })];
+    const prefix = stores[0]!.consensus.prefix;
+    const peer = await RedisConsensus.connectCluster(cluster.startupNodes, { prefix, timeoutMs: 3000 });
+    try {
+      const nodes = await cluster.topology();
+      const owners = slotOwners(nodes);
+      const primaries = nodes.filter((node) => node.role === 'master' && !node.failed);
+      // Ten keys in ten different slots.
+      const keys: string[] = [];
+      const slots = new Set<number>();
+      for (let i = 0; keys.length < 10; i++) {
+        const slot = keySlot(keyNames(prefix, `moving-${i}`).versions);
+        if (!slots.has(slot)) {
+          slots.add(slot);
+          keys.push(`moving-${i}`);
+        }
+      }
+      const workload = casWorkload([stores[0]!.consensus, peer], keys, 6);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      let migratedKeys = 0;
+      // Each slot goes to the next primary; the moves run one after another under load.
+      for (const slot of slots) {
+        const from = owners.get(slot)!;
+        const to = primaries[(primaries.indexOf(primaries.find((node) => node.id === from.id)!) + 1) % primaries.length]!;
+        migratedKeys += await moveSlot(nodes, slot, from, to, 40);
+      }
+      const moveMs = Date.now() - started;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await workload.stop();
+      const after = slotOwners(await cluster.topology());
+      for (const slot of slots) assert.is.not(after.get(slot)!.id, owners.get(slot)!.id, `slot ${slot} did not move`);
+      const result = await audit(stores[0]!.consensus, workload);
+      console.log(`[cluster] reshard: ${slots.size} slots (${migratedKeys} Redis keys) moved in ${moveMs} ms under load; ` +
+        `outcomes ${JSON.stringify(workload.outcomes)}; errors ${JSON.stringify([...workload.errors])}; ` +
+        `${result.acknowledged} acknowledged, ${result.lost.length} lost, ${result.phantom.length} phantom, ` +
+        `${result.fromUncertain} stored from indeterminate writes`);
+      assert.equal(result.lost, []);
+      assert.equal(result.phantom, []);
+      assert.ok(workload.outcomes.committed > 50, 'the workload made progress');
+      // Redirects are refusals: none may surface as an indeterminate outcome.
+      assert.is(workload.outcomes.indeterminate, 0, 'a redirect was reported as indeterminate');
+    } finally {
+      await peer.close();
+      for (const store of stores) await store.dispose();
+    }
+  });
+
+  test.run();
+}
+
+function failoverSuite(cluster: TestCluster): void {
+  const test = suite('cluster: a primary dies under load');
+
+  test('the promoted replica takes over; acknowledged writes lost with and without durability are reported', async () => {
+    const plain = await openStore(cluster, { timeoutMs: 2000 });
+    const durable = await openStore(cluster, { timeoutMs: 2000, durability: { replicas: 1, timeoutMs: 500 } });
+    try {
+      const nodes = await cluster.topology();
+      const owners = slotOwners(nodes);
+      const victim = owners.get(keySlot(keyNames(plain.consensus.prefix, 'x').versions))!;
+      // Keys served by the victim, for both stores.
+      const keysOn = (prefix: string): string[] => {
+        const keys: string[] = [];
+        for (let i = 0; keys.length < 8; i++) {
+          if (owners.get(keySlot(keyNames(prefix, `k${i}`).versions))!.id === victim.id) keys.push(`k${i}`);
+        }
+        return keys;
+      };
+      const plainKeys = keysOn(plain.consensus.prefix);
+      const durableKeys = keysOn(durable.consensus.prefix);
+      const plainLoad = casWorkload([plain.consensus], plainKeys, 4);
+      const durableLoad = casWorkload([durable.consensus], durableKeys, 4);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const killedAt = Date.now();
+      cluster.servers.find((server) => server.port === victim.port)!.kill();
+      const survivor = nodes.find((node) => node.port !== victim.port)!.port;
+      await until('a replica is promoted', 20_000, async () => {
+        const view = await cluster.topology(survivor);
+        return view.some((node) => node.primaryId === undefined && node.role === 'master' && !node.failed &&
+          node.port !== victim.port && node.slots.length > 0 &&
+          nodes.find((before) => before.id === node.id)?.primaryId === victim.id);
+      });
+      const promotedMs = Date.now() - killedAt;
+      // The library keeps working on the promoted replica.
+      const committedAtPromotion = plainLoad.outcomes.committed;
+      await until('writes commit again on the promoted replica', 15_000,
+        async () => plainLoad.outcomes.committed > committedAtPromotion + 20);
+      const recoveredMs = Date.now() - killedAt;
+      await plainLoad.stop();
+      await durableLoad.stop();
+      const plainAudit = await audit(plain.consensus, plainLoad);
+      const durableAudit = await audit(durable.consensus, durableLoad);
+      console.log(`[cluster] failover: replica promoted ${promotedMs} ms after the kill, writes back at ${recoveredMs} ms`);
+      console.log(`[cluster] failover without durability: ${plainAudit.acknowledged} acknowledged, ` +
+        `${plainAudit.lost.length} LOST ${JSON.stringify(plainAudit.lost)}; outcomes ${JSON.stringify(plainLoad.outcomes)}`);
+      console.log(`[cluster] failover with durability {replicas: 1}: ${durableAudit.acknowledged} acknowledged, ` +
+        `${durableAudit.lost.length} LOST ${JSON.stringify(durableAudit.lost)}; outcomes ${JSON.stringify(durableLoad.outcomes)}; ` +
+        `errors ${JSON.stringify([...durableLoad.errors])}`);
+      assert.equal(durableAudit.lost, []);
+      assert.equal(plainAudit.phantom, []);
+      assert.equal(durableAudit.phantom, []);
+    } finally {
+      await plain.dispose();
+      await durable.dispose();
+      await cluster.stop();
+    }
+  });
+
+  test.run();
+}

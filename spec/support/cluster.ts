@@ -1,0 +1,468 @@
+/**
+ * Real Redis servers started by the tests themselves, for what must not be done to the shared
+ * Redis at 6379: a Redis Cluster of 3 primaries + 3 replicas, and standalone primaries with
+ * replicas. Every server listens on loopback only, keeps nothing on disk (`--save ""`), lives in
+ * its own temp dir, and is killed by `stop()` or, failing that, when the process exits.
+ *
+ * When `redis-server` is missing the cluster suites are skipped loudly, unless REQUIRE_REDIS=1,
+ * which makes that a failure.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cluster, Redis } from 'ioredis';
+import type { ClusterOptions } from 'ioredis';
+import { RedisConsensus } from '../../lib/index.js';
+import type { RedisClient, RedisConsensusOptions } from '../../lib/index.js';
+import type { Backend, Store } from './backends.js';
+import { freshPrefix, REQUIRE_REDIS } from './backends.js';
+
+const HOST = '127.0.0.1';
+
+/** One redis-server process of ours. */
+export interface Server {
+  readonly port: number;
+  readonly dir: string;
+  /** Whether the process is still running (as far as we know). */
+  readonly alive: boolean;
+  /** Kills it at once (SIGKILL): no goodbye to replicas or clients, as in a crash. */
+  kill(): void;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Whether redis-server and redis-cli are on PATH; fails the run if they must be and are not. */
+export function redisServerAvailable(): boolean {
+  const found = ['redis-server', 'redis-cli'].every(
+    (tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0);
+  if (found) return true;
+  if (REQUIRE_REDIS) throw new Error('REQUIRE_REDIS=1 but redis-server / redis-cli are not on PATH');
+  console.warn('\n!!! SKIPPING Redis Cluster and replication suites: redis-server / redis-cli not on PATH. ' +
+    'Set REQUIRE_REDIS=1 to make this a failure. !!!\n');
+  return false;
+}
+
+/** Starts a redis-server on `port` with `args` added, and waits until it answers PING. */
+export async function startServer(port: number, args: string[] = []): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), `rc-redis-${port}-`));
+  const child = spawn('redis-server', [
+    '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir,
+    '--logfile', join(dir, 'redis.log'), ...args,
+  ], { stdio: 'ignore' });
+  running.add(child);
+  let alive = true;
+  child.on('exit', () => {
+    alive = false;
+    running.delete(child);
+  });
+  const server: Server = {
+    port, dir,
+    get alive() { return alive; },
+    kill() {
+      if (alive) child.kill('SIGKILL');
+    },
+  };
+  try {
+    await until(`redis-server on ${port} answers`, 5000, async () => {
+      if (!alive) throw new Error(`redis-server on ${port} exited; see ${dir}/redis.log`);
+      return (await command(port, 'PING')) === 'PONG';
+    });
+  } catch (err) {
+    server.kill();
+    throw err;
+  }
+  return server;
+}
+
+/** Stops servers and removes their dirs; waits until the processes are gone. */
+export async function stopServers(servers: readonly Server[]): Promise<void> {
+  for (const server of servers) server.kill();
+  await until('servers exit', 5000, async () => servers.every((server) => !server.alive));
+  for (const server of servers) rmSync(server.dir, { recursive: true, force: true });
+}
+
+/** Sends one command on a short-lived connection; rejects when nobody answers. */
+export async function command(port: number, ...args: (string | number)[]): Promise<unknown> {
+  const client = new Redis({
+    host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
+    connectTimeout: 1000, enableOfflineQueue: false,
+  });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return await client.call(String(args[0]), ...args.slice(1).map(String));
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Parses an INFO (or CLUSTER INFO) reply into fields. */
+export function infoFields(text: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 1).trim();
+  }
+  return fields;
+}
+
+/** Polls `check` until it returns true, or fails after `timeoutMs`. */
+export async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}` +
+        (last instanceof Error ? `: ${last.message}` : ''));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** One line of CLUSTER NODES. */
+export interface ClusterNode {
+  readonly id: string;
+  readonly port: number;
+  readonly role: 'master' | 'slave';
+  /** The id of its primary (replicas). */
+  readonly primaryId: string | undefined;
+  readonly failed: boolean;
+  /** Slot ranges served, as [first, last] (primaries). */
+  readonly slots: Array<[number, number]>;
+}
+
+/** A Redis Cluster of ours. */
+export interface TestCluster {
+  readonly servers: Server[];
+  readonly startupNodes: Array<{ host: string; port: number }>;
+  /** The cluster as the server on `port` sees it. */
+  topology(port?: number): Promise<ClusterNode[]>;
+  /** A new ioredis Cluster client (the caller quits it). */
+  client(options?: ClusterOptions): Cluster;
+  /** Waits until every live node reports cluster_state:ok and agrees on the primaries. */
+  settled(timeoutMs?: number): Promise<void>;
+  /** Kills every server and removes their dirs. */
+  stop(): Promise<void>;
+}
+
+/** Cluster tuning for tests: fast failure detection, but not so fast a busy 2-core box flaps. */
+const NODE_TIMEOUT_MS = 2000;
+
+/**
+ * Starts 6 servers on `basePort` .. `basePort + 5` (cluster bus on `basePort + 100 + i`), joins
+ * them with `redis-cli --cluster create --cluster-replicas 1`, and waits until the cluster is ok
+ * everywhere and every replica is in sync.
+ */
+export async function startCluster(basePort: number): Promise<TestCluster> {
+  const ports = Array.from({ length: 6 }, (_, i) => basePort + i);
+  const servers: Server[] = [];
+  const stop = async (): Promise<void> => stopServers(servers);
+  try {
+    servers.push(...await Promise.all(ports.map((port, i) => startServer(port, [
+      '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
+      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-port', String(basePort + 100 + i),
+      // A replica may always take over, however long it was cut off: tests kill primaries on purpose.
+      '--cluster-replica-validity-factor', '0',
+      // Slots of a live primary keep serving while another primary's are failing over.
+      '--cluster-require-full-coverage', 'no',
+    ]))));
+    const created = spawnSync('redis-cli', [
+      '--cluster', 'create', ...ports.map((port) => `${HOST}:${port}`), '--cluster-replicas', '1', '--cluster-yes',
+    ], { encoding: 'utf8', timeout: 30_000 });
+    if (created.status !== 0) {
+      throw new Error(`redis-cli --cluster create failed: ${created.stdout}\n${created.stderr}`);
+    }
+    const cluster: TestCluster = {
+      servers,
+      startupNodes: ports.map((port) => ({ host: HOST, port })),
+      topology: (port = liveServers(servers)[0]!.port) => topology(port),
+      client: (options = {}) => {
+        const client = new Cluster(cluster.startupNodes, options);
+        client.on('error', () => {});
+        return client;
+      },
+      settled: (timeoutMs = 20_000) => settled(servers, timeoutMs),
+      stop,
+    };
+    await cluster.settled();
+    return cluster;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+function liveServers(servers: readonly Server[]): Server[] {
+  return servers.filter((server) => server.alive);
+}
+
+async function topology(port: number): Promise<ClusterNode[]> {
+  const text = String(await command(port, 'CLUSTER', 'NODES'));
+  return text.trim().split('\n').map((line) => {
+    const [id = '', address = '', flags = '', primary = '', , , , , ...slots] = line.split(' ');
+    const flagList = flags.split(',');
+    return {
+      id,
+      port: Number(address.split('@')[0]!.split(':')[1]),
+      role: flagList.includes('master') ? 'master' : 'slave',
+      primaryId: primary === '-' ? undefined : primary,
+      failed: flagList.includes('fail') || flagList.includes('fail?'),
+      slots: slots.filter((range) => !range.startsWith('[')).map((range) => {
+        const [first, last = first] = range.split('-');
+        return [Number(first), Number(last)] as [number, number];
+      }),
+    };
+  });
+}
+
+async function settled(servers: readonly Server[], timeoutMs: number): Promise<void> {
+  await until('the cluster is ok on every node', timeoutMs, async () => {
+    const live = liveServers(servers);
+    const views = await Promise.all(live.map(async (server) => {
+      const info = infoFields(String(await command(server.port, 'CLUSTER', 'INFO')));
+      const nodes = await topology(server.port);
+      return { info, nodes };
+    }));
+    if (!views.every(({ info }) => info.cluster_state === 'ok' && info.cluster_slots_assigned === '16384')) {
+      return false;
+    }
+    // Every node agrees on who the live primaries are and what they serve.
+    const picture = (nodes: ClusterNode[]): string => JSON.stringify(nodes
+      .filter((node) => node.role === 'master' && !node.failed && node.slots.length > 0)
+      .map((node) => [node.port, node.slots]).sort());
+    if (new Set(views.map(({ nodes }) => picture(nodes))).size !== 1) return false;
+    // Every live replica is in sync with its primary.
+    const replication = await Promise.all(live.map(async (server) =>
+      infoFields(String(await command(server.port, 'INFO', 'replication')))));
+    return replication.every((info) => info.role === 'master' || info.master_link_status === 'up');
+  });
+}
+
+/** Whether a Redis Cluster can be started here; throws when REQUIRE_REDIS=1 and it cannot. */
+export async function clusterAvailable(): Promise<boolean> {
+  return redisServerAvailable();
+}
+
+/**
+ * A `raw` client for checking what a Cluster stores: an ioredis Cluster whose `scan` and `keys`
+ * go to every primary (a plain Cluster would ask one random node), and whose `unlink`/`del` of
+ * several keys send one command per key (several keys in one command must share a slot).
+ */
+export function clusterRaw(cluster: Cluster): Redis {
+  const eachPrimary = async (pattern: string): Promise<string[]> => {
+    await ready(cluster);
+    const found = await Promise.all(cluster.nodes('master').map(async (node) => {
+      const keys: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, page] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        keys.push(...page);
+        cursor = next;
+      } while (cursor !== '0');
+      return keys;
+    }));
+    return [...new Set(found.flat())];
+  };
+  const perKey = (name: 'unlink' | 'del') => async (...keys: string[]): Promise<number> => {
+    const counts = await Promise.all(keys.map((key) => cluster[name](key)));
+    return counts.reduce((sum, count) => sum + count, 0);
+  };
+  const overrides: Record<string, unknown> = {
+    // Every primary in one go: the cursor of the answer is always '0'.
+    scan: async (_cursor: string, ...args: (string | number)[]) => {
+      const match = args.findIndex((arg) => String(arg).toUpperCase() === 'MATCH');
+      return ['0', await eachPrimary(match === -1 ? '*' : String(args[match + 1]))];
+    },
+    keys: (pattern: string) => eachPrimary(pattern),
+    unlink: perKey('unlink'),
+    del: perKey('del'),
+  };
+  return new Proxy(cluster, {
+    get(target, property, receiver) {
+      if (typeof property === 'string' && property in overrides) return overrides[property];
+      const value: unknown = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  }) as unknown as Redis;
+}
+
+/** Deletes every key under `prefix` on every primary of a cluster. */
+export async function deleteClusterPrefix(cluster: Cluster, prefix: string): Promise<void> {
+  await ready(cluster);
+  await Promise.all(cluster.nodes('master').map(async (node) => {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      // One key per command: keys of different slots cannot share one.
+      await Promise.all(keys.map((key) => node.unlink(key)));
+      cursor = next;
+    } while (cursor !== '0');
+  }));
+}
+
+/**
+ * A `Backend` on a Redis Cluster: each store is `new RedisConsensus(new Cluster(...), options)`
+ * on a cluster client of its own (a client as users make them, with ioredis's defaults), isolated
+ * by prefix; peers connect with `RedisConsensus.connectCluster`. Disposing deletes the prefix's
+ * keys on every primary.
+ */
+export function clusterBackend(cluster: TestCluster): Backend {
+  const opened: Array<() => Promise<void>> = [];
+  return {
+    name: 'redis-cluster',
+    async store(options: RedisConsensusOptions = {}): Promise<Store> {
+      const prefix = options.prefix ?? freshPrefix('cluster');
+      const client = cluster.client();
+      const consensus = new RedisConsensus(client as unknown as RedisClient, { ...options, prefix });
+      const rawClient = cluster.client();
+      const raw = clusterRaw(rawClient);
+      return {
+        consensus, raw, prefix,
+        async dispose() {
+          await consensus.close();
+          await client.quit();
+          await deleteClusterPrefix(rawClient, prefix);
+          await rawClient.quit();
+        },
+      };
+    },
+    async peer(store: Store, options: RedisConsensusOptions = {}): Promise<RedisConsensus> {
+      const peer = await RedisConsensus.connectCluster(cluster.startupNodes, { ...options, prefix: store.prefix });
+      opened.push(() => peer.close());
+      return peer;
+    },
+    async close() {
+      await Promise.all(opened.splice(0).map((close) => close()));
+    },
+  };
+}
+
+/** What a compare-and-set workload saw, for checking the store against afterwards. */
+export interface Workload {
+  /** Acknowledged commits: key → seqno → payload. */
+  readonly acknowledged: Map<string, Map<bigint, string>>;
+  /** Writes whose outcome is unknown (indeterminate): key → seqno → payloads tried. */
+  readonly uncertain: Map<string, Map<bigint, Set<string>>>;
+  readonly outcomes: { committed: number; mismatch: number; determinate: number; indeterminate: number };
+  /** Distinct error messages seen, with counts. */
+  readonly errors: Map<string, number>;
+  /** Asks every worker to stop after its current step, and waits for them. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `workers` loops of head + compareAndSet(head, head + 1) over `keys`, spread over the
+ * given stores (worker i uses stores[i % n]), until `stop()`. Failures are counted, never thrown:
+ * a workload under faults keeps going.
+ */
+export function casWorkload(stores: readonly RedisConsensus[], keys: readonly string[], workers: number): Workload {
+  const acknowledged = new Map<string, Map<bigint, string>>(keys.map((key) => [key, new Map()]));
+  const uncertain = new Map<string, Map<bigint, Set<string>>>(keys.map((key) => [key, new Map()]));
+  const outcomes = { committed: 0, mismatch: 0, determinate: 0, indeterminate: 0 };
+  const errors = new Map<string, number>();
+  let stopping = false;
+  const failed = (err: unknown): void => {
+    const external = err as { determinate?: boolean; message?: string };
+    if (external.determinate === false) outcomes.indeterminate++;
+    else outcomes.determinate++;
+    const message = String(external.message ?? err).replace(/\d+/g, 'N');
+    errors.set(message, (errors.get(message) ?? 0) + 1);
+  };
+  const loop = async (worker: number): Promise<void> => {
+    const consensus = stores[worker % stores.length]!;
+    for (let step = 0; !stopping; step++) {
+      const key = keys[(worker + step * workers) % keys.length]!;
+      let expected: bigint | null;
+      try {
+        expected = (await consensus.head(key))?.seqno ?? null;
+      } catch (err) {
+        failed(err);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        continue;
+      }
+      const seqno = expected === null ? 0n : expected + 1n;
+      const payload = `w${worker}s${step}`;
+      try {
+        const result = await consensus.compareAndSet(key, expected, { seqno, data: Buffer.from(payload) });
+        if (result === 'Committed') {
+          outcomes.committed++;
+          acknowledged.get(key)!.set(seqno, payload);
+        } else {
+          outcomes.mismatch++;
+        }
+      } catch (err) {
+        failed(err);
+        if ((err as { determinate?: boolean }).determinate === false) {
+          const tried = uncertain.get(key)!;
+          if (!tried.has(seqno)) tried.set(seqno, new Set());
+          tried.get(seqno)!.add(payload);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  };
+  const running = Array.from({ length: workers }, (_, worker) => loop(worker));
+  return {
+    acknowledged, uncertain, outcomes, errors,
+    async stop() {
+      stopping = true;
+      await Promise.all(running);
+    },
+  };
+}
+
+/** What the store holds compared with what a workload was told. */
+export interface Audit {
+  /** Acknowledged commits missing from the store (or stored with other data). */
+  readonly lost: string[];
+  /** Stored versions nobody wrote: neither acknowledged nor an attempt of unknown outcome. */
+  readonly phantom: string[];
+  /** Acknowledged commits in all. */
+  readonly acknowledged: number;
+  /** Stored versions that came from writes reported indeterminate. */
+  readonly fromUncertain: number;
+}
+
+/** Reads every key of a workload back (with `reader`) and compares. */
+export async function audit(reader: RedisConsensus, workload: Workload): Promise<Audit> {
+  const lost: string[] = [];
+  const phantom: string[] = [];
+  let acknowledgedCount = 0;
+  let fromUncertain = 0;
+  for (const [key, commits] of workload.acknowledged) {
+    const stored = new Map((await reader.scan(key, 0, 1_000_000)).map(
+      (version) => [version.seqno, Buffer.from(version.data).toString('utf8')]));
+    for (const [seqno, payload] of commits) {
+      acknowledgedCount++;
+      if (stored.get(seqno) !== payload) lost.push(`${key}@${seqno}: acknowledged ${payload}, stored ${stored.get(seqno)}`);
+    }
+    for (const [seqno, payload] of stored) {
+      if (commits.get(seqno) === payload) continue;
+      if (workload.uncertain.get(key)?.get(seqno)?.has(payload)) fromUncertain++;
+      else phantom.push(`${key}@${seqno}: ${payload}`);
+    }
+  }
+  return { lost, phantom, acknowledged: acknowledgedCount, fromUncertain };
+}
+
+/** Waits until the ioredis client is ready (a Cluster knows its slots). */
+export async function ready(client: Cluster | Redis): Promise<void> {
+  if (client.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`client not ready (status ${client.status})`)), 10_000);
+    client.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
