@@ -48,6 +48,10 @@ const NEVER_SENT = [
   "Cluster isn't ready",
   'None of startup nodes is available',
   'Failed to refresh slots cache',
+  // A Cluster gives up after maxRedirections replies that each refused the command (MOVED, ASK,
+  // TRYAGAIN, CLUSTERDOWN; e.g. TRYAGAIN while a migration has split a script's keys). Write
+  // clients have retryDelayOnFailover 0, so a closed connection never joins that chain.
+  'Too many Cluster redirections',
 ];
 
 /** Whether a failure known to be of a command that never ran. */

@@ -13,7 +13,7 @@ import { BUCKETS, bucketOf, keyNames } from '../lib/layout.js';
 import { keySlot } from '../lib/link.js';
 import { freshPrefix } from './support/backends.js';
 import {
-  audit, casWorkload, clusterAvailable, clusterBackend, command, deleteClusterPrefix, startCluster, until,
+  audit, casWorkload, clusterAvailable, clusterBackend, command, deleteClusterPrefix, infoFields, startCluster, until,
 } from './support/cluster.js';
 import type { ClusterNode, TestCluster } from './support/cluster.js';
 import { AWKWARD_KEYS, contractSuite } from './support/contract.js';
@@ -221,8 +221,54 @@ async function moveSlot(nodes: ClusterNode[], slot: number, from: ClusterNode, t
   return moved;
 }
 
+/** TRYAGAIN, ASK and MOVED replies given so far, summed over the live primaries. */
+async function redirects(cluster: TestCluster): Promise<Record<string, number>> {
+  const totals: Record<string, number> = { TRYAGAIN: 0, ASK: 0, MOVED: 0 };
+  for (const node of await cluster.topology()) {
+    if (node.role !== 'master' || node.failed) continue;
+    const stats = infoFields(String(await command(node.port, 'INFO', 'errorstats')));
+    for (const code of Object.keys(totals)) {
+      totals[code]! += Number(/count=(\d+)/.exec(stats[`errorstat_${code}`] ?? '')?.[1] ?? 0);
+    }
+  }
+  return totals;
+}
+
 function reshardSuite(cluster: TestCluster): void {
   const test = suite('cluster: resharding under load');
+
+  test('a write whose keys a migration has split gets TRYAGAIN until they are together again, then commits', async () => {
+    const store = await openStore(cluster, { timeoutMs: 10_000 });
+    try {
+      const key = 'split';
+      assert.is(await store.consensus.compareAndSet(key, null, { seqno: 0, data: Buffer.from('v0') }), CaSResult.Committed);
+      const names = keyNames(store.consensus.prefix, key);
+      const slot = keySlot(names.versions);
+      const nodes = await cluster.topology();
+      const primaries = nodes.filter((node) => node.role === 'master' && !node.failed);
+      const from = slotOwners(nodes).get(slot)!;
+      const to = primaries.find((node) => node.id !== from.id)!;
+      await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
+      await command(from.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id);
+      await command(from.port, 'MIGRATE', '127.0.0.1', to.port, names.versions, 0, 5000);
+      const before = await redirects(cluster);
+      const started = Date.now();
+      const write = store.consensus.compareAndSet(key, 0, { seqno: 1, data: Buffer.from('v1') })
+        .catch((err: unknown) => err);
+      // Longer than ioredis's own TRYAGAIN budget (16 tries, 100 ms apart): Link.run retries after it.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await moveSlot(nodes, slot, from, to, 0);
+      assert.is(await write, CaSResult.Committed);
+      const waited = Date.now() - started;
+      const after = await redirects(cluster);
+      console.log(`[cluster] split keys: the write committed after ${waited} ms; ` +
+        `TRYAGAIN replies ${after.TRYAGAIN! - before.TRYAGAIN!}`);
+      assert.ok(after.TRYAGAIN! - before.TRYAGAIN! >= 16, 'the script met TRYAGAIN');
+      assert.equal((await store.consensus.scan(key, 0, 10)).map((version) => version.seqno), [0n, 1n]);
+    } finally {
+      await store.dispose();
+    }
+  });
 
   test('slots move between primaries while workers compare-and-set: no wrong outcome, no lost write', async () => {
     const stores = [await openStore(cluster, { timeoutMs: 3000 }), await openStore(cluster, { timeoutMs: 3000 })];
@@ -242,6 +288,7 @@ function reshardSuite(cluster: TestCluster): void {
           keys.push(`moving-${i}`);
         }
       }
+      const redirectsBefore = await redirects(cluster);
       const workload = casWorkload([stores[0]!.consensus, peer], keys, 6);
       await new Promise((resolve) => setTimeout(resolve, 300));
       const started = Date.now();
@@ -255,13 +302,15 @@ function reshardSuite(cluster: TestCluster): void {
       const moveMs = Date.now() - started;
       await new Promise((resolve) => setTimeout(resolve, 300));
       await workload.stop();
+      const redirectsAfter = await redirects(cluster);
       const after = slotOwners(await cluster.topology());
       for (const slot of slots) assert.is.not(after.get(slot)!.id, owners.get(slot)!.id, `slot ${slot} did not move`);
       const result = await audit(stores[0]!.consensus, workload);
       console.log(`[cluster] reshard: ${slots.size} slots (${migratedKeys} Redis keys) moved in ${moveMs} ms under load; ` +
         `outcomes ${JSON.stringify(workload.outcomes)}; errors ${JSON.stringify([...workload.errors])}; ` +
         `${result.acknowledged} acknowledged, ${result.lost.length} lost, ${result.phantom.length} phantom, ` +
-        `${result.fromUncertain} stored from indeterminate writes`);
+        `${result.fromUncertain} stored from indeterminate writes; replies ` +
+        Object.keys(redirectsAfter).map((code) => `${code} ${redirectsAfter[code]! - redirectsBefore[code]!}`).join(', '));
       assert.equal(result.lost, []);
       assert.equal(result.phantom, []);
       assert.ok(workload.outcomes.committed > 50, 'the workload made progress');
