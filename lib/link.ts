@@ -11,6 +11,8 @@
  */
 import type { ClusterOptions } from 'ioredis';
 import { safeClusterOptions } from './cluster.js';
+import { coalesceWrites } from './batching.js';
+import { Deadlines } from './deadlines.js';
 import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
 import type { ScriptHost } from './scripts.js';
 
@@ -24,6 +26,7 @@ export interface RedisClient extends ScriptHost {
   quit(): Promise<unknown>;
   disconnect?(): void;
   duplicate?(...args: unknown[]): RedisClient;
+  connect?(): Promise<unknown>;
   on?(event: string, listener: (...args: unknown[]) => void): unknown;
   off?(event: string, listener: (...args: unknown[]) => void): unknown;
   once?(event: string, listener: (...args: unknown[]) => void): unknown;
@@ -50,12 +53,25 @@ export interface RetryOptions {
 
 export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
 
-/** Options that make an ioredis connection safe for writes. */
-export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false } as const;
+/**
+ * Options that make an ioredis connection safe for writes: a command in flight when the
+ * connection breaks is never re-sent (its outcome is unknown, and the Link reports that), and a
+ * command that cannot be written now fails at once instead of waiting in the offline queue, to
+ * be sent after a reconnect, perhaps after its caller was told it failed.
+ */
+export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } as const;
 
 interface InFlight {
   isWrite: boolean;
   fail(err: ExternalError): void;
+}
+
+/** What the Link knows of one connection (or one Cluster client). */
+interface Connection {
+  /** Calls sent on it and not settled yet. */
+  readonly inFlight: Set<InFlight>;
+  /** The last connection error seen (owned connections only), for messages. */
+  lastError: string | undefined;
 }
 
 /** Whether a client is a real ioredis connection (ioredis-mock has no connection status). */
@@ -80,9 +96,11 @@ export class Link {
   /** Carries writes: never re-sends a command after a reconnect. */
   readonly writer: RedisClient;
   private readonly owned: RedisClient[] = [];
-  private readonly inFlight = new Set<InFlight>();
-  private readonly watched: Array<[RedisClient, () => void]> = [];
+  private readonly connections = new Map<RedisClient, Connection>();
+  private readonly watched: Array<[RedisClient, string, (...args: unknown[]) => void]> = [];
   private closed = false;
+  /** One timer for the deadlines of every call in flight (see deadlines.ts). */
+  private readonly deadlines = new Deadlines();
 
   /**
    * @param client  the client to use.
@@ -97,9 +115,12 @@ export class Link {
       // A client we were given re-sends after reconnects; writes get their own connection.
       this.writer = duplicateForWrites(client);
       this.owned.push(this.writer);
+      this.writer.on?.('error', () => {
+        // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
+      });
     }
-    this.watchCloses(this.writer);
-    if (this.reader !== this.writer) this.watchCloses(this.reader);
+    this.watch(this.writer);
+    if (this.reader !== this.writer) this.watch(this.reader);
   }
 
   /**
@@ -120,9 +141,13 @@ export class Link {
       } catch (err) {
         const failure = toExternal(err, isWrite, what);
         const delay = backoff(this.retry, attempt);
-        if (!failure.determinate || this.closed || attempt >= this.retry.attempts ||
-            Date.now() + delay >= deadline) {
-          throw failure;
+        if (!failure.determinate || this.closed) throw failure;
+        if (attempt >= this.retry.attempts || Date.now() + delay >= deadline) {
+          if (attempt === 1) throw failure;
+          // Same kind and cause, and the caller learns that retrying did not help either.
+          throw new ExternalError(true, `${failure.message.replace(/^determinate: /, '')} ` +
+            `(gave up after ${attempt} attempts in ${timeoutMs - (deadline - Date.now())} ms)`,
+          { cause: failure.cause });
         }
         await sleep(delay);
       }
@@ -138,24 +163,29 @@ export class Link {
     send: (client: RedisClient) => Promise<T>,
   ): Promise<T> {
     if (this.closed) throw determinate(`${what}: this RedisConsensus is closed`);
-    if (isWrite) await this.ready(client, what, deadline);
+    // Reads wait too: a read parked in an offline queue would only answer after its deadline.
+    if (client.status !== undefined && client.status !== 'ready') await this.ready(client, what, deadline);
+    const inFlight = this.connection(client).inFlight;
     return new Promise<T>((resolve, reject) => {
       const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)) };
-      const timer = setTimeout(() => {
+      const expiry = this.deadlines.add(deadline, () => {
         entry.fail(isWrite
-          ? indeterminate(`${what}: no reply within ${timeoutMs} ms`)
+          ? indeterminate(`${what}: no reply within ${timeoutMs} ms; the write may or may not ` +
+            'have been applied, re-read to learn which')
           : determinate(`${what}: no reply within ${timeoutMs} ms`));
-      }, Math.max(0, deadline - Date.now()));
+      });
       let settled = false;
       const settle = (finish: () => void): void => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        this.inFlight.delete(entry);
+        this.deadlines.delete(expiry);
+        inFlight.delete(entry);
         finish();
       };
-      this.inFlight.add(entry);
+      inFlight.add(entry);
       let sent: Promise<T>;
+      // Sockets the library owns send a burst of calls in one write; others' are left alone.
+      if (this.owned.includes(client)) coalesceWrites(client);
       try {
         sent = send(client);
       } catch (err) {
@@ -166,37 +196,75 @@ export class Link {
     });
   }
 
-  /** Waits until a connection can take a write now, rather than queue it for later. */
+  /**
+   * Waits until a connection can take a command now, rather than queue it to send after a
+   * reconnect, or fails determinate at the deadline: nothing was sent.
+   */
   private async ready(client: RedisClient, what: string, deadline: number): Promise<void> {
     if (!isConnection(client) || client.status === 'ready') return;
-    if (client.status === 'end') throw determinate(`${what}: the connection is closed for good`);
+    const notConnected = (): ExternalError => {
+      const cause = this.connection(client).lastError;
+      return determinate(`${what}: not connected to Redis (connection ${client.status}` +
+        `${cause === undefined ? '' : `, last error: ${cause}`}); nothing was sent`);
+    };
+    if (client.status === 'end') throw notConnected();
+    // A client made with lazyConnect connects on its first command; nothing is sent until ready.
+    if (client.status === 'wait') client.connect?.().catch(() => undefined);
     await new Promise<void>((resolve, reject) => {
-      const onReady = (): void => {
+      const finish = (err?: ExternalError): void => {
         clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
         client.off?.('ready', onReady);
-        reject(determinate(`${what}: not connected to Redis (status ${client.status})`));
-      }, Math.max(0, deadline - Date.now()));
-      client.once?.('ready', onReady);
+        client.off?.('end', onEnd);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onReady = (): void => finish();
+      const onEnd = (): void => finish(notConnected());
+      const timer = setTimeout(() => finish(notConnected()), Math.max(0, deadline - Date.now()));
+      client.on?.('ready', onReady);
+      client.on?.('end', onEnd);
     });
   }
 
-  /** Fails what was in flight on a connection that closed: ioredis will never settle it. */
-  private watchCloses(client: RedisClient): void {
+  private connection(client: RedisClient): Connection {
+    let connection = this.connections.get(client);
+    if (connection === undefined) {
+      connection = { inFlight: new Set(), lastError: undefined };
+      this.connections.set(client, connection);
+    }
+    return connection;
+  }
+
+  /**
+   * Fails what was in flight on a connection when it closes: with auto-resend off, ioredis never
+   * settles it. Only that connection's calls: a read connection closing says nothing about writes.
+   */
+  private watch(client: RedisClient): void {
     if (!isConnection(client)) return;
+    const connection = this.connection(client);
     const onClose = (): void => {
-      for (const entry of [...this.inFlight]) {
+      const cause = connection.lastError === undefined ? '' : ` (${connection.lastError})`;
+      for (const entry of [...connection.inFlight]) {
         entry.fail(entry.isWrite
-          ? indeterminate('the connection closed while the write was in flight')
-          : determinate('the connection closed while the read was in flight'));
+          ? indeterminate(`the connection closed${cause} while the write was in flight; it may or ` +
+            'may not have been applied, re-read to learn which')
+          : determinate(`the connection closed${cause} while the read was in flight`));
       }
     };
-    const watch = (node: RedisClient): void => {
-      node.on?.('close', onClose);
-      this.watched.push([node, onClose]);
+    const listen = (emitter: RedisClient, event: string, listener: (...args: unknown[]) => void): void => {
+      emitter.on?.(event, listener);
+      this.watched.push([emitter, event, listener]);
     };
+    if (this.owned.includes(client)) {
+      // Only on connections the library made: a listener on the caller's client would silence
+      // ioredis's own report of errors nobody else listens to.
+      listen(client, 'error', (err) => {
+        connection.lastError = err instanceof Error ? err.message : String(err);
+      });
+      listen(client, 'ready', () => {
+        connection.lastError = undefined;
+      });
+    }
     if (client.isCluster) {
       // A Cluster node that closes never reconnects (unless clusterNodeRetryStrategy says so):
       // ioredis then rejects its own in-flight commands. Failing every call of the Cluster on any
@@ -204,12 +272,10 @@ export class Link {
       // dead primary during a failover.
       const options = client.options as { clusterNodeRetryStrategy?: unknown } | undefined;
       if (typeof options?.clusterNodeRetryStrategy !== 'function') return;
-      const onNode = (node: unknown): void => watch(node as RedisClient);
-      client.on?.('+node', onNode);
-      this.watched.push([client, onNode as () => void]);
-      for (const node of client.nodes?.() ?? []) watch(node);
+      listen(client, '+node', (node) => listen(node as RedisClient, 'close', onClose));
+      for (const node of client.nodes?.() ?? []) listen(node, 'close', onClose);
     } else {
-      watch(client);
+      listen(client, 'close', onClose);
     }
   }
 
@@ -231,10 +297,7 @@ export class Link {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const [client, listener] of this.watched) {
-      client.off?.('close', listener);
-      client.off?.('+node', listener);
-    }
+    for (const [client, event, listener] of this.watched) client.off?.(event, listener);
     await Promise.all(this.owned.map(async (client) => {
       try {
         await client.quit();

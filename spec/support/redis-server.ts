@@ -1,0 +1,176 @@
+/**
+ * A private `redis-server` for tests that must disrupt Redis (kill clients, flush scripts,
+ * crash and restart it): never do that to the shared server at 6379.
+ *
+ * The server listens on loopback only, on the port you give it (stay in your own port range),
+ * keeps its files in a fresh temporary directory, and saves nothing unless you pass arguments
+ * that say otherwise (e.g. `['--appendonly', 'yes', '--appendfsync', 'always']`).
+ *
+ * Every server started here is killed when the process exits, also when a test fails or throws,
+ * so a failing run never leaves a server behind. Call `stop()` in your test's cleanup anyway.
+ *
+ * @example
+ * ```ts
+ * const server = await RedisServer.start({ port: 7150, args: ['--appendonly', 'yes'] });
+ * try {
+ *   // ... server.url ...
+ *   await server.crash();        // SIGKILL: no shutdown save, like a power cut
+ *   await server.start();        // same port, same directory, same arguments
+ * } finally {
+ *   await server.stop();         // also deletes the directory
+ * }
+ * ```
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** How to start a server. */
+export interface RedisServerOptions {
+  /** The port to listen on (127.0.0.1 only). */
+  readonly port: number;
+  /** More `redis-server` arguments, e.g. `['--appendonly', 'yes']`. */
+  readonly args?: readonly string[];
+  /** How long to wait for the server to answer PING, in ms. Default 10000. */
+  readonly startTimeoutMs?: number;
+}
+
+/** Every child still running, killed on exit whatever happened. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Whether `redis-server` can be run here. */
+export function redisServerAvailable(): boolean {
+  const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
+  return probe.status === 0;
+}
+
+/** A `redis-server` process this test run started and owns. */
+export class RedisServer {
+  /** The directory the server keeps its files in (AOF, RDB). */
+  readonly dir: string;
+  private child: ChildProcess | undefined;
+  private output = '';
+
+  private constructor(private readonly options: RedisServerOptions) {
+    this.dir = mkdtempSync(join(tmpdir(), `redis-${options.port}-`));
+  }
+
+  /** Starts a server and waits until it answers PING. */
+  static async start(options: RedisServerOptions): Promise<RedisServer> {
+    const server = new RedisServer(options);
+    try {
+      await server.start();
+    } catch (err) {
+      rmSync(server.dir, { recursive: true, force: true });
+      throw err;
+    }
+    return server;
+  }
+
+  /** The port it listens on. */
+  get port(): number {
+    return this.options.port;
+  }
+
+  /** `redis://127.0.0.1:<port>`. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.options.port}`;
+  }
+
+  /** Whether the process is running. */
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /**
+   * (Re)starts the process with the same port, directory and arguments, and waits until it
+   * answers PING (not LOADING). Fails if it is already running.
+   */
+  async start(): Promise<void> {
+    if (this.child !== undefined) throw new Error(`redis-server on ${this.port} is already running`);
+    const args = [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
+      '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '',
+      ...(this.options.args ?? []),
+    ];
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.output = '';
+    const keep = (chunk: Buffer): void => {
+      // The tail of the log is what explains a failed start.
+      this.output = (this.output + chunk.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.child = child;
+    running.add(child);
+    let exited = false;
+    child.once('exit', () => {
+      exited = true;
+      running.delete(child);
+      if (this.child === child) this.child = undefined;
+    });
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 10000);
+    for (;;) {
+      if (exited) {
+        throw new Error(`redis-server on port ${this.port} exited at start:\n${this.output}`);
+      }
+      if (await answersPing(this.port)) return;
+      if (Date.now() > deadline) {
+        await this.crash();
+        throw new Error(`redis-server on port ${this.port} did not answer PING in time:\n${this.output}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Kills the process with SIGKILL (no save on shutdown) and waits until it is gone. */
+  async crash(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  /** Stops the process (SIGTERM: a clean shutdown) and waits until it is gone. */
+  async shutdown(): Promise<void> {
+    await this.signal('SIGTERM');
+  }
+
+  /** Kills the process and deletes its directory. Safe to call more than once. */
+  async stop(): Promise<void> {
+    await this.crash();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (child === undefined) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    await gone;
+  }
+}
+
+/** Whether a server on `port` answers PING with PONG (a loading server answers -LOADING). */
+export function answersPing(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let reply = '';
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG'));
+    });
+    socket.on('error', () => finish(false));
+    socket.on('close', () => finish(false));
+  });
+}
