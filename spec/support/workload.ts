@@ -265,10 +265,10 @@ export function checkHistory(history: readonly Operation[], options: { lineariza
   let verdict: Verdict | undefined;
   if (options.linearizability !== false) {
     verdict = checkLinearizable(history);
-    for (const key of verdict.keys) {
-      if (key.linearizable === false) violations.push(`not linearizable: key ${JSON.stringify(key.key)}: ${key.explanation}`);
-      if (key.linearizable === 'inconclusive') violations.push(`linearizability inconclusive on ${JSON.stringify(key.key)}`);
-    }
+    // Listed first: one line per key, where the plainer invariants may give thousands.
+    violations.unshift(...verdict.keys.flatMap((key) => key.linearizable === true ? [] : [
+      `${key.linearizable === false ? 'not linearizable' : 'linearizability inconclusive'} on key ` +
+      `${JSON.stringify(key.key)}: ${key.explanation}`]));
   }
   return {
     operations: history.length, outcomes, lostWrites,

@@ -1,0 +1,227 @@
+/**
+ * A soak test: the concurrency workload of spec/support/workload.ts for longer, against a
+ * redis-server of its own, with faults injected while it runs, then the linearizability checker
+ * and the invariants on the whole history.
+ *
+ *   npm run stress -- --seconds 60 [--clients 32] [--processes 2] [--keys 4]
+ *                     [--kill-every-ms 250] [--flush-every-ms 1000] [--restart-every-s 0]
+ *                     [--url redis://...] [--volatile]
+ *
+ * Faults (on its own server only): `CLIENT KILL` of a few of the library's connections at a time
+ * (writes in flight become indeterminate), `SCRIPT FLUSH` (the next EVALSHA meets NOSCRIPT), and
+ * with --restart-every-s a crash (SIGKILL) and restart of the server, which runs with
+ * `appendonly yes` and `appendfsync always` so that no acknowledged write may be lost.
+ * With --url the run uses that server and injects no faults: it may be shared.
+ * --volatile runs the server without persistence, so a restart loses everything: a check of
+ * the checker, which must then report lost writes and violations.
+ *
+ * Exits non-zero on any violation (or an inconclusive check).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { deletePrefix, freshPrefix } from '../spec/support/backends.js';
+import { checkHistory, runWorkload } from '../spec/support/workload.js';
+
+/** This script's redis-servers use ports in this range (loopback only). */
+const PORTS = { first: 7100, last: 7149 };
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    clients: { type: 'string', default: '32' },
+    processes: { type: 'string', default: '0' },
+    keys: { type: 'string', default: '4' },
+    url: { type: 'string' },
+    'kill-every-ms': { type: 'string', default: '250' },
+    'flush-every-ms': { type: 'string', default: '1000' },
+    'restart-every-s': { type: 'string', default: '0' },
+    volatile: { type: 'boolean', default: false },
+  },
+});
+
+const seconds = Number(args.seconds);
+const killEveryMs = Number(args['kill-every-ms']);
+const flushEveryMs = Number(args['flush-every-ms']);
+const restartEveryMs = Number(args['restart-every-s']) * 1000;
+
+/** A redis-server of our own, restartable from the same append-only file. */
+class OwnServer {
+  private process: ChildProcess | undefined;
+  readonly dir = mkdtempSync(join(tmpdir(), 'redis-consensus-stress-'));
+
+  constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--dir', this.dir,
+      ...(args.volatile ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always']),
+      '--protected-mode', 'yes',
+    ], { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.process = child;
+    const exited = new Promise<never>((_, reject) => {
+      child.once('exit', (code) => reject(new Error(`redis-server on ${this.port} exited with ${code}`)));
+    });
+    exited.catch(() => {});
+    const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {});
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await Promise.race([exited, (async () => {
+            if (probe.status !== 'ready') await probe.connect();
+            const loading = await probe.info('persistence');
+            if (!/loading:0/.test(loading)) throw new Error('still loading');
+          })()]);
+          return;
+        } catch (err) {
+          if (attempt > 100 || child.exitCode !== null) throw err;
+          probe.disconnect();
+          await sleep(50);
+        }
+      }
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  /** A crash: SIGKILL, no chance to flush anything appendfsync=always did not already. */
+  async crash(): Promise<void> {
+    const child = this.process;
+    if (child === undefined || child.exitCode !== null) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
+  async stop(): Promise<void> {
+    await this.crash();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a server on the first port of our range that takes it. */
+async function startOwnServer(): Promise<OwnServer> {
+  const offset = process.pid % (PORTS.last - PORTS.first + 1);
+  for (let i = 0; i <= PORTS.last - PORTS.first; i++) {
+    const server = new OwnServer(PORTS.first + (offset + i) % (PORTS.last - PORTS.first + 1));
+    try {
+      await server.start();
+      return server;
+    } catch {
+      await server.stop();
+    }
+  }
+  throw new Error(`no free port in ${PORTS.first}-${PORTS.last}`);
+}
+
+/** Injects faults into our own server until stopped; counts them by kind. */
+function injectFaults(server: OwnServer, faults: Record<string, number>): () => Promise<void> {
+  const control = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  control.on('error', () => {});
+  let running = true;
+  let restarting = false;
+  const loop = async (everyMs: number, fault: () => Promise<void>): Promise<void> => {
+    if (!(everyMs > 0)) return;
+    while (running) {
+      await sleep(everyMs * (0.5 + Math.random()));
+      if (!running || restarting) continue;
+      try {
+        await fault();
+      } catch {
+        // The server may be restarting: a fault that could not be injected is just not counted.
+      }
+    }
+  };
+  const loops = [
+    loop(killEveryMs, async () => {
+      const me = String(await control.client('ID'));
+      const ids = String(await control.call('CLIENT', 'LIST', 'TYPE', 'normal'))
+        .split('\n').map((line) => /^id=(\d+)/.exec(line)?.[1]).filter((id): id is string => id !== undefined && id !== me);
+      const victims = ids.sort(() => Math.random() - 0.5).slice(0, 1 + Math.floor(Math.random() * 3));
+      for (const id of victims) {
+        faults['client kill'] = (faults['client kill'] ?? 0) + Number(await control.client('KILL', 'ID', id));
+      }
+    }),
+    loop(flushEveryMs, async () => {
+      await control.script('FLUSH');
+      faults['script flush'] = (faults['script flush'] ?? 0) + 1;
+    }),
+    loop(restartEveryMs, async () => {
+      restarting = true;
+      try {
+        await server.crash();
+        faults['crash and restart'] = (faults['crash and restart'] ?? 0) + 1;
+        await server.start();
+      } finally {
+        restarting = false;
+      }
+    }),
+  ];
+  return async () => {
+    running = false;
+    await Promise.all(loops);
+    control.disconnect();
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function main(): Promise<number> {
+  const server = args.url === undefined ? await startOwnServer() : undefined;
+  const url = args.url ?? server!.url;
+  const prefix = freshPrefix('stress');
+  const faults: Record<string, number> = {};
+  console.log(`stress: ${seconds} s, ${args.clients} clients` +
+    `${Number(args.processes) > 0 ? ` in ${args.processes} processes` : ''}, ${args.keys} keys, ` +
+    `${server === undefined ? `${url} (shared: no faults)` : `own redis-server ${url} (${args.volatile ? 'no persistence' : 'appendfsync always'}) with faults`}`);
+  try {
+    const stopFaults = server === undefined ? async () => {} : injectFaults(server, faults);
+    let run;
+    try {
+      run = await runWorkload({
+        url, prefix, clients: Number(args.clients), keys: Number(args.keys),
+        processes: Number(args.processes), durationMs: seconds * 1000, timeoutMs: 2000,
+      });
+    } finally {
+      await stopFaults();
+    }
+    const checkStarted = performance.now();
+    const report = checkHistory(run.history);
+    const checkMs = performance.now() - checkStarted;
+    const explored = (report.verdict?.keys ?? []).reduce((sum, k) => sum + k.explored, 0);
+    console.log(`operations:  ${report.operations} in ${(run.elapsedMs / 1000).toFixed(1)} s ` +
+      `(${Math.round(report.operations / (run.elapsedMs / 1000))}/s)`);
+    for (const [outcome, count] of Object.entries(report.outcomes).sort()) console.log(`  ${outcome.padEnd(40)} ${count}`);
+    console.log(`faults:      ${Object.keys(faults).length === 0 ? 'none' : ''}`);
+    for (const [kind, count] of Object.entries(faults)) console.log(`  ${kind.padEnd(40)} ${count}`);
+    console.log(`check:       ${Math.round(checkMs)} ms, ${explored} search configurations, linearizable: ${report.linearizable}`);
+    console.log(`lost writes: ${report.lostWrites}`);
+    console.log(`violations:  ${report.violations.length}`);
+    for (const violation of report.violations) console.log(`  ${violation}`);
+    return report.violations.length === 0 && report.linearizable === true ? 0 : 1;
+  } finally {
+    if (server !== undefined) {
+      await server.stop();
+    } else {
+      const raw = new Redis(url);
+      await deletePrefix(raw, prefix);
+      await raw.quit();
+    }
+  }
+}
+
+main().then((code) => process.exit(code), (err: unknown) => {
+  console.error('stress failed:', err);
+  process.exit(2);
+});
