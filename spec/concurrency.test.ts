@@ -1,7 +1,7 @@
 /**
  * Many clients, each with its own connection, race on a few hot keys with a mixed workload; the
  * recorded history must be linearizable and keep the invariants (no seqno committed twice, no
- * acknowledged write lost, scans without holes or foreign data). About 8 s on real Redis (6 s of
+ * acknowledged write lost, scans without holes or foreign data). About 8 s on real Redis (5 s of
  * load, then the check) and 2 s on ioredis-mock.
  */
 import { test } from 'uvu';
@@ -34,7 +34,7 @@ test('32 connections racing on 4 keys of a real Redis leave a linearizable histo
   const prefix = freshPrefix('concurrency');
   const raw = new Redis(REDIS_URL);
   try {
-    const run = await runWorkload({ url: REDIS_URL, prefix, clients: 32, keys: 4, durationMs: 6000 });
+    const run = await runWorkload({ url: REDIS_URL, prefix, clients: 32, keys: 4, durationMs: 5000 });
     assert.ok(run.history.length > 1000, `only ${run.history.length} operations ran`);
     const report = checkHistory(run.history);
     summarise('real Redis, 32 connections', report, run.elapsedMs);

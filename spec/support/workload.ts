@@ -95,9 +95,18 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
 export async function runClients(plans: readonly ClientPlan[]): Promise<Operation[][]> {
   const stores = await Promise.all(plans.map(async (plan) => {
     const options = { prefix: plan.prefix, timeoutMs: plan.timeoutMs };
-    return plan.url !== undefined
-      ? RedisConsensus.connect(plan.url, options)
-      : new RedisConsensus(new RedisMock({ port: plan.mockPort }) as unknown as RedisClient, options);
+    if (plan.url === undefined) {
+      return new RedisConsensus(new RedisMock({ port: plan.mockPort }) as unknown as RedisClient, options);
+    }
+    // A soak injects faults from the start, and a CLIENT KILL may meet a connection being made.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await RedisConsensus.connect(plan.url, options);
+      } catch (err) {
+        if (attempt >= 20) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
   }));
   try {
     return await Promise.all(plans.map((plan, i) => runClient(stores[i]!, plan)));
@@ -109,14 +118,16 @@ export async function runClients(plans: readonly ClientPlan[]): Promise<Operatio
 function runInWorker(plans: ClientPlan[]): Promise<Operation[][]> {
   return new Promise((resolve, reject) => {
     const worker = fork(new URL('../../scripts/workload-worker.js', import.meta.url), [], { stdio: 'inherit' });
-    let histories: Operation[][] | undefined;
+    // One message per client: a whole process's history as one JSON string could pass V8's
+    // string length limit on a long soak.
+    const histories: Operation[][] = [];
     worker.on('message', (message) => {
-      histories = parseHistories(message as string);
+      histories.push(...parseHistories(message as string));
     });
     worker.on('error', reject);
     worker.on('exit', (code) => {
-      if (histories !== undefined) resolve(histories);
-      else reject(new Error(`workload worker exited with ${code} before sending its history`));
+      if (code === 0 && histories.length === plans.length) resolve(histories);
+      else reject(new Error(`workload worker exited with ${code} after sending ${histories.length} of ${plans.length} histories`));
     });
     worker.send(JSON.stringify(plans));
   });
