@@ -267,6 +267,142 @@ scale('stays fast on a long history with many concurrent writers per step', () =
   assert.is(verdict.operations, 300 * 17);
 });
 
+const reference = suite('the checker agrees with a brute-force search');
+
+/** The model, written as plainly as possible, for the reference search. */
+interface Model { chain: Version[]; floor: bigint }
+
+/** Applies `o` to `model` if its result fits (or, for an indeterminate write, always); false if not. */
+function step(model: Model, o: Operation): boolean {
+  const live = model.chain.filter((version) => version.seqno >= model.floor);
+  const head = model.chain[model.chain.length - 1];
+  const same = (a: Version | undefined, b: Version | null | undefined): boolean =>
+    (a === undefined) === (b === null || b === undefined) && (a === undefined || (a.seqno === b!.seqno && a.data === b!.data));
+  switch (o.op) {
+    case 'head':
+      return same(head, o.result);
+    case 'compareAndSet': {
+      const matches = o.expected === null ? head === undefined : head?.seqno === o.expected;
+      if (o.error === 'indeterminate') {
+        if (matches) model.chain.push(o.next);
+        return true;
+      }
+      if (o.result === 'Committed' && matches) model.chain.push(o.next);
+      return (o.result === 'Committed') === matches;
+    }
+    case 'scan': {
+      const expected = live.filter((version) => version.seqno >= o.from).slice(0, Number(o.limit));
+      return expected.length === o.result!.length && expected.every((version, i) => same(version, o.result![i]));
+    }
+    case 'truncate': {
+      const tooHigh = head === undefined || o.seqno > head.seqno;
+      if (o.error === 'indeterminate') {
+        if (!tooHigh && o.seqno > model.floor) model.floor = o.seqno;
+        return true;
+      }
+      if (tooHigh) return o.error === 'upper-bound-too-high';
+      const deleted = live.filter((version) => version.seqno < o.seqno).length;
+      if (o.seqno > model.floor) model.floor = o.seqno;
+      return o.error === undefined && deleted === o.result;
+    }
+  }
+}
+
+/** Every subset of the indeterminate writes, every order consistent with real time. */
+function bruteForce(history: Operation[]): boolean {
+  const kept = history.filter((o) => o.error !== 'determinate');
+  const maybe = kept.filter((o) => o.error === 'indeterminate');
+  const end = (o: Operation): number => (o.error === 'indeterminate' ? Infinity : o.end);
+  for (let subset = 0; subset < 2 ** maybe.length; subset++) {
+    const ops = kept.filter((o) => o.error !== 'indeterminate' || (subset >> maybe.indexOf(o)) & 1);
+    const search = (done: Operation[], model: Model): boolean => {
+      if (done.length === ops.length) return true;
+      return ops.some((o) => {
+        if (done.includes(o)) return false;
+        if (ops.some((p) => p !== o && !done.includes(p) && end(p) < o.start)) return false;
+        const next = { chain: [...model.chain], floor: model.floor };
+        return step(next, o) && search([...done, o], next);
+      });
+    };
+    if (search([], { chain: [], floor: -1n })) return true;
+  }
+  return false;
+}
+
+/** A small random history: ops run at random points inside their intervals, then maybe one is falsified. */
+function randomHistory(random: () => number): Operation[] {
+  const below = (n: number): number => Math.floor(random() * n);
+  const model: Model = { chain: [], floor: -1n };
+  const history: Operation[] = [];
+  const count = 3 + below(5);
+  for (let i = 0; i < count; i++) {
+    const at = i * 10 + below(10);
+    const start = at - below(25);
+    const end = at + 1 + below(25);
+    const head = model.chain[model.chain.length - 1];
+    const live = model.chain.filter((version) => version.seqno >= model.floor);
+    const dice = random();
+    let o: Operation;
+    if (dice < 0.45) {
+      const expected = random() < 0.8 ? head?.seqno ?? null : BigInt(below(4));
+      const next = { seqno: (expected ?? -1n) + 1n + BigInt(below(2)), data: `w${i}` };
+      const matches = expected === null ? head === undefined : head?.seqno === expected;
+      const indeterminate = random() < 0.25;
+      if (matches && (!indeterminate || random() < 0.5)) model.chain.push(next);
+      o = { key: K, op: 'compareAndSet', start, end, expected, next,
+        ...(indeterminate ? { error: 'indeterminate' as const } : { result: matches ? 'Committed' as const : 'ExpectationMismatch' as const }) };
+    } else if (dice < 0.6) {
+      o = { key: K, op: 'head', start, end, result: head ?? null };
+    } else if (dice < 0.8) {
+      const from = BigInt(below(4));
+      const limit = BigInt(below(4));
+      o = { key: K, op: 'scan', start, end, from, limit,
+        result: live.filter((version) => version.seqno >= from).slice(0, Number(limit)) };
+    } else {
+      const seqno = BigInt(below(5));
+      const tooHigh = head === undefined || seqno > head.seqno;
+      const deleted = live.filter((version) => version.seqno < seqno).length;
+      const indeterminate = random() < 0.25;
+      if (!tooHigh && (!indeterminate || random() < 0.5) && seqno > model.floor) model.floor = seqno;
+      o = { key: K, op: 'truncate', start, end, seqno,
+        ...(indeterminate ? { error: 'indeterminate' as const } : tooHigh ? { error: 'upper-bound-too-high' as const } : { result: deleted }) };
+    }
+    history.push(o);
+  }
+  if (random() < 0.5) {
+    const victim = below(history.length);
+    const o = history[victim]!;
+    if (o.op === 'head') history[victim] = { ...o, result: o.result === null ? v(0, 'w0') : null };
+    if (o.op === 'compareAndSet' && o.result !== undefined) {
+      history[victim] = { ...o, result: o.result === 'Committed' ? 'ExpectationMismatch' : 'Committed' };
+    }
+    if (o.op === 'scan') history[victim] = { ...o, result: o.result!.length > 0 ? o.result!.slice(1) : [v(0, 'w0')] };
+    if (o.op === 'truncate' && o.result !== undefined) history[victim] = { ...o, result: o.result + 1 };
+  }
+  return history;
+}
+
+reference('on 3,000 small random histories, linearizable or not', () => {
+  let seed = 12345;
+  const random = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const tally = { linearizable: 0, not: 0 };
+  for (let i = 0; i < 3000; i++) {
+    const history = randomHistory(random);
+    const expected = bruteForce(history);
+    const verdict = checkLinearizable(history).linearizable;
+    if (verdict !== expected) {
+      assert.unreachable(`checker says ${verdict}, brute force ${expected}, on:\n` +
+        history.map((o) => JSON.stringify(o, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x))).join('\n'));
+    }
+    tally[expected ? 'linearizable' : 'not']++;
+  }
+  // Both kinds were exercised in earnest.
+  assert.ok(tally.linearizable > 500 && tally.not > 500, JSON.stringify(tally));
+});
+
 const extra = suite('the checks beside linearizability');
 
 extra('flag a seqno committed twice, a scan with a hole, and unknown data', () => {
@@ -308,4 +444,5 @@ extra('accept a clean history', () => {
 yes.run();
 no.run();
 scale.run();
+reference.run();
 extra.run();
