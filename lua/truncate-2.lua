@@ -2,6 +2,11 @@
   Deletes every version with a seqno below `seqno`, iff `seqno` is at most the head. The head
   itself is never deleted, so a key that once had data never becomes empty.
 
+  The cost on the Redis main thread (which blocks every other client meanwhile) is kept to the
+  smaller side: when most of a long history goes, the few survivors are copied into fresh keys and
+  the old ones are UNLINKed, which frees them on a background thread; otherwise the doomed
+  versions are deleted one by one.
+
   Input:
     KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0
     KEYS[2] data      hash seqno -> payload
@@ -19,10 +24,41 @@ local rcall = redis.call
 local head = headOf(KEYS[1])
 if not head then return -1 end
 if ARGV[1] > head then return -2 end
-local doomed = rcall('ZRANGE', KEYS[1], '-', '(' .. ARGV[1], 'BYLEX')
-local count = #doomed
+-- Every member has score 0, so ranks are in seqno order: the doomed are ranks [0, count).
+-- `seqno` <= head, so it or a later seqno is a member (ZLEXCOUNT would do, but ioredis-mock lacks it).
+local first = ARGV[1]
+local count = rcall('ZRANK', KEYS[1], first)
+if type(count) ~= 'number' then
+  first = rcall('ZRANGE', KEYS[1], '[' .. first, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+  count = rcall('ZRANK', KEYS[1], first)
+end
 if count == 0 then return 0 end
--- The doomed seqnos are the lowest ranks (ZREMRANGEBYLEX would do, but ioredis-mock lacks it).
+local kept = rcall('ZCARD', KEYS[1]) - count
+
+if count >= 1000 and kept * 4 <= count then
+  local seqnos = rcall('ZRANGE', KEYS[1], count, -1)
+  local payloads = {}
+  for from, to in batches(kept, 1000) do
+    local chunk = rcall('HMGET', KEYS[2], unpack(seqnos, from, to))
+    for i = 1, to - from + 1 do payloads[from + i - 1] = chunk[i] end
+  end
+  rcall('UNLINK', KEYS[1], KEYS[2])
+  for from, to in batches(kept, 1000) do
+    local members = {}
+    local fields = {}
+    for i = from, to do
+      members[#members + 1] = 0
+      members[#members + 1] = seqnos[i]
+      fields[#fields + 1] = seqnos[i]
+      fields[#fields + 1] = payloads[i]
+    end
+    rcall('ZADD', KEYS[1], unpack(members))
+    rcall('HSET', KEYS[2], unpack(fields))
+  end
+  return count
+end
+
+local doomed = rcall('ZRANGE', KEYS[1], 0, count - 1)
 rcall('ZREMRANGEBYRANK', KEYS[1], 0, count - 1)
 for from, to in batches(count, 1000) do
   rcall('HDEL', KEYS[2], unpack(doomed, from, to))
