@@ -1,0 +1,106 @@
+/** Owning clients: connect, close, and clients the caller passes in. */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
+import RedisMock from 'ioredis-mock';
+import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
+
+/** Resolves once `client` has closed for good. */
+async function ended(client: Redis): Promise<string> {
+  if (client.status !== 'end') await Promise.race([once(client, 'end'), new Promise((r) => setTimeout(r, 2000))]);
+  return client.status;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+const test = suite('lifecycle');
+
+test('calls after close() reject as determinate ExternalErrors', async () => {
+  const consensus = new RedisConsensus(new RedisMock({ port: 39001 }) as unknown as RedisClient);
+  await consensus.close();
+  await consensus.close();
+  for (const call of [consensus.head('k'), consensus.compareAndSet('k', null, { seqno: 0n, data: Buffer.alloc(1) })]) {
+    const err = await rejection(call);
+    assert.instance(err, ExternalError);
+    assert.is((err as ExternalError).determinate, true);
+    assert.match((err as Error).message, /closed/);
+  }
+});
+
+test('connect() to a port where nothing listens fails fast as a determinate ExternalError', async () => {
+  const started = Date.now();
+  const err = await rejection(RedisConsensus.connect('redis://127.0.0.1:1'));
+  assert.instance(err, ExternalError);
+  assert.is((err as ExternalError).determinate, true);
+  assert.match((err as Error).message, /^determinate: could not connect to redis:\/\/127\.0\.0\.1:1/);
+  assert.ok(Date.now() - started < 5000);
+});
+
+test('invalid options given to connect() leave no connection behind', async () => {
+  if (!(await realRedisAvailable())) return;
+  const err = await rejection(RedisConsensus.connect(REDIS_URL, { prefix: '{bad}' }));
+  assert.instance(err, RangeError);
+});
+
+const real = await realRedisAvailable();
+
+if (real) {
+  test('close() quits a client made by connect()', async () => {
+    const consensus = await RedisConsensus.connect(REDIS_URL, { prefix: freshPrefix('life') });
+    const reader = (consensus as unknown as { link: { reader: Redis } }).link.reader;
+    try {
+      assert.is(reader.status, 'ready');
+    } finally {
+      await consensus.close();
+    }
+    assert.is(await ended(reader), 'end');
+  });
+
+  test('a client passed in is never quit; its writes go over a duplicate that never re-sends', async () => {
+    const prefix = freshPrefix('life');
+    const client = new Redis(REDIS_URL);
+    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix });
+    try {
+      const link = (consensus as unknown as { link: { reader: Redis; writer: Redis } }).link;
+      assert.is(link.reader, client);
+      assert.is.not(link.writer, client);
+      assert.is(link.writer.options.autoResendUnfulfilledCommands, false);
+      assert.is(await consensus.compareAndSet('k', null, { seqno: 1n, data: Buffer.from('a') }), CaSResult.Committed);
+      assert.is((await consensus.head('k'))?.seqno, 1n);
+      await consensus.close();
+      assert.is(await ended(link.writer), 'end');
+      assert.is(await client.ping(), 'PONG');
+      assert.is(client.status, 'ready');
+    } finally {
+      await consensus.close();
+      await deletePrefix(client, prefix);
+      await client.quit();
+    }
+  });
+
+  test('a client passed in that never re-sends carries writes itself', async () => {
+    const client = new Redis(REDIS_URL, { autoResendUnfulfilledCommands: false });
+    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('life') });
+    try {
+      const link = (consensus as unknown as { link: { reader: Redis; writer: Redis } }).link;
+      assert.is(link.writer, client);
+      await consensus.close();
+      assert.is(await client.ping(), 'PONG');
+    } finally {
+      await consensus.close();
+      await client.quit();
+    }
+  });
+}
+
+test.run();
