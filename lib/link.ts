@@ -298,15 +298,37 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     for (const [client, event, listener] of this.watched) client.off?.(event, listener);
-    await Promise.all(this.owned.map(async (client) => {
-      try {
-        await client.quit();
-      } catch {
-        client.disconnect?.();
-      }
-    }));
+    await Promise.all(this.owned.map(quit));
   }
 }
+
+/**
+ * Quits a connection the library made and waits until it has ended (QUIT's reply comes before
+ * the socket closes), disconnecting it if it does not end in time.
+ */
+async function quit(client: RedisClient): Promise<void> {
+  const ended = isConnection(client) && client.status !== 'end'
+    ? new Promise<void>((resolve) => client.once?.('end', () => resolve()))
+    : undefined;
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect?.();
+  }
+  if (ended === undefined || client.status === 'end') return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      client.disconnect?.();
+      resolve();
+    }, QUIT_WAIT_MS);
+  });
+  await Promise.race([ended, late]);
+  clearTimeout(timer);
+}
+
+/** How long `close()` waits for a quit connection to end before it disconnects it. */
+const QUIT_WAIT_MS = 1000;
 
 /** A connection like `client` for writes only, that never re-sends a command. */
 function duplicateForWrites(client: RedisClient): RedisClient {

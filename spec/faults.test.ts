@@ -261,6 +261,29 @@ faults('a reply held past the timeout: indeterminate for a write, determinate fo
   await assertStillWorks(consensus, key);
 });
 
+faults('limit: a request still in transit at the deadline is indeterminate, and may land later', async () => {
+  const consensus = await open({ timeoutMs: 2000 });
+  const key = 'in-transit';
+  assert.is(await consensus.compareAndSet(key, null, { seqno: 0, data: Buffer.from('v0') }), CaSResult.Committed);
+  const payload = marker('transit');
+  const held = proxy.holdRequest(payload);
+  const write = await outcome(consensus.compareAndSet(key, 0, { seqno: 1, data: Buffer.from(payload) }, { timeoutMs: 300 }));
+  await held;
+  assertKind(write, 'indeterminate', 'a write still in transit at its deadline');
+  // The request has not reached Redis yet: a re-read now (on another connection) says "not
+  // applied"...
+  const other = await RedisConsensus.connect(proxy.url, { prefix: consensus.prefix });
+  opened.push(other);
+  assert.is((await other.head(key))?.seqno, 0n);
+  proxy.releaseHeld();
+  // ...and then it lands. Compare-and-set keeps this safe: the late write applies only if the
+  // head is still the one it expected, so a caller that decides by another compareAndSet at the
+  // same expected seqno (never by a read alone) sees one consistent history.
+  const head = await readUntilOk(() => consensus.head(key));
+  assert.is(head?.data.toString(), payload);
+  await assertStillWorks(consensus, key);
+});
+
 faults('while connections are refused, writes and reads fail determinate and nothing is written later', async () => {
   const consensus = await open({ timeoutMs: 400 });
   const key = 'refused';
