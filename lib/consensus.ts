@@ -160,6 +160,8 @@ export class RedisConsensus {
    * @throws ExternalError (determinate) when Redis cannot be reached.
    */
   static async connect(url: string = DEFAULT_URL, options: RedisConsensusOptions = {}): Promise<RedisConsensus> {
+    // maxRetriesPerRequest only bounds ioredis's offline queue, which SAFE_WRITE_OPTIONS turns off:
+    // the Link waits for the connection itself, within each call's deadline.
     const client = new Redis(url, { ...SAFE_WRITE_OPTIONS, lazyConnect: true, maxRetriesPerRequest: 1 });
     client.on('error', () => {
       // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
