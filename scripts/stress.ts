@@ -200,8 +200,11 @@ async function main(): Promise<number> {
     const report = checkHistory(run.history);
     const checkMs = performance.now() - checkStarted;
     const explored = (report.verdict?.keys ?? []).reduce((sum, k) => sum + k.explored, 0);
-    console.log(`operations:  ${report.operations} in ${(run.elapsedMs / 1000).toFixed(1)} s ` +
-      `(${Math.round(report.operations / (run.elapsedMs / 1000))}/s)`);
+    // The span of the history itself: forking, connecting and collecting histories excluded.
+    const loadMs = run.history.reduce((last, o) => Math.max(last, o.error === 'indeterminate' ? o.start : o.end), 0) -
+      run.history.reduce((first, o) => Math.min(first, o.start), Infinity);
+    console.log(`operations:  ${report.operations} in ${(loadMs / 1000).toFixed(1)} s ` +
+      `(${Math.round(report.operations / (loadMs / 1000))}/s; ${(run.elapsedMs / 1000).toFixed(1)} s with setup)`);
     for (const [outcome, count] of Object.entries(report.outcomes).sort()) console.log(`  ${outcome.padEnd(40)} ${count}`);
     console.log(`faults:      ${Object.keys(faults).length === 0 ? 'none' : ''}`);
     for (const [kind, count] of Object.entries(faults)) console.log(`  ${kind.padEnd(40)} ${count}`);

@@ -339,7 +339,7 @@ function checkInvariants(operations: readonly Operation[], violations: string[])
   }
 
   // The key never becomes empty again once a commit was acknowledged.
-  const firstAcknowledged = Math.min(...acknowledged.map((o) => o.end));
+  const firstAcknowledged = acknowledged.reduce((first, o) => Math.min(first, o.end), Infinity);
   for (const o of operations) {
     if (o.op === 'head' && o.error === undefined && o.result === null && o.start > firstAcknowledged) {
       say('the key read as empty after a commit was acknowledged', o);
