@@ -1,0 +1,207 @@
+/**
+ * The main job: simulated workers share a few keys and append to them with
+ * read → compareAndSet → retry-on-mismatch loops, truncating old versions as they go; then the
+ * run is checked against what the workers say they committed.
+ *
+ *   npm run demo                          # in-memory (ioredis-mock), workers in this process
+ *   REDIS_URL=redis://127.0.0.1:6379 npm run demo   # real Redis, workers as separate processes
+ *   npm run demo -- --workers 16 --keys 4 --appends 300 --keep 20
+ */
+import { fork } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import RedisMock from 'ioredis-mock';
+import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    workers: { type: 'string', default: '8' },
+    keys: { type: 'string', default: '3' },
+    appends: { type: 'string', default: '100' },
+    keep: { type: 'string', default: '16' },
+    worker: { type: 'string' },
+    prefix: { type: 'string' },
+  },
+});
+
+const settings = {
+  workers: positive(args.workers!, 'workers'),
+  keys: positive(args.keys!, 'keys'),
+  appends: positive(args.appends!, 'appends'),
+  keep: positive(args.keep!, 'keep'),
+};
+const url = process.env.REDIS_URL;
+const MOCK_PORT = 46379;
+
+/** One commit a worker made: it owns `seqno` of `key`, with this payload. */
+interface Commit {
+  key: string;
+  seqno: string;
+  data: string;
+}
+
+interface WorkerReport {
+  worker: number;
+  commits: Commit[];
+  mismatches: number;
+  indeterminate: number;
+}
+
+function positive(text: string, name: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    console.error(`--${name} must be a positive integer; got ${text}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const keyName = (i: number): string => `demo-key-${i}`;
+
+/** One worker: `appends` commits, each to a random key, retrying on mismatch. */
+async function work(consensus: RedisConsensus, worker: number, onCommit: () => void): Promise<WorkerReport> {
+  const report: WorkerReport = { worker, commits: [], mismatches: 0, indeterminate: 0 };
+  for (let n = 0; n < settings.appends; n++) {
+    const key = keyName(Math.floor(Math.random() * settings.keys));
+    const data = `worker ${worker} append ${n}`;
+    for (;;) {
+      const head = await consensus.head(key);
+      const seqno = head === null ? 0n : head.seqno + 1n;
+      let result: CaSResult;
+      try {
+        result = await consensus.compareAndSet(key, head?.seqno ?? null, { seqno, data: Buffer.from(data) });
+      } catch (err) {
+        if (!(err instanceof ExternalError) || err.determinate) throw err;
+        // The write may or may not have happened: the store itself says which.
+        report.indeterminate++;
+        const [version] = await consensus.scan(key, seqno, 1);
+        result = version?.seqno === seqno && Buffer.from(version.data).toString() === data
+          ? CaSResult.Committed : CaSResult.ExpectationMismatch;
+      }
+      if (result === CaSResult.Committed) {
+        report.commits.push({ key, seqno: seqno.toString(), data });
+        onCommit();
+        if (seqno >= BigInt(settings.keep) && seqno % 8n === 0n) {
+          await consensus.truncate(key, seqno - BigInt(settings.keep) + 1n);
+        }
+        break;
+      }
+      report.mismatches++;
+    }
+    // ioredis-mock answers without touching the event loop; let the progress timer run.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return report;
+}
+
+/** Checks the store against what the workers committed; returns the problems found. */
+async function check(consensus: RedisConsensus, reports: WorkerReport[]): Promise<string[]> {
+  const problems: string[] = [];
+  const byKey = new Map<string, Commit[]>();
+  for (const commit of reports.flatMap((report) => report.commits)) {
+    byKey.set(commit.key, [...(byKey.get(commit.key) ?? []), commit]);
+  }
+  for (const [key, commits] of [...byKey].sort(([a], [b]) => a.localeCompare(b))) {
+    commits.sort((a, b) => (BigInt(a.seqno) < BigInt(b.seqno) ? -1 : 1));
+    const seqnos = commits.map((commit) => commit.seqno);
+    if (new Set(seqnos).size !== seqnos.length) problems.push(`${key}: a seqno was committed twice`);
+    if (seqnos.some((seqno, i) => seqno !== String(i))) problems.push(`${key}: committed seqnos are not 0..${seqnos.length - 1}`);
+    const stored = await consensus.scan(key, 0n, SCAN_ALL);
+    const expected = commits.slice(commits.length - stored.length);
+    const matches = stored.length > 0 && stored.every((version, i) =>
+      version.seqno.toString() === expected[i]!.seqno && Buffer.from(version.data).toString() === expected[i]!.data);
+    if (!matches) problems.push(`${key}: stored history differs from the workers' commits`);
+    const head = await consensus.head(key);
+    const last = commits[commits.length - 1]!;
+    if (head?.seqno.toString() !== last.seqno || Buffer.from(head.data).toString() !== last.data) {
+      problems.push(`${key}: head is not the last commit`);
+    }
+    console.log(`  ${key}: ${commits.length} commits, head SeqNo(${head?.seqno}), ${stored.length} versions kept`);
+  }
+  const listed: string[] = [];
+  for await (const key of consensus.listKeys()) listed.push(key);
+  if (listed.sort().join() !== [...byKey.keys()].sort().join()) problems.push('listKeys differs from the keys written');
+  return problems;
+}
+
+async function runWorkerProcess(worker: number, prefix: string): Promise<void> {
+  const consensus = await RedisConsensus.connect(url, { prefix });
+  const report = await work(consensus, worker, () => process.send!({ progress: 1 }));
+  await consensus.close();
+  await new Promise<void>((resolve) => process.send!({ report }, () => resolve()));
+}
+
+async function main(): Promise<void> {
+  const prefix = args.prefix ?? `demo-${process.pid}-${Date.now().toString(36)}`;
+  if (args.worker !== undefined) return runWorkerProcess(Number(args.worker), prefix);
+
+  const where = url === undefined ? 'in-memory ioredis-mock (set REDIS_URL for a real Redis)' : `${url}, one process per worker`;
+  console.log(`redis-consensus demo: ${settings.workers} workers × ${settings.appends} appends over ` +
+    `${settings.keys} keys, keeping the last ${settings.keep} versions; store: ${where}; prefix ${prefix}`);
+
+  let commits = 0;
+  const started = Date.now();
+  const progress = setInterval(() => {
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`  ... ${commits} / ${settings.workers * settings.appends} commits (${Math.round(commits / seconds)}/s)`);
+  }, 1000);
+
+  const checker = url === undefined
+    ? new RedisConsensus(new RedisMock({ port: MOCK_PORT }) as unknown as RedisClient, { prefix })
+    : await RedisConsensus.connect(url, { prefix });
+  let reports: WorkerReport[];
+  try {
+    if (url === undefined) {
+      reports = await Promise.all(Array.from({ length: settings.workers }, (_, worker) => {
+        // Separate mock instances on one port share one data set, like separate connections.
+        const consensus = new RedisConsensus(new RedisMock({ port: MOCK_PORT }) as unknown as RedisClient, { prefix });
+        return work(consensus, worker, () => commits++);
+      }));
+    } else {
+      reports = await Promise.all(Array.from({ length: settings.workers }, (_, worker) =>
+        new Promise<WorkerReport>((resolve, reject) => {
+          const child = fork(process.argv[1]!, [...process.argv.slice(2), '--worker', String(worker), '--prefix', prefix]);
+          let report: WorkerReport | undefined;
+          child.on('message', (message: { progress?: number; report?: WorkerReport }) => {
+            if (message.progress) commits += message.progress;
+            if (message.report) report = message.report;
+          });
+          child.on('error', reject);
+          child.on('exit', (code) => (report && code === 0 ? resolve(report) : reject(new Error(`worker ${worker} exited with ${code}`))));
+        })));
+    }
+    clearInterval(progress);
+    const seconds = (Date.now() - started) / 1000;
+    const mismatches = reports.reduce((sum, report) => sum + report.mismatches, 0);
+    const indeterminate = reports.reduce((sum, report) => sum + report.indeterminate, 0);
+    console.log(`done: ${commits} commits in ${seconds.toFixed(1)} s (${Math.round(commits / seconds)}/s), ` +
+      `${mismatches} mismatches retried, ${indeterminate} indeterminate outcomes resolved by re-reading`);
+    console.log('check:');
+    const problems = await check(checker, reports);
+    if (problems.length > 0) {
+      for (const problem of problems) console.log(`  FAIL ${problem}`);
+      process.exitCode = 1;
+    } else {
+      console.log('  OK: every seqno committed exactly once, each history matches the commits, each head is the last commit');
+    }
+  } finally {
+    clearInterval(progress);
+    if (url !== undefined) await cleanUp(prefix);
+    await checker.close();
+  }
+}
+
+/** Deletes what the demo wrote to a real Redis. */
+async function cleanUp(prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const raw = new Redis(url!);
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (keys.length > 0) await raw.unlink(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await raw.quit();
+}
+
+await main();
