@@ -4,11 +4,14 @@
  * and the invariants on the whole history.
  *
  *   npm run stress -- --seconds 60 [--clients 32] [--processes 2] [--keys 4]
- *                     [--kill-every-ms 250] [--flush-every-ms 1000] [--restart-every-s 0]
+ *                     [--kill-every-ms 250] [--flush-every-ms 1000] [--pause-every-s 7]
+ *                     [--restart-every-s 0]
  *                     [--url redis://...] [--volatile]
  *
  * Faults (on its own server only): `CLIENT KILL` of a few of the library's connections at a time
- * (writes in flight become indeterminate), `SCRIPT FLUSH` (the next EVALSHA meets NOSCRIPT), and
+ * (writes in flight become indeterminate), `SCRIPT FLUSH` (the next EVALSHA meets NOSCRIPT),
+ * `CLIENT PAUSE` for longer than the call timeout (writes time out as indeterminate and then
+ * take effect after the call has failed, reads fail as determinate), and
  * with --restart-every-s a crash (SIGKILL) and restart of the server, which runs with
  * `appendonly yes` and `appendfsync always` so that no acknowledged write may be lost.
  * With --url the run uses that server and injects no faults: it may be shared.
@@ -40,6 +43,7 @@ const { values: args } = parseArgs({
     'kill-every-ms': { type: 'string', default: '250' },
     'flush-every-ms': { type: 'string', default: '1000' },
     'restart-every-s': { type: 'string', default: '0' },
+    'pause-every-s': { type: 'string', default: '7' },
     volatile: { type: 'boolean', default: false },
   },
 });
@@ -48,6 +52,11 @@ const seconds = Number(args.seconds);
 const killEveryMs = Number(args['kill-every-ms']);
 const flushEveryMs = Number(args['flush-every-ms']);
 const restartEveryMs = Number(args['restart-every-s']) * 1000;
+const pauseEveryMs = Number(args['pause-every-s']) * 1000;
+/** The library's per-call timeout in this run. */
+const TIMEOUT_MS = 2000;
+/** Longer than the timeout: writes caught by a pause fail as indeterminate, then run after it. */
+const PAUSE_MS = TIMEOUT_MS + 500;
 
 /** A redis-server of our own, restartable from the same append-only file. */
 class OwnServer {
@@ -155,6 +164,11 @@ function injectFaults(server: OwnServer, faults: Record<string, number>): () => 
       await control.script('FLUSH');
       faults['script flush'] = (faults['script flush'] ?? 0) + 1;
     }),
+    loop(pauseEveryMs, async () => {
+      await control.call('CLIENT', 'PAUSE', String(PAUSE_MS), 'ALL');
+      faults['client pause'] = (faults['client pause'] ?? 0) + 1;
+      await sleep(PAUSE_MS);
+    }),
     loop(restartEveryMs, async () => {
       restarting = true;
       try {
@@ -191,7 +205,7 @@ async function main(): Promise<number> {
     try {
       run = await runWorkload({
         url, prefix, clients: Number(args.clients), keys: Number(args.keys),
-        processes: Number(args.processes), durationMs: seconds * 1000, timeoutMs: 2000,
+        processes: Number(args.processes), durationMs: seconds * 1000, timeoutMs: TIMEOUT_MS,
       });
     } finally {
       await stopFaults();
@@ -209,6 +223,8 @@ async function main(): Promise<number> {
     console.log(`faults:      ${Object.keys(faults).length === 0 ? 'none' : ''}`);
     for (const [kind, count] of Object.entries(faults)) console.log(`  ${kind.padEnd(40)} ${count}`);
     console.log(`check:       ${Math.round(checkMs)} ms, ${explored} search configurations, linearizable: ${report.linearizable}`);
+    console.log(`indeterminate compareAndSets: ${report.indeterminateWrites.total}, ` +
+      `${report.indeterminateWrites.seenToTakeEffect} of them later read (they took effect)`);
     console.log(`lost writes: ${report.lostWrites}`);
     console.log(`violations:  ${report.violations.length}`);
     for (const violation of report.violations) console.log(`  ${violation}`);

@@ -251,6 +251,8 @@ export interface HistoryReport {
   readonly linearizable?: boolean | 'inconclusive';
   /** Acknowledged Committed versions missing from a later scan although never truncated. */
   readonly lostWrites: number;
+  /** Indeterminate compareAndSets, and how many of them were later read (so took effect). */
+  readonly indeterminateWrites: { readonly total: number; readonly seenToTakeEffect: number };
   /** Every violation found, one line each (capped at 50). */
   readonly violations: string[];
 }
@@ -272,7 +274,13 @@ export function checkHistory(history: readonly Operation[], options: { lineariza
     byKey.get(o.key)!.push(o);
   }
   let lostWrites = 0;
-  for (const operations of byKey.values()) lostWrites += checkInvariants(operations, violations);
+  const indeterminateWrites = { total: 0, seenToTakeEffect: 0 };
+  for (const operations of byKey.values()) {
+    const found = checkInvariants(operations, violations);
+    lostWrites += found.lostWrites;
+    indeterminateWrites.total += found.indeterminate;
+    indeterminateWrites.seenToTakeEffect += found.indeterminateSeen;
+  }
   let verdict: Verdict | undefined;
   if (options.linearizability !== false) {
     verdict = checkLinearizable(history);
@@ -282,7 +290,7 @@ export function checkHistory(history: readonly Operation[], options: { lineariza
       `${JSON.stringify(key.key)}: ${key.explanation}`]));
   }
   return {
-    operations: history.length, outcomes, lostWrites,
+    operations: history.length, outcomes, lostWrites, indeterminateWrites,
     violations: violations.length > 50 ? [...violations.slice(0, 50), `... and ${violations.length - 50} more`] : violations,
     ...(verdict === undefined ? {} : { verdict, linearizable: verdict.linearizable }),
   };
@@ -291,8 +299,11 @@ export function checkHistory(history: readonly Operation[], options: { lineariza
 type CasOperation = Extract<Operation, { op: 'compareAndSet' }>;
 type TruncateOperation = Extract<Operation, { op: 'truncate' }>;
 
-/** The invariants of one key's history; returns how many acknowledged writes were lost. */
-function checkInvariants(operations: readonly Operation[], violations: string[]): number {
+/** The invariants of one key's history; returns lost writes and the fate of indeterminate ones. */
+function checkInvariants(
+  operations: readonly Operation[],
+  violations: string[],
+): { lostWrites: number; indeterminate: number; indeterminateSeen: number } {
   const say = (text: string, o: Operation): void => {
     violations.push(`${text}: ${describeOperation(o)}`);
   };
@@ -345,7 +356,13 @@ function checkInvariants(operations: readonly Operation[], violations: string[])
       say('the key read as empty after a commit was acknowledged', o);
     }
   }
-  return countLostWrites(operations, acknowledged, say);
+  const maybes = [...writers.values()].filter((o) => o.error === 'indeterminate');
+  const seenData = new Set(seen.values());
+  return {
+    lostWrites: countLostWrites(operations, acknowledged, say),
+    indeterminate: maybes.length,
+    indeterminateSeen: maybes.filter((o) => seenData.has(o.next.data)).length,
+  };
 }
 
 /**
