@@ -286,8 +286,12 @@ export class Link {
    */
   async waitForReplicas(what: string, routingKey: string, replicas: number, timeoutMs: number): Promise<number> {
     const connection = this.writer.isCluster ? primaryFor(this.writer, routingKey) : this.writer;
+    // Through attempt(), for its deadline and its watch: a WAIT in flight when a connection that
+    // reconnects closes is dropped by ioredis and would otherwise never settle.
+    const budgetMs = timeoutMs + 1000;
     try {
-      return Number(await connection.call!('WAIT', replicas, timeoutMs));
+      return Number(await this.attempt(true, 'WAIT', connection, Date.now() + budgetMs, budgetMs,
+        (client) => client.call!('WAIT', replicas, timeoutMs)));
     } catch (err) {
       throw indeterminate(`${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
     }

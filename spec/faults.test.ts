@@ -245,10 +245,14 @@ faults('a reply held past the timeout: indeterminate for a write, determinate fo
   assert.is(await consensus.compareAndSet(key, null, { seqno: 0, data: Buffer.from('v0') }), CaSResult.Committed);
   const payload = marker('held');
   const held = proxy.holdReplyTo(payload);
+  const started = Date.now();
   const write = await outcome(consensus.compareAndSet(key, 0, { seqno: 1, data: Buffer.from(payload) }, { timeoutMs: 300 }));
+  const elapsed = Date.now() - started;
   await held;
   assertKind(write, 'indeterminate', 'a write with its reply held');
   assert.match((write as { error: Error }).error.message, /no reply within 300 ms/);
+  // The per-call timeout, not the store's 2000 ms (bounds generous: this is not a speed test).
+  assert.ok(elapsed >= 290 && elapsed < 1500, `failed at its per-call deadline (${elapsed} ms)`);
   proxy.releaseHeld();
   const head = await consensus.head(key);
   assert.is(head?.data.toString(), payload, 'the write did happen');

@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
@@ -50,10 +50,33 @@ export function redisServerAvailable(): boolean {
 /** Starts a redis-server on `port` with `args` added, and waits until it answers PING. */
 export async function startServer(port: number, args: string[] = []): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `rc-redis-${port}-`));
-  const child = spawn('redis-server', [
+  return launch(port, dir, [
     '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--logfile', join(dir, 'redis.log'), ...args,
-  ], { stdio: 'ignore' });
+    '--logfile', join(dir, 'redis.log'),
+    // Replicas sync at once (Redis 7 otherwise waits 5 s for more replicas to share a transfer).
+    '--repl-diskless-sync-delay', '0', ...args,
+  ]);
+}
+
+/**
+ * Starts a Sentinel on `port` watching the primary on `primaryPort` as `name`, with quorum 1 and
+ * quick failure detection.
+ */
+export async function startSentinel(port: number, name: string, primaryPort: number): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), `rc-sentinel-${port}-`));
+  const config = join(dir, 'sentinel.conf');
+  writeFileSync(config, [
+    `port ${port}`, `bind ${HOST}`, `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
+    `sentinel monitor ${name} ${HOST} ${primaryPort} 1`,
+    `sentinel down-after-milliseconds ${name} 1000`,
+    `sentinel failover-timeout ${name} 5000`,
+    '',
+  ].join('\n'));
+  return launch(port, dir, [config, '--sentinel']);
+}
+
+async function launch(port: number, dir: string, args: string[]): Promise<Server> {
+  const child = spawn('redis-server', args, { stdio: 'ignore' });
   running.add(child);
   let alive = true;
   child.on('exit', () => {

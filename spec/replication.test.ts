@@ -1,0 +1,184 @@
+/**
+ * Replication and the `durability` option, on standalone servers this file starts: a primary with
+ * two replicas (ports 7210-7212), and for failover a second trio (7213-7215) watched by a
+ * Sentinel (7220). Redis replication is asynchronous: WAIT only tells how many replicas have a
+ * write, so a write that falls short is reported indeterminate, although it did commit on the
+ * primary.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Redis } from 'ioredis';
+import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+import { keyNames } from '../lib/layout.js';
+import { SAFE_WRITE_OPTIONS } from '../lib/link.js';
+import { deletePrefix, freshPrefix } from './support/backends.js';
+import {
+  audit, casWorkload, command, infoFields, redisServerAvailable, startSentinel, startServer, stopServers, until,
+} from './support/cluster.js';
+import type { Server } from './support/cluster.js';
+
+const PRIMARY = 7210;
+const url = (port: number): string => `redis://127.0.0.1:${port}`;
+
+/** Starts a primary on `primary` and replicas on the next `replicas` ports, all in sync. */
+async function startReplicated(primary: number, replicas: number): Promise<Server[]> {
+  const servers = [await startServer(primary)];
+  try {
+    for (let i = 1; i <= replicas; i++) {
+      servers.push(await startServer(primary + i, ['--replicaof', '127.0.0.1', String(primary)]));
+    }
+    await until('the replicas are in sync', 10_000, async () => {
+      const info = infoFields(String(await command(primary, 'INFO', 'replication')));
+      return Number(info.connected_slaves) === replicas &&
+        Array.from({ length: replicas }, (_, i) => info[`slave${i}`] ?? '').every((line) => line.includes('state=online'));
+    });
+    return servers;
+  } catch (err) {
+    await stopServers(servers);
+    throw err;
+  }
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ExternalError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.instance(err, ExternalError);
+    return err as ExternalError;
+  }
+  throw new Error('expected an ExternalError');
+}
+
+if (redisServerAvailable()) {
+  durabilitySuite();
+  failoverSuite();
+}
+
+function durabilitySuite(): void {
+  const test = suite<{ servers: Server[] }>('replication: durability (WAIT)');
+  test.before(async (context) => {
+    context.servers = await startReplicated(PRIMARY, 2);
+  });
+  test.after(async (context) => {
+    await stopServers(context.servers ?? []);
+  });
+
+  test('durability met: Committed, and every replica has the version', async () => {
+    const consensus = await RedisConsensus.connect(url(PRIMARY), {
+      prefix: freshPrefix('durable'), durability: { replicas: 2, timeoutMs: 2000 },
+    });
+    try {
+      assert.is(await consensus.compareAndSet('k', null, { seqno: 1, data: Buffer.from('one') }), CaSResult.Committed);
+      assert.is(await consensus.compareAndSet('k', 1, { seqno: 2, data: Buffer.from('two') }), CaSResult.Committed);
+      assert.is(await consensus.truncate('k', 2), 1);
+      const names = keyNames(consensus.prefix, 'k');
+      for (const port of [PRIMARY + 1, PRIMARY + 2]) {
+        assert.equal(await command(port, 'ZRANGE', names.versions, 0, -1), ['0000000000000000002'], `replica ${port}`);
+      }
+    } finally {
+      await consensus.close();
+    }
+  });
+
+  test('more replicas asked for than exist: indeterminate, with the write committed on the primary', async () => {
+    const consensus = await RedisConsensus.connect(url(PRIMARY), {
+      prefix: freshPrefix('durable'), durability: { replicas: 3, timeoutMs: 300 },
+    });
+    try {
+      const err = await rejection(consensus.compareAndSet('k', null, { seqno: 1, data: Buffer.from('one') }));
+      assert.is(err.determinate, false);
+      assert.match(err.message, /^indeterminate: compareAndSet committed on the primary but only 2 of 3 replicas acknowledged it within 300 ms/);
+      assert.is((await consensus.head('k'))?.seqno, 1n);
+      // A mismatch wrote nothing, so it waits for nobody.
+      assert.is(await consensus.compareAndSet('k', null, { seqno: 5, data: Buffer.from('x') }), CaSResult.ExpectationMismatch);
+    } finally {
+      await consensus.close();
+    }
+  });
+
+  test('a replica stopped: indeterminate, the write is on the primary, and fewer replicas still suffice', async (context) => {
+    context.servers.find((server) => server.port === PRIMARY + 2)!.kill();
+    await until('the primary sees one replica', 10_000, async () =>
+      infoFields(String(await command(PRIMARY, 'INFO', 'replication'))).connected_slaves === '1');
+    const prefix = freshPrefix('durable');
+    const two = await RedisConsensus.connect(url(PRIMARY), { prefix, durability: { replicas: 2, timeoutMs: 300 } });
+    const one = await RedisConsensus.connect(url(PRIMARY), { prefix, durability: { replicas: 1, timeoutMs: 2000 } });
+    try {
+      const err = await rejection(two.compareAndSet('k', null, { seqno: 1, data: Buffer.from('one') }));
+      assert.is(err.determinate, false);
+      assert.match(err.message, /only 1 of 2 replicas/);
+      const raw = new Redis(url(PRIMARY));
+      try {
+        assert.equal(await raw.zrange(keyNames(prefix, 'k').versions, 0, -1), ['0000000000000000001']);
+      } finally {
+        raw.disconnect();
+      }
+      assert.is(await one.compareAndSet('k', 1, { seqno: 2, data: Buffer.from('two') }), CaSResult.Committed);
+    } finally {
+      await two.close();
+      await one.close();
+    }
+  });
+
+  test.run();
+}
+
+function failoverSuite(): void {
+  const test = suite('replication: the primary dies under load, Sentinel promotes a replica');
+
+  test('the library follows the promoted replica; acknowledged writes lost with and without durability are reported', async () => {
+    const primary = PRIMARY + 3;
+    const servers = await startReplicated(primary, 2);
+    const sentinel = await startSentinel(7220, 'rc', primary);
+    servers.push(sentinel);
+    const prefix = freshPrefix('failover');
+    const open = (options: ConstructorParameters<typeof RedisConsensus>[1]): RedisConsensus => {
+      const client = new Redis({ sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: 'rc', ...SAFE_WRITE_OPTIONS });
+      client.on('error', () => {});
+      clients.push(client);
+      return new RedisConsensus(client as unknown as RedisClient, { prefix, timeoutMs: 2000, ...options });
+    };
+    const clients: Redis[] = [];
+    try {
+      const plain = open({});
+      const durable = open({ durability: { replicas: 1, timeoutMs: 500 } });
+      const plainLoad = casWorkload([plain], ['p0', 'p1', 'p2', 'p3'], 4);
+      const durableLoad = casWorkload([durable], ['d0', 'd1', 'd2', 'd3'], 4);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const killedAt = Date.now();
+      servers.find((server) => server.port === primary)!.kill();
+      await until('Sentinel promotes a replica', 20_000, async () => {
+        const [, port] = await command(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'rc') as [string, string];
+        return Number(port) !== primary;
+      });
+      const promotedMs = Date.now() - killedAt;
+      const committed = plainLoad.outcomes.committed;
+      await until('writes commit again', 15_000, async () => plainLoad.outcomes.committed > committed + 20);
+      const recoveredMs = Date.now() - killedAt;
+      await plainLoad.stop();
+      await durableLoad.stop();
+      const plainAudit = await audit(plain, plainLoad);
+      const durableAudit = await audit(durable, durableLoad);
+      console.log(`[replication] Sentinel failover: promoted ${promotedMs} ms after the kill, writes back at ${recoveredMs} ms`);
+      console.log(`[replication] without durability: ${plainAudit.acknowledged} acknowledged, ${plainAudit.lost.length} LOST ` +
+        `${JSON.stringify(plainAudit.lost)}; outcomes ${JSON.stringify(plainLoad.outcomes)}`);
+      console.log(`[replication] with durability {replicas: 1}: ${durableAudit.acknowledged} acknowledged, ` +
+        `${durableAudit.lost.length} LOST ${JSON.stringify(durableAudit.lost)}; outcomes ${JSON.stringify(durableLoad.outcomes)}`);
+      assert.equal(durableAudit.lost, []);
+      assert.equal(plainAudit.phantom, []);
+      assert.equal(durableAudit.phantom, []);
+      await plain.close();
+      await durable.close();
+      const [, port] = await command(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'rc') as [string, string];
+      const raw = new Redis(url(Number(port)));
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    } finally {
+      for (const client of clients) client.disconnect();
+      await stopServers(servers);
+    }
+  });
+
+  test.run();
+}
