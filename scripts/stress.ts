@@ -194,6 +194,9 @@ function sleep(ms: number): Promise<void> {
 async function main(): Promise<number> {
   const server = args.url === undefined ? await startOwnServer() : undefined;
   const url = args.url ?? server!.url;
+  process.once('SIGINT', () => {
+    void (server?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
   const prefix = freshPrefix('stress');
   const faults: Record<string, number> = {};
   console.log(`stress: ${seconds} s, ${args.clients} clients` +
