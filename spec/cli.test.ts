@@ -1,0 +1,369 @@
+/**
+ * The `redis-consensus` command, end to end: the compiled CLI run as a child process against the
+ * real Redis, on data written through the library under a fresh prefix.
+ *
+ * Most tests run the CLI compiled next to this spec (`build/lib/cli.js`: the same source and
+ * compiler settings as `dist/lib/cli.js`, and the copy whose coverage `npm test` measures); one
+ * runs the packaged binary itself, `dist/lib/cli.js` as named by package.json's `bin`, which
+ * `npm test` builds before the specs. REDIS_CONSENSUS_BIN overrides that path.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Cluster, Redis } from 'ioredis';
+import { CaSResult, RedisConsensus, SEQNO_MAX } from '../lib/index.js';
+import type { RedisClient } from '../lib/index.js';
+import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
+
+const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string;
+  bin: Record<string, string>;
+};
+const BIN = process.env.REDIS_CONSENSUS_BIN ?? join(ROOT, MANIFEST.bin['redis-consensus']!);
+/** Nothing listens here (this spec's own port range). */
+const DEAD_URL = 'redis://127.0.0.1:7498';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with `args`; stdin is a pipe fed `input` (so not a terminal). */
+function cli(args: string[], options: { input?: string; env?: Record<string, string>; script?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [options.script ?? CLI, ...args], {
+      env: { ...process.env, REDIS_URL, ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+const lines = (text: string): string[] => text.split('\n').filter((line) => line !== '');
+const json = (text: string): Array<Record<string, unknown>> =>
+  lines(text).map((line) => JSON.parse(line) as Record<string, unknown>);
+
+const BINARY = Buffer.from([0, 255, 1, 10, 13, 0x80]);
+const BINARY_KEY = 'bin\nkey ü';
+
+const test = suite('redis-consensus CLI');
+const available = await realRedisAvailable();
+let consensus: RedisConsensus;
+let raw: Redis;
+let prefix: string;
+/** Runs the CLI on this suite's store. */
+const run = (args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<Run> =>
+  cli(['--prefix', prefix, ...args], options);
+
+test.before(async () => {
+  if (!available) return;
+  prefix = freshPrefix('cli');
+  consensus = await RedisConsensus.connect(REDIS_URL, { prefix });
+  raw = new Redis(REDIS_URL);
+  for (let seqno = 0n; seqno < 5n; seqno++) {
+    assert.is(await consensus.compareAndSet('alpha', seqno === 0n ? null : seqno - 1n,
+      { seqno, data: Buffer.from(`v${seqno}`) }), CaSResult.Committed);
+  }
+  assert.is(await consensus.compareAndSet(BINARY_KEY, null, { seqno: SEQNO_MAX, data: BINARY }), CaSResult.Committed);
+});
+
+test.after(async () => {
+  if (!available) return;
+  await consensus.close();
+  await deletePrefix(raw, prefix);
+  await raw.quit();
+});
+
+/** Registers a test that needs the real Redis. */
+const real = (name: string, body: () => Promise<void>): void => {
+  test(name, async () => {
+    if (!available) return;
+    await body();
+  });
+};
+
+test('--help, help COMMAND and COMMAND --help print help and exit 0, without Redis', async () => {
+  const top = await cli(['--help'], { env: { REDIS_URL: DEAD_URL } });
+  assert.is(top.code, 0);
+  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'ping'].map(async (command) => {
+    assert.match(top.stdout, `  ${command}`);
+    const [viaHelp, viaFlag] = await Promise.all([cli(['help', command]), cli([command, '--help'])]);
+    assert.is(viaHelp.code, 0, command);
+    assert.is(viaFlag.code, 0, command);
+    assert.is(viaHelp.stdout, viaFlag.stdout);
+    assert.match(viaHelp.stdout, `Usage: redis-consensus [options] ${command}`);
+  }));
+  assert.match((await cli(['help', 'scan'])).stdout, '--from SEQNO');
+  assert.match((await cli(['help'])).stdout, 'Exit codes: 0 done');
+  const version = await cli(['--version']);
+  assert.is(version.code, 0);
+  assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+});
+
+test('bad arguments exit with 2 and say what is wrong, before connecting', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [[], /no command given/],
+    [['bogus'], /unknown command "bogus"/],
+    [['help', 'bogus'], /unknown command "bogus"/],
+    [['head'], /'head' takes KEY; got none/],
+    [['head', 'a', 'b'], /'head' takes KEY; got "a" "b"/],
+    [['head', 'a', '--from', '1'], /--from is not an option of 'head'/],
+    [['--nope', 'keys'], /Unknown option '--nope'/],
+    [['scan', 'a', '--from', 'x'], /--from must be a seqno/],
+    [['scan', 'a', '--from', '9223372036854775808'], /--from must be at most 9223372036854775807/],
+    [['scan', 'a', '--limit', '1.5'], /--limit must be a non-negative integer/],
+    [['scan', 'a', '--limit'], /argument missing/],
+    [['truncate', 'a', '-1', '--yes'], /Unknown option '-1'/],
+    [['truncate', 'a', 'ten', '--yes'], /SEQNO must be a seqno/],
+    [['head', 'a', '--encoding', 'latin1'], /--encoding must be one of utf8, hex, base64/],
+    [['head', 'a', '--timeout', '0'], /--timeout must be at least 1 ms/],
+    [['head', 'a', '--prefix', 'a{b}'], /--prefix must be non-empty/],
+    [['head', 'a', '--url', 'http://localhost'], /--url must be a redis:\/\/ or rediss:\/\/ URL/],
+    [['stats', '--top', 'many'], /--top must be a non-negative integer/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => cli(args, { env: { REDIS_URL: DEAD_URL } })));
+  cases.forEach(([args, message], i) => {
+    const result = results[i]!;
+    assert.is(result.code, 2, args.join(' '));
+    assert.match(result.stderr, message, args.join(' '));
+    assert.is(result.stdout, '', args.join(' '));
+  });
+});
+
+test('an unreachable Redis exits with 3, from --url or REDIS_URL', async () => {
+  const viaFlag = await cli(['--url', DEAD_URL, 'ping']);
+  assert.is(viaFlag.code, 3);
+  assert.match(viaFlag.stderr, 'cannot reach Redis at redis://127.0.0.1:7498');
+  const viaEnv = await cli(['keys'], { env: { REDIS_URL: DEAD_URL } });
+  assert.is(viaEnv.code, 3);
+  assert.match(viaEnv.stderr, 'ECONNREFUSED');
+  assert.is(viaEnv.stdout, '');
+  const credentials = await cli(['--url', 'redis://user:secret@127.0.0.1:7498', 'ping']);
+  assert.is(credentials.code, 3);
+  assert.not.match(credentials.stderr, 'secret');
+});
+
+real('the packaged binary (package.json bin) has its shebang and runs', async () => {
+  assert.is(readFileSync(BIN, 'utf8').split('\n', 1)[0], '#!/usr/bin/env node');
+  const version = await cli(['--version'], { script: BIN });
+  assert.is(version.stdout, `${MANIFEST.version}\n`);
+  const head = await cli(['--prefix', prefix, 'head', 'alpha'], { script: BIN });
+  assert.is(head.code, 0);
+  assert.is(head.stdout, '4\tv4\n');
+  const missing = await cli(['--prefix', prefix, 'head', 'nothing'], { script: BIN });
+  assert.is(missing.code, 4);
+});
+
+real('ping prints the round-trip time', async () => {
+  const text = await run(['ping']);
+  assert.is(text.code, 0);
+  assert.match(text.stdout, /^PONG \d+\.\d{3} ms\n$/);
+  const machine = await run(['ping', '--json']);
+  const [reply] = json(machine.stdout);
+  assert.is(reply?.['ok'], true);
+  assert.type(reply?.['ms'], 'number');
+});
+
+real('keys lists every key exactly once; --json is exact for any key', async () => {
+  const text = await run(['keys']);
+  assert.is(text.code, 0);
+  assert.equal(lines(text.stdout).sort(), ['alpha', 'bin', 'key ü'].sort());
+  assert.is(text.stderr, '');
+  const machine = await run(['keys', '--json']);
+  assert.equal(json(machine.stdout).map((line) => line['key']).sort(), ['alpha', BINARY_KEY].sort());
+});
+
+real('keys --progress reports a count on stderr every 1000 keys, and keys go to stdout', async () => {
+  const bulk = freshPrefix('cli-bulk');
+  const store = await RedisConsensus.connect(REDIS_URL, { prefix: bulk });
+  try {
+    const names = Array.from({ length: 1005 }, (_, i) => `k${i}`);
+    for (let i = 0; i < names.length; i += 100) {
+      await Promise.all(names.slice(i, i + 100).map((key) =>
+        store.compareAndSet(key, null, { seqno: 1n, data: Buffer.from(key) })));
+    }
+    const result = await cli(['--prefix', bulk, 'keys', '--progress']);
+    assert.is(result.code, 0);
+    assert.equal(lines(result.stdout).sort(), [...names].sort());
+    assert.equal(lines(result.stderr), ['progress: 1000 keys', 'progress: 1005 keys, done']);
+    const stats = await cli(['--prefix', bulk, 'stats', '--json', '--top', '0']);
+    assert.equal(json(stats.stdout), [{ keys: 1005, versions: 1005, payloadBytes: names.join('').length, largest: [] }]);
+  } finally {
+    await store.close();
+    await deletePrefix(raw, bulk);
+  }
+});
+
+real('head prints the latest version in every encoding; binary data and seqno 2^63-1 are exact', async () => {
+  const text = await run(['head', 'alpha']);
+  assert.is(text.code, 0);
+  assert.is(text.stdout, '4\tv4\n');
+  const machine = await run(['head', BINARY_KEY, '--json']);
+  assert.equal(json(machine.stdout), [{ seqno: SEQNO_MAX.toString(), bytes: BINARY.length, data: BINARY.toString('base64') }]);
+  assert.is((await run(['head', BINARY_KEY, '--encoding', 'hex'])).stdout, `${SEQNO_MAX}\t${BINARY.toString('hex')}\n`);
+  assert.is((await run(['head', 'alpha', '--json', '--encoding', 'utf8'])).stdout,
+    '{"seqno":"4","bytes":2,"data":"v4"}\n');
+});
+
+real('head and scan of a key with no data exit with 4', async () => {
+  for (const args of [['head', 'nothing'], ['scan', 'nothing'], ['scan', 'nothing', '--limit', '0']]) {
+    const result = await run(args);
+    assert.is(result.code, 4, args.join(' '));
+    assert.match(result.stderr, 'no data under key "nothing"');
+    assert.is(result.stdout, '');
+  }
+  const wrongPrefix = await cli(['--prefix', freshPrefix('cli-empty'), 'head', 'alpha']);
+  assert.is(wrongPrefix.code, 4);
+});
+
+real('scan prints versions ascending, honouring --from and --limit', async () => {
+  assert.is((await run(['scan', 'alpha'])).stdout, '0\tv0\n1\tv1\n2\tv2\n3\tv3\n4\tv4\n');
+  assert.is((await run(['scan', 'alpha', '--from', '2', '--limit', '2'])).stdout, '2\tv2\n3\tv3\n');
+  const above = await run(['scan', 'alpha', '--from', '5']);
+  assert.is(above.code, 0);
+  assert.is(above.stdout, '');
+  const machine = await run(['scan', 'alpha', '--json', '--from', '3']);
+  assert.equal(json(machine.stdout), [
+    { seqno: '3', bytes: 2, data: Buffer.from('v3').toString('base64') },
+    { seqno: '4', bytes: 2, data: Buffer.from('v4').toString('base64') },
+  ]);
+});
+
+real('scan pages through a history longer than one page without gaps or repeats', async () => {
+  const key = 'long';
+  const total = 2100;
+  for (let seqno = 0; seqno < total; seqno++) {
+    // Gaps of 2: the pages must continue from the last seqno seen, not count positions.
+    await consensus.compareAndSet(key, seqno === 0 ? null : 2 * (seqno - 1), { seqno: 2 * seqno, data: Buffer.from([seqno % 256]) });
+  }
+  const all = await run(['scan', key, '--json']);
+  assert.is(all.code, 0);
+  const seqnos = json(all.stdout).map((line) => Number(line['seqno']));
+  assert.equal(seqnos, Array.from({ length: total }, (_, i) => 2 * i));
+  const window = await run(['scan', key, '--from', '201', '--limit', '1500', '--encoding', 'hex']);
+  const windowSeqnos = lines(window.stdout).map((line) => Number(line.split('\t')[0]));
+  assert.is(windowSeqnos.length, 1500);
+  assert.is(windowSeqnos[0], 202);
+  assert.is(windowSeqnos.at(-1), 202 + 2 * 1499);
+  const stats = await run(['stats', '--json', '--top', '1']);
+  assert.equal(json(stats.stdout), [{
+    keys: 3, versions: 5 + 1 + total, payloadBytes: 10 + BINARY.length + total,
+    largest: [{ key, versions: total, bytes: total }],
+  }]);
+});
+
+real('stats counts keys, versions and bytes, and lists the largest histories', async () => {
+  const result = await run(['stats', '--top', '2']);
+  assert.is(result.code, 0);
+  const output = lines(result.stdout);
+  assert.match(output[0]!, /^keys +3$/);
+  assert.match(output[3]!, 'largest histories:');
+  assert.match(output[5]!, /^ +2100 +2100 +"long"$/);
+  assert.match(output[6]!, /^ +5 +10 +"alpha"$/);
+  assert.is(output.length, 7);
+});
+
+real('truncate refuses without --yes when stdin is not a terminal, and deletes nothing', async () => {
+  const result = await run(['truncate', 'alpha', '3'], { input: 'y\n' });
+  assert.is(result.code, 2);
+  assert.match(result.stderr, 'refusing to truncate without --yes');
+  assert.is((await consensus.scan('alpha', 0n, 10)).length, 5);
+});
+
+real('truncate --yes deletes below SEQNO and reports how many; above the head exits with 1', async () => {
+  const above = await run(['truncate', 'alpha', '5', '--yes']);
+  assert.is(above.code, 1);
+  assert.match(above.stderr, 'SEQNO 5 is above the head 4 of key "alpha": nothing deleted');
+  const missing = await run(['truncate', 'nothing', '1', '-y']);
+  assert.is(missing.code, 4);
+  const done = await run(['truncate', 'alpha', '2', '--yes']);
+  assert.is(done.code, 0);
+  assert.is(done.stdout, 'deleted 2 versions of key "alpha" below seqno 2\n');
+  assert.equal((await consensus.scan('alpha', 0n, 10)).map((version) => version.seqno), [2n, 3n, 4n]);
+  const again = await run(['truncate', 'alpha', '2', '--yes', '--json']);
+  assert.equal(json(again.stdout), [{ key: 'alpha', seqno: '2', deleted: 0 }]);
+});
+
+/** Whether util-linux `script` can give the CLI a terminal for stdin. */
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+real('truncate on a terminal asks, and only "y" deletes', async () => {
+  if (!hasScript) {
+    console.warn('\n!!! SKIPPING the terminal confirmation test: no util-linux `script` on PATH !!!\n');
+    return;
+  }
+  const onTerminal = (answer: string): Run => {
+    const command = [process.execPath, CLI, '--prefix', prefix, 'truncate', 'alpha', '4']
+      .map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(' ');
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], {
+      input: answer, encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: 20_000,
+    });
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const declined = onTerminal('n\n');
+  assert.is(declined.code, 1);
+  assert.match(declined.stdout, 'below seqno 4 (the head is 4)? [y/N]');
+  assert.match(declined.stdout, 'not confirmed: nothing deleted');
+  assert.is((await consensus.scan('alpha', 0n, 10)).length, 3);
+  const accepted = onTerminal('y\n');
+  assert.is(accepted.code, 0);
+  assert.match(accepted.stdout, 'deleted 2 versions of key "alpha" below seqno 4');
+  assert.equal((await consensus.scan('alpha', 0n, 10)).map((version) => version.seqno), [4n]);
+});
+
+real('--cluster reads a store on a Redis Cluster', async () => {
+  const port = 7460;
+  const dir = mkdtempSync(join(tmpdir(), 'ops-cli-cluster-'));
+  const server = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+    // A lone node does not know its own address until told: CLUSTER SLOTS would name it "".
+    '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1',
+  ], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  const admin = new Redis(port, '127.0.0.1', { lazyConnect: true });
+  admin.on('error', () => {});
+  let cluster: Cluster | undefined;
+  try {
+    for (let i = 0; i < 100 && spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() !== 'PONG'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await admin.connect();
+    // One node serving every slot: a whole cluster as far as a client can tell.
+    await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+    for (let i = 0; i < 100 && !String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    cluster = new Cluster([{ host: '127.0.0.1', port }], { redisOptions: { autoResendUnfulfilledCommands: false } });
+    cluster.on('error', () => {});
+    const store = new RedisConsensus(cluster as unknown as RedisClient, { prefix });
+    try {
+      assert.is(await store.compareAndSet('on-cluster', null, { seqno: 7n, data: Buffer.from('c') }), CaSResult.Committed);
+    } finally {
+      await store.close();
+    }
+    const url = `redis://127.0.0.1:${port}`;
+    assert.is((await run(['--cluster', '--url', url, 'head', 'on-cluster'])).stdout, '7\tc\n');
+    assert.equal(lines((await run(['--cluster', '--url', url, 'keys'])).stdout), ['on-cluster']);
+  } finally {
+    cluster?.disconnect();
+    admin.disconnect();
+    server.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
