@@ -15,8 +15,22 @@
  *   accepted; `dropAll()` destroys the connections there are.
  *
  * It counts what it saw (`seen(marker)`: how many requests carrying a marker reached Redis), so
- * a test can prove that a request was sent exactly once. Markers are matched per connection
- * across chunk boundaries; use something unique to one call, such as its payload.
+ * a test can prove that a request was sent exactly once. Markers (at most 256 bytes) are matched
+ * per connection, across chunk boundaries; use something unique to one call, such as its
+ * payload. Faults act per connection: a held or cut reply holds or cuts whatever else that
+ * connection was carrying, as a real network fault would.
+ *
+ * @example
+ * ```ts
+ * const proxy = await FaultProxy.start(7151, { port: server.port });
+ * const consensus = await RedisConsensus.connect(proxy.url);
+ * proxy.count(payload);
+ * const cut = proxy.cutAfter(payload);
+ * await consensus.compareAndSet(key, 0, { seqno: 1, data: Buffer.from(payload) }); // rejects
+ * await cut;
+ * proxy.seen(payload); // 1
+ * await proxy.close();
+ * ```
  */
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
