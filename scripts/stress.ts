@@ -6,7 +6,7 @@
  *   npm run stress -- --seconds 60 [--clients 32] [--processes 2] [--keys 4]
  *                     [--kill-every-ms 250] [--flush-every-ms 1000] [--pause-every-s 7]
  *                     [--restart-every-s 0]
- *                     [--url redis://...] [--volatile]
+ *                     [--url redis://...] [--volatile] [--given-clients]
  *
  * Faults (on its own server only): `CLIENT KILL` of a few of the library's connections at a time
  * (writes in flight become indeterminate), `SCRIPT FLUSH` (the next EVALSHA meets NOSCRIPT),
@@ -15,6 +15,8 @@
  * with --restart-every-s a crash (SIGKILL) and restart of the server, which runs with
  * `appendonly yes` and `appendfsync always` so that no acknowledged write may be lost.
  * With --url the run uses that server and injects no faults: it may be shared.
+ * --given-clients hands each store an ioredis client with its defaults instead of using
+ * `RedisConsensus.connect` (the library then sends writes over a duplicate of it).
  * --volatile runs the server without persistence, so a restart loses everything: a check of
  * the checker, which must then report lost writes and violations.
  *
@@ -45,6 +47,7 @@ const { values: args } = parseArgs({
     'restart-every-s': { type: 'string', default: '0' },
     'pause-every-s': { type: 'string', default: '7' },
     volatile: { type: 'boolean', default: false },
+    'given-clients': { type: 'boolean', default: false },
   },
 });
 
@@ -209,6 +212,7 @@ async function main(): Promise<number> {
       run = await runWorkload({
         url, prefix, clients: Number(args.clients), keys: Number(args.keys),
         processes: Number(args.processes), durationMs: seconds * 1000, timeoutMs: TIMEOUT_MS,
+        givenClients: args['given-clients'],
       });
     } finally {
       await stopFaults();

@@ -10,6 +10,7 @@
  * machine) minus an epoch chosen by the parent, so their histories merge on one time line.
  */
 import { fork } from 'node:child_process';
+import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../../lib/index.js';
 import type { RedisClient, VersionedData } from '../../lib/index.js';
@@ -36,6 +37,11 @@ export interface WorkloadOptions {
   readonly processes?: number;
   /** The library's per-call timeout, ms. Default 2000. */
   readonly timeoutMs?: number;
+  /**
+   * Hand each store an ioredis client made with its defaults (`new RedisConsensus(new Redis(url))`)
+   * instead of `RedisConsensus.connect`. Real Redis only.
+   */
+  readonly givenClients?: boolean;
 }
 
 /** A history and what it took to make it. */
@@ -56,6 +62,7 @@ export interface ClientPlan {
   readonly stopAt: number;
   readonly operations: number;
   readonly timeoutMs: number;
+  readonly givenClients: boolean;
   /** `process.hrtime.bigint()` of the parent at the start, as a decimal string. */
   readonly epoch: string;
 }
@@ -79,6 +86,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
     stopAt: options.durationMs ?? 5000,
     operations: options.operationsPerClient ?? Number.MAX_SAFE_INTEGER,
     timeoutMs: options.timeoutMs ?? 2000,
+    givenClients: options.givenClients ?? false,
     epoch: epoch.toString(),
   }));
   let histories: Operation[][];
@@ -93,10 +101,18 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
 
 /** Connects every planned client, then runs them all at once. */
 export async function runClients(plans: readonly ClientPlan[]): Promise<Operation[][]> {
+  const given: Redis[] = [];
   const stores = await Promise.all(plans.map(async (plan) => {
     const options = { prefix: plan.prefix, timeoutMs: plan.timeoutMs };
     if (plan.url === undefined) {
       return new RedisConsensus(new RedisMock({ port: plan.mockPort }) as unknown as RedisClient, options);
+    }
+    if (plan.givenClients) {
+      // ioredis with its defaults (re-sends after reconnects): the library must split off writes.
+      const client = new Redis(plan.url);
+      client.on('error', () => {});
+      given.push(client);
+      return new RedisConsensus(client as unknown as RedisClient, options);
     }
     // A soak injects faults from the start, and a CLIENT KILL may meet a connection being made.
     for (let attempt = 1; ; attempt++) {
@@ -112,6 +128,7 @@ export async function runClients(plans: readonly ClientPlan[]): Promise<Operatio
     return await Promise.all(plans.map((plan, i) => runClient(stores[i]!, plan)));
   } finally {
     await Promise.all(stores.map((store) => store.close()));
+    for (const client of given) client.disconnect();
   }
 }
 
