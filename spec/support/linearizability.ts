@@ -172,6 +172,7 @@ class KeySearch {
       return { index, source, start: source.start, end: optional ? Infinity : source.end, optional, writes, prev: null, next: null };
     });
     this.linearized = new Uint8Array(this.steps.length);
+    // The sentinel's source is never read.
     this.pending = { index: -1, source: kept[0]!, start: -Infinity, end: Infinity, optional: false, writes: false, prev: null, next: null };
     let last = this.pending;
     for (const step of this.steps) {
@@ -372,10 +373,16 @@ class KeySearch {
     if (head !== undefined && this.liveFrom < this.chain.length) {
       // Optional truncates that would delete something now: seqno in (first live, head].
       const floor = this.chain[this.liveFrom]!.seqno;
-      for (const step of this.optionalTruncates) {
-        const seqno = truncateSeqno(step);
-        if (seqno > head.seqno) break;
-        if (seqno > floor && step.start <= minEnd && this.linearized[step.index] === 0) choices.push(step);
+      const truncates = this.optionalTruncates;
+      let low = 0;
+      for (let high = truncates.length; low < high;) {
+        const middle = (low + high) >>> 1;
+        if (truncateSeqno(truncates[middle]!) <= floor) low = middle + 1;
+        else high = middle;
+      }
+      for (let i = low; i < truncates.length && truncateSeqno(truncates[i]!) <= head.seqno; i++) {
+        const step = truncates[i]!;
+        if (step.start <= minEnd && this.linearized[step.index] === 0) choices.push(step);
       }
     }
     return choices;
