@@ -15,7 +15,9 @@ import type { SeqNo } from './seqno.js';
 
 /** One version of a key: a seqno and its bytes. Outputs carry `data` as a `Buffer`. */
 export interface VersionedData {
+  /** Its sequence number. */
   readonly seqno: SeqNo;
+  /** Its bytes: any length, any byte values. */
   readonly data: Uint8Array;
 }
 
@@ -24,13 +26,17 @@ export type SeqNoInput = SeqNo | number;
 
 /** What `compareAndSet` may pass as the next version. */
 export interface VersionedDataInput {
+  /** Its sequence number: a bigint, or a non-negative safe-integer number. */
   readonly seqno: SeqNoInput;
+  /** Its bytes: any length, any byte values. */
   readonly data: Uint8Array;
 }
 
 /** The outcome of a `compareAndSet`. A mismatch is a normal result, never an error. */
 export const CaSResult = {
+  /** `next` was appended: the key's head is now `next.seqno`. */
   Committed: 'Committed',
+  /** The head was not `expected`; nothing changed. */
   ExpectationMismatch: 'ExpectationMismatch',
 } as const;
 // eslint-disable-next-line @typescript-eslint/no-redeclare -- a constant and its type, one name
@@ -41,6 +47,7 @@ export type OperationName = 'head' | 'compareAndSet' | 'scan' | 'truncate' | 'li
 
 /** What an observer learns when an operation ends. */
 export interface OperationEvent {
+  /** Which operation ended. */
   readonly operation: OperationName;
   /**
    * `ok`, `mismatch` (compareAndSet's ExpectationMismatch), `determinate` or `indeterminate`

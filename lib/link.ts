@@ -21,22 +21,42 @@ import type { ScriptHost } from './scripts.js';
  * scripts defined with `defineCommand` are looked up by name.
  */
 export interface RedisClient extends ScriptHost {
+  /** Walks a set (the key registry), page by page. */
   sscan(key: string, cursor: string | number, ...args: (string | number)[]): Promise<[string, string[]]>;
+  /** Sends any command (`WAIT` for durability). */
   call?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
+  /** Closes the connection politely (clients the library created). */
   quit(): Promise<unknown>;
+  /** Closes the connection at once, when `quit` fails. */
   disconnect?(): void;
+  /** A new connection like this one: the library's write connection. */
   duplicate?(...args: unknown[]): RedisClient;
+  /** Connects a client made with `lazyConnect`. */
   connect?(): Promise<unknown>;
+  /** Listens to connection events (`close`, `ready`, Cluster `+node`). */
   on?(event: string, listener: (...args: unknown[]) => void): unknown;
+  /** Stops listening. */
   off?(event: string, listener: (...args: unknown[]) => void): unknown;
+  /** Listens to one event once. */
   once?(event: string, listener: (...args: unknown[]) => void): unknown;
+  /** A Cluster's node connections. */
   nodes?(role?: string): RedisClient[];
+  /** ioredis's connection status (`ready`, `reconnecting`, `end`...); ioredis-mock has none. */
   status?: string;
+  /** True for an ioredis `Cluster`. */
   isCluster?: boolean;
+  /** The client's options, read to learn whether it re-sends commands after a reconnect. */
   options?: {
+    /** Whether ioredis re-sends commands in flight after a reconnect. */
     autoResendUnfulfilledCommands?: boolean;
+    /** Whether commands wait in a queue while disconnected. */
     enableOfflineQueue?: boolean;
-    redisOptions?: { autoResendUnfulfilledCommands?: boolean };
+    /** A Cluster's options for its node connections. */
+    redisOptions?: {
+      /** Whether the Cluster's node connections re-send commands in flight after a reconnect. */
+      autoResendUnfulfilledCommands?: boolean;
+    };
+    /** A Cluster's delay before retrying a command after a failover. */
     retryDelayOnFailover?: number;
   };
 }

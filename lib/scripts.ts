@@ -41,6 +41,7 @@ export const SCRIPTS: Readonly<Record<ScriptName, { lua: string; numberOfKeys: n
 
 /** The part of an ioredis client (Redis, Cluster or ioredis-mock) that loading needs. */
 export interface ScriptHost {
+  /** Defines a Lua script as a command (ioredis `defineCommand`). */
   defineCommand(name: string, definition: { lua: string; numberOfKeys: number }): void;
 }
 
