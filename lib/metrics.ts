@@ -11,24 +11,31 @@ export type MetricLabels = Record<string, string>;
 
 /** What `prometheusObserver` needs of a prom-client `Counter`. */
 export interface PromCounter {
+  /** Adds `value` (default 1) to the series of `labels`. */
   inc(labels: MetricLabels, value?: number): void;
 }
 
 /** What `prometheusObserver` needs of a prom-client `Histogram`. */
 export interface PromHistogram {
+  /** Records one observation in the series of `labels`. */
   observe(labels: MetricLabels, value: number): void;
 }
 
 /** The settings `prometheusObserver` passes to prom-client's metric constructors. */
 export interface PromMetricConfiguration<Registry> {
+  /** The metric's full name, prefix included. */
   name: string;
+  /** What it counts, for `# HELP`. */
   help: string;
+  /** Its labels: `operation`, and `outcome` where it applies. */
   labelNames: string[];
+  /** The one registry to register it in. */
   registers: Registry[];
 }
 
 /** What `prometheusObserver` needs of a prom-client `Registry`. */
 export interface PromRegistry {
+  /** The metric registered under `name`, if any: lets two observers share one set of metrics. */
   getSingleMetric(name: string): unknown;
 }
 
@@ -38,8 +45,16 @@ export interface PromRegistry {
  * fits and this library needs no types from it.
  */
 export interface PromClient<Registry extends PromRegistry> {
-  Counter: new (configuration: PromMetricConfiguration<Registry>) => PromCounter;
-  Histogram: new (configuration: PromMetricConfiguration<Registry> & { buckets: number[] }) => PromHistogram;
+  /** prom-client's `Counter` class. */
+  Counter: {
+    /** Creates a counter and registers it in `configuration.registers`. */
+    new (configuration: PromMetricConfiguration<Registry>): PromCounter;
+  };
+  /** prom-client's `Histogram` class. */
+  Histogram: {
+    /** Creates a histogram with these bucket bounds and registers it. */
+    new (configuration: PromMetricConfiguration<Registry> & { buckets: number[] }): PromHistogram;
+  };
   /** prom-client's default registry, used when the options name none. */
   register: Registry;
 }
@@ -145,12 +160,19 @@ export function prometheusObserver<Registry extends PromRegistry>(
 
 /** What a `countingObserver` has seen of one operation. */
 export interface OperationCounts {
+  /** Calls that passed argument checks and started. */
   started: number;
+  /** Calls that returned a result other than a mismatch. */
   ok: number;
+  /** Compare-and-sets that returned ExpectationMismatch. */
   mismatch: number;
+  /** Calls that failed with a determinate ExternalError: they did not take effect. */
   determinate: number;
+  /** Calls that failed with an indeterminate ExternalError: writes that may have taken effect. */
   indeterminate: number;
+  /** Payload bytes committed. */
   bytesWritten: number;
+  /** Payload bytes returned. */
   bytesRead: number;
   /** Versions returned (head, scan), deleted (truncate) or committed (compareAndSet); keys listed. */
   count: number;
