@@ -324,6 +324,14 @@ real('truncate on a terminal asks, and only "y" deletes', async () => {
   assert.equal((await consensus.scan('alpha', 0n, 10)).map((version) => version.seqno), [4n]);
 });
 
+real('examples/workers.mjs: forked workers build one gapless log', async () => {
+  // The example imports 'redis-consensus', which resolves to dist/ through package.json exports.
+  const result = await cli(['3', '15'], { script: join(ROOT, 'examples', 'workers.mjs') });
+  assert.is(result.code, 0, result.stderr);
+  assert.match(result.stdout, '3 workers appended 45 entries');
+  assert.match(result.stdout, 'ok: one gapless log, every entry exactly once, each worker in order');
+});
+
 real('--cluster reads a store on a Redis Cluster', async () => {
   const port = 7460;
   const dir = mkdtempSync(join(tmpdir(), 'ops-cli-cluster-'));
