@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 // runtime dependency beyond ioredis.
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
+import { safeClusterOptions } from './cluster.js';
 import { RedisConsensus } from './consensus.js';
 import type { VersionedData } from './consensus.js';
 import { ExternalError } from './errors.js';
@@ -401,15 +402,16 @@ async function connect(globals: Globals): Promise<{ consensus: RedisConsensus; c
   let client: Redis | Cluster;
   if (globals.cluster) {
     client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+      ...safeClusterOptions({
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: {
+          connectTimeout: globals.timeoutMs,
+          username: decodeURIComponent(url.username) || undefined,
+          password: decodeURIComponent(url.password) || undefined,
+          tls: url.protocol === 'rediss:' ? {} : undefined,
+        },
+      }),
       lazyConnect: true,
-      clusterRetryStrategy: retryStrategy,
-      redisOptions: {
-        ...SAFE_WRITE_OPTIONS,
-        connectTimeout: globals.timeoutMs,
-        username: decodeURIComponent(url.username) || undefined,
-        password: decodeURIComponent(url.password) || undefined,
-        tls: url.protocol === 'rediss:' ? {} : undefined,
-      },
     });
   } else {
     client = new Redis(globals.url, {
