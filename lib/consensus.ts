@@ -134,6 +134,8 @@ export class RedisConsensus {
   private readonly timeoutMs: number;
   private readonly durability: Required<DurabilityOptions> | undefined;
   private readonly observer: Observer | undefined;
+  /** Redis key names of recently used keys (building them per call measurably slowed calls). */
+  private readonly recentNames = new Map<string, KeyNames>();
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster`, or ioredis-mock. The client stays the caller's:
@@ -415,7 +417,16 @@ export class RedisConsensus {
 
   private names(key: unknown): KeyNames {
     if (typeof key !== 'string') throw new TypeError(`key must be a string; got ${describe(key)}`);
-    return keyNames(this.prefix, key);
+    let names = this.recentNames.get(key);
+    if (names === undefined) {
+      names = keyNames(this.prefix, key);
+      if (key.length <= NAMES_CACHE_KEY_LENGTH) {
+        // Bounded: a worker's working set of keys fits; a scan over many keys just recomputes.
+        if (this.recentNames.size >= NAMES_CACHE_SIZE) this.recentNames.clear();
+        this.recentNames.set(key, names);
+      }
+    }
+    return names;
   }
 
   private callTimeout(options: CallOptions | undefined): number {
@@ -477,6 +488,10 @@ type PayloadWire = string | Buffer;
 
 /** How many registry buckets `listKeys` walks at once. */
 const LIST_WINDOW = 16;
+
+/** How many keys' Redis key names a RedisConsensus remembers, and the longest key it remembers. */
+const NAMES_CACHE_SIZE = 1024;
+const NAMES_CACHE_KEY_LENGTH = 256;
 
 /** Clients made by `connect`, handed to the constructor as owned. */
 const ownedClients = new WeakSet<RedisClient>();
