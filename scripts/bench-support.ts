@@ -110,7 +110,9 @@ export interface Case {
  * next call when its last one settles), interleaved: `rounds` rounds in which every case runs a
  * slice of its calls, the order rotating each round. Cases so share the machine's noise (this
  * machine is shared), and their ratios are much steadier than back-to-back runs would give.
- * Indexes are handed out in order, so calls reach the connection in index order.
+ * Indexes are handed out in order, so calls reach the connection in index order. `beforeSlice`
+ * runs before each timed slice (the bench collects garbage there, so that no case pays for the
+ * garbage of the one before it).
  */
 export async function measureGroup(
   inFlight: number,
@@ -118,6 +120,7 @@ export async function measureGroup(
   rounds: number,
   serverStats?: (command: string) => Promise<{ calls: number; usec: number }>,
   onRound?: (round: number) => void,
+  beforeSlice?: () => void,
 ): Promise<Map<string, Stats>> {
   const state = cases.map((c) => ({
     latencies: new Float64Array(c.calls), done: 0, next: 0, ms: 0, cpu: 0, serverCalls: 0, serverUsec: 0,
@@ -136,6 +139,7 @@ export async function measureGroup(
       const slice = Math.round(((round + 1) * c.calls) / rounds) - s.done;
       if (slice <= 0) continue;
       const before = c.serverCommand && serverStats ? await serverStats(c.serverCommand) : undefined;
+      beforeSlice?.();
       const cpu = process.cpuUsage();
       const started = performance.now();
       const base = s.next;

@@ -6,8 +6,8 @@
  *   npm run bench -- --quick           # a short run (< 60 s)
  *   npm run bench -- --mock            # ioredis-mock (no scale or memory sections)
  *   npm run bench -- --json out.json   # also write every figure as JSON
- *   npm run bench -- --only operations,memory   # some sections only (operations, breakdown,
- *                                      # history, truncate, listKeys, memory)
+ *   npm run bench -- --only operations,memory   # some sections only (operations, focus,
+ *                                      # breakdown, history, truncate, listKeys, memory)
  *
  * Every operation runs through one RedisConsensus with one connection, as a real worker would;
  * "in flight" is how many calls that worker has outstanding at once (a closed loop). Numbers on a
@@ -41,12 +41,14 @@ const { values: args } = parseArgs({
 });
 const QUICK = args.quick === true;
 const MOCK = args.mock === true;
-const SECTIONS = new Set((args.only ?? 'operations,breakdown,history,truncate,listKeys,memory').split(','));
+const SECTIONS = new Set((args.only ?? 'operations,focus,breakdown,history,truncate,listKeys,memory').split(','));
 const PORTS = Array.from({ length: 50 }, (_, i) => 7400 + i);
 const MOCK_PORT = 7400;
 const PAYLOAD = randomPayload(1024);
-const IN_FLIGHT = [1, 16, 64] as const;
-const KEY_COUNTS = [1, 64] as const;
+// Overridable for investigations (e.g. BENCH_IN_FLIGHT=64 BENCH_KEYS=64 BENCH_CASES='SET|compareAndSet').
+const IN_FLIGHT = (process.env.BENCH_IN_FLIGHT ?? '1,16,64').split(',').map(Number);
+const KEY_COUNTS = (process.env.BENCH_KEYS ?? '1,64').split(',').map(Number);
+const CASES = new RegExp(process.env.BENCH_CASES ?? '.');
 /** Calls per cell of the operation matrix. */
 const OPS = MOCK ? 300 : QUICK ? 1500 : 20000;
 const LIST_CALLS = MOCK ? 4 : QUICK ? 16 : 128;
@@ -79,6 +81,10 @@ interface Cell extends Stats {
 }
 
 const report: Record<string, unknown> = {};
+
+setFlagsFromString('--expose-gc');
+/** A full garbage collection, run between measured slices. */
+const gc = runInNewContext('gc') as () => void;
 let progressText = '';
 
 function progress(text: string): void {
@@ -176,7 +182,7 @@ async function operationMatrix(r: Rig, prefix: string): Promise<Cell[]> {
       const add = (
         name: Cell['name'], call: (i: number) => Promise<unknown>, calls = OPS, warmup = firstGroup ? JIT_WARMUP : WARMUP,
       ): void => {
-        cases.push({ name, call, calls, warmup });
+        if (CASES.test(name)) cases.push({ name, call, calls, warmup });
       };
       const corked = corking(plain);
       add('PING', () => ping.ping());
@@ -280,6 +286,79 @@ function printMatrix(cells: readonly Cell[]): void {
   say(table(['operation', 'keys', 'in flight', 'ops/s', 'p50 us', 'p99 us', 'cpu us/op', 'ops xSET',
     'p50 xSET', 'ops xfloor', ''], rows));
   say();
+}
+
+/**
+ * The cells the compare-and-set targets are judged on, measured on their own: compareAndSet, SET
+ * and the floor only, interleaved in more rounds, so that no other operation's garbage or JIT
+ * work lands in their slices. Server time per call comes from INFO commandstats, per slice.
+ */
+async function focus(r: Rig, prefix: string): Promise<Cell[]> {
+  if (MOCK) return [];
+  const space = `${prefix}-focus`;
+  const keys = 64;
+  const consensus = await r.consensus(space);
+  const plain = r.client();
+  const pipelined = r.client({ autoPipelining: true });
+  const floorSha = String(await plain.script('LOAD', FLOOR_LUA));
+  await Promise.all([plain.ping(), pipelined.ping()]);
+  const setKeys = Array.from({ length: keys }, (_, k) => `${space}:set-${k}`);
+  const floorKeys = Array.from({ length: keys }, (_, k) => keyNames(`${space}-floor`, `floor-${k}`));
+  const casNext = counters(keys);
+  const floorNext = counters(keys);
+  let mismatches = 0;
+  const cells: Cell[] = [];
+  for (const inFlight of [1, 64]) {
+    const floorCall = (client: Redis) => (i: number): Promise<unknown> => {
+      const k = i % keys;
+      const seqno = floorNext[k]!;
+      floorNext[k] = seqno + 1n;
+      return client.evalsha(floorSha, 2, floorKeys[k]!.versions, floorKeys[k]!.data, encodeSeqNo(seqno), PAYLOAD);
+    };
+    const calls = QUICK ? 4000 : 40000;
+    const warmup = inFlight === 1 ? JIT_WARMUP : WARMUP;
+    const cases: Array<Case & { name: Cell['name'] }> = [
+      { name: 'SET', serverCommand: 'set', calls, warmup, call: (i) => plain.set(setKeys[i % keys]!, PAYLOAD) },
+      { name: 'SET (autopipelined)', serverCommand: 'set', calls, warmup, call: (i) => pipelined.set(setKeys[i % keys]!, PAYLOAD) },
+      { name: 'floor EVALSHA', serverCommand: 'evalsha', calls, warmup, call: floorCall(plain) },
+      { name: 'floor EVALSHA (autopipelined)', serverCommand: 'evalsha', calls, warmup, call: floorCall(pipelined) },
+      {
+        name: 'compareAndSet', serverCommand: 'evalsha', calls, warmup, call: async (i) => {
+          const k = i % keys;
+          const seqno = casNext[k]!;
+          casNext[k] = seqno + 1n;
+          const outcome = await consensus.compareAndSet(`cas-${k}`, seqno === 0n ? null : seqno - 1n, { seqno, data: PAYLOAD });
+          if (outcome !== 'Committed') mismatches++;
+        },
+      },
+    ];
+    const results = await measureGroup(inFlight, cases, ROUNDS * 2, (command) => commandStats(r.raw, command),
+      (round) => progress(`compareAndSet vs SET vs floor, ${inFlight} in flight over ${keys} keys: round ${round + 1}/${ROUNDS * 2}`));
+    for (const c of cases) cells.push({ name: c.name, inFlight, keys, ...results.get(c.name)! });
+  }
+  if (mismatches > 0) say(`!! ${mismatches} compareAndSet calls did not commit`);
+  await consensus.close();
+  await Promise.all([plain.quit(), pipelined.quit()]);
+  await deletePrefix(r.raw, space);
+  await deletePrefix(r.raw, `${space}-floor`);
+  say('## compareAndSet against SET and the floor, measured on their own (64 keys, 1 KiB)');
+  say('The compareAndSet targets are judged on these figures. cpu: this process per call; server:');
+  say('time inside Redis per call (INFO commandstats); both are steadier than ops/s on a shared machine.');
+  say();
+  const rows = cells.map((cell) => {
+    const set = best(cells, 'SET', cell.inFlight, keys);
+    const floor = best(cells, 'floor EVALSHA', cell.inFlight, keys);
+    return [
+      cell.name, String(cell.inFlight), num(cell.opsPerSec), num(cell.p50us), num(cell.p99us), num(cell.cpuUsPerOp, 1),
+      num(cell.serverUsPerOp ?? NaN, 1), num(cell.cpuUsPerOp + (cell.serverUsPerOp ?? NaN), 1),
+      cell.name.startsWith('SET') ? '' : ratio(cell.opsPerSec, set?.opsPerSec ?? NaN),
+      cell.name === 'compareAndSet' ? ratio(cell.opsPerSec, floor?.opsPerSec ?? NaN) : '',
+    ];
+  });
+  say(table(['call', 'in flight', 'ops/s', 'p50 us', 'p99 us', 'cpu us', 'server us', 'cpu+server',
+    'ops xSET', 'ops xfloor'], rows));
+  say();
+  return cells;
 }
 
 /** Where one sequential call's time goes: client p50 and server time (INFO commandstats). */
@@ -465,8 +544,6 @@ interface ListRow { keys: number; ms: number; baseHeapMB: number; peakHeapMB: nu
 
 async function listScale(r: Rig, prefix: string): Promise<ListRow[]> {
   const rows: ListRow[] = [];
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   for (const count of MOCK ? [1000] : [10000, 100000]) {
     const space = `${prefix}-list${count}`;
     progress(`registering ${num(count)} keys`);
@@ -563,7 +640,7 @@ function targets(
   cells: readonly Cell[], history: readonly HistoryRow[], truncates: readonly TruncateRow[], memory: readonly MemoryRow[],
 ): Target[] {
   const out: Target[] = [];
-  for (const keys of KEY_COUNTS) {
+  for (const keys of [...new Set(cells.map((cell) => cell.keys))]) {
     const cas = find(cells, 'compareAndSet', 1, keys);
     const set = [find(cells, 'SET', 1, keys), find(cells, 'SET (autopipelined)', 1, keys)]
       .filter((c): c is Cell => c !== undefined).sort((a, b) => a.p50us - b.p50us)[0];
@@ -653,6 +730,8 @@ async function main(): Promise<void> {
     const cells = SECTIONS.has('operations') ? await operationMatrix(r, prefix) : [];
     report.operations = cells;
     if (cells.length > 0) printMatrix(cells);
+    const focused = SECTIONS.has('focus') ? await focus(r, prefix) : [];
+    report.focus = focused;
     report.breakdown = SECTIONS.has('breakdown') ? await breakdown(r, prefix) : [];
     const history = SECTIONS.has('history') ? await historyScale(r, prefix) : [];
     report.history = history;
@@ -661,7 +740,8 @@ async function main(): Promise<void> {
     report.listKeys = SECTIONS.has('listKeys') ? await listScale(r, prefix) : [];
     const memory = SECTIONS.has('memory') ? await memoryScale(r, prefix) : [];
     report.memory = memory;
-    report.targets = targets(cells, history, truncates, memory);
+    // The compare-and-set targets are judged on the focused measurement when there is one.
+    report.targets = targets(focused.length > 0 ? focused : cells, history, truncates, memory);
   } finally {
     progress('cleaning up');
     await deletePrefix(r.raw, prefix).catch(() => {});
