@@ -11,6 +11,7 @@ import { Cluster } from 'ioredis';
 import type { ClusterNode, ClusterOptions } from 'ioredis';
 import { determinate } from './errors.js';
 import { SAFE_WRITE_OPTIONS } from './link.js';
+import type { RedisClient } from './link.js';
 
 /** Cluster options that make an ioredis Cluster safe for writes (node options apart). */
 export const SAFE_CLUSTER_OPTIONS = { retryDelayOnFailover: 0 } as const;
@@ -42,4 +43,46 @@ export async function openCluster(nodes: ClusterNode[], options: ClusterOptions 
     throw determinate(`could not connect to the Redis Cluster: ${(err as Error).message}`, err);
   }
   return cluster;
+}
+
+/** Node connections already hooked by an AskingLog. */
+const hooked = new WeakSet<object>();
+
+/**
+ * Which node connections of a Cluster were sent ASKING, in order. ioredis follows an ASK redirect
+ * (a slot being migrated, the key already on the importing primary) by sending ASKING and then the
+ * command over the importing node's connection, without updating its slot map: a WAIT after that
+ * write must go to that connection too, and the slot map does not say so.
+ */
+export class AskingLog {
+  private count = 0;
+  private readonly last = new Map<RedisClient, number>();
+
+  constructor(cluster: RedisClient) {
+    for (const node of cluster.nodes?.('all') ?? []) this.hook(node);
+    cluster.on?.('+node', (node) => this.hook(node as RedisClient));
+    cluster.on?.('-node', (node) => this.last.delete(node as RedisClient));
+  }
+
+  /** The current point of the log. */
+  now(): number {
+    return this.count;
+  }
+
+  /** The node connections sent ASKING after the point `mark`. */
+  since(mark: number): RedisClient[] {
+    return [...this.last].filter(([, at]) => at > mark).map(([node]) => node);
+  }
+
+  private hook(node: RedisClient): void {
+    const methods = node as unknown as { asking?: (...args: unknown[]) => unknown };
+    const asking = methods.asking;
+    if (typeof asking !== 'function' || hooked.has(node)) return;
+    hooked.add(node);
+    // ioredis calls `asking()` on the node right before sending the redirected command on it.
+    methods.asking = (...args: unknown[]) => {
+      this.last.set(node, ++this.count);
+      return asking.apply(node, args);
+    };
+  }
 }

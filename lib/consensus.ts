@@ -5,7 +5,7 @@ import { determinate, indeterminate } from './errors.js';
 import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf } from './layout.js';
 import type { KeyNames } from './layout.js';
 import { DEFAULT_RETRY, Link, SAFE_WRITE_OPTIONS } from './link.js';
-import type { RedisClient, RetryOptions } from './link.js';
+import type { RedisClient, RetryOptions, WriteMark } from './link.js';
 import { commandName, defineScripts } from './scripts.js';
 import type { ScriptName } from './scripts.js';
 import {
@@ -273,12 +273,13 @@ export class RedisConsensus {
       : Buffer.from(next.data.buffer, next.data.byteOffset, next.data.byteLength);
     const timeoutMs = this.callTimeout(options);
     return this.observe('compareAndSet', async () => {
+      const mark = this.durability === undefined ? undefined : this.link.writeMark(names.versions);
       const committed = await this.script<number>('compareAndSet', true, timeoutMs,
         names.versions, names.data, names.registry,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(nextSeqNo), payload,
         names.member);
       if (committed === 1) {
-        await this.awaitReplicas('compareAndSet', names.versions);
+        await this.awaitReplicas('compareAndSet', names.versions, mark);
         return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
       }
       return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
@@ -329,13 +330,14 @@ export class RedisConsensus {
     const upper = toSeqNo(seqno, 'seqno');
     const timeoutMs = this.callTimeout(options);
     return this.observe('truncate', async () => {
+      const mark = this.durability === undefined ? undefined : this.link.writeMark(names.versions);
       const deleted = await this.script<number>('truncate', true, timeoutMs, names.versions, names.data,
         encodeSeqNo(upper));
       if (deleted === -1) {
         throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
       }
       if (deleted === -2) throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)}`);
-      if (deleted > 0) await this.awaitReplicas('truncate', names.versions);
+      if (deleted > 0) await this.awaitReplicas('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
   }
@@ -446,10 +448,10 @@ export class RedisConsensus {
     });
   }
 
-  private async awaitReplicas(what: string, routingKey: string): Promise<void> {
+  private async awaitReplicas(what: string, routingKey: string, mark: WriteMark | undefined): Promise<void> {
     if (this.durability === undefined) return;
     const { replicas, timeoutMs } = this.durability;
-    const acknowledged = await this.link.waitForReplicas(what, routingKey, replicas, timeoutMs);
+    const acknowledged = await this.link.waitForReplicas(what, routingKey, replicas, timeoutMs, mark);
     if (acknowledged < replicas) {
       throw indeterminate(
         `${what} committed on the primary but only ${acknowledged} of ${replicas} replicas ` +

@@ -10,7 +10,7 @@
  * connection closes or its deadline passes.
  */
 import type { ClusterOptions } from 'ioredis';
-import { safeClusterOptions } from './cluster.js';
+import { AskingLog, safeClusterOptions } from './cluster.js';
 import { coalesceWrites } from './batching.js';
 import { Deadlines } from './deadlines.js';
 import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
@@ -94,6 +94,14 @@ interface Connection {
   lastError: string | undefined;
 }
 
+/** Where a write may run, noted just before it is sent (see `Link.writeMark`). */
+export interface WriteMark {
+  /** The point of the Cluster's ASKING log. */
+  readonly asked: number;
+  /** The connection to the slot's primary then. */
+  readonly primary: RedisClient | undefined;
+}
+
 /** Whether a client is a real ioredis connection (ioredis-mock has no connection status). */
 function isConnection(client: RedisClient): boolean {
   return typeof client.status === 'string';
@@ -119,6 +127,8 @@ export class Link {
   private readonly connections = new Map<RedisClient, Connection>();
   private readonly watched: Array<[RedisClient, string, (...args: unknown[]) => void]> = [];
   private closed = false;
+  /** Cluster writers: which nodes were sent ASKING, for WAIT after ASK redirects. */
+  private readonly asking: AskingLog | undefined;
   /** One timer for the deadlines of every call in flight (see deadlines.ts). */
   private readonly deadlines = new Deadlines();
 
@@ -141,6 +151,23 @@ export class Link {
     }
     this.watch(this.writer);
     if (this.reader !== this.writer) this.watch(this.reader);
+    this.asking = this.writer.isCluster ? new AskingLog(this.writer) : undefined;
+  }
+
+  /**
+   * Notes where a write to `routingKey`, about to be sent, may run: pass it to `waitForReplicas`
+   * after the write. On a Cluster the slot's primary may change, or the write be redirected with
+   * ASK, between the two.
+   */
+  writeMark(routingKey: string): WriteMark {
+    if (this.asking === undefined) return { asked: 0, primary: undefined };
+    let primary: RedisClient | undefined;
+    try {
+      primary = primaryFor(this.writer, routingKey);
+    } catch {
+      primary = undefined;
+    }
+    return { asked: this.asking.now(), primary };
   }
 
   /**
@@ -302,16 +329,29 @@ export class Link {
   /**
    * Waits for `replicas` replicas to acknowledge the writes so far of the connection that carried
    * the write to `routingKey`, and returns how many did. On a Cluster that is the connection to
-   * the primary serving the key's slot.
+   * the primary serving the key's slot, and any other the write may have taken (`mark`).
    */
-  async waitForReplicas(what: string, routingKey: string, replicas: number, timeoutMs: number): Promise<number> {
-    const connection = this.writer.isCluster ? primaryFor(this.writer, routingKey) : this.writer;
-    // Through attempt(), for its deadline and its watch: a WAIT in flight when a connection that
-    // reconnects closes is dropped by ioredis and would otherwise never settle.
-    const budgetMs = timeoutMs + 1000;
+  async waitForReplicas(
+    what: string, routingKey: string, replicas: number, timeoutMs: number, mark?: WriteMark,
+  ): Promise<number> {
+    // On a Cluster: every connection the write may have gone over (see writeMark); the fewest
+    // acknowledgements count. Usually that is one connection.
+    const connections = new Set<RedisClient>();
     try {
-      return Number(await this.attempt(true, 'WAIT', connection, Date.now() + budgetMs, budgetMs,
-        (client) => client.call!('WAIT', replicas, timeoutMs)));
+      if (this.asking === undefined) {
+        connections.add(this.writer);
+      } else {
+        connections.add(primaryFor(this.writer, routingKey));
+        if (mark?.primary !== undefined) connections.add(mark.primary);
+        for (const node of this.asking.since(mark?.asked ?? Infinity)) connections.add(node);
+      }
+      // Through attempt(), for its deadline and its watch: a WAIT in flight when a connection that
+      // reconnects closes is dropped by ioredis and would otherwise never settle.
+      const budgetMs = timeoutMs + 1000;
+      const counts = await Promise.all([...connections].map((connection) =>
+        this.attempt(true, 'WAIT', connection, Date.now() + budgetMs, budgetMs,
+          (client) => client.call!('WAIT', replicas, timeoutMs))));
+      return Math.min(...counts.map(Number));
     } catch (err) {
       throw indeterminate(`${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
     }

@@ -168,6 +168,55 @@ function durabilitySuite(cluster: TestCluster): void {
     }
   });
 
+  test('a write redirected with ASK during a migration is waited for on the primary that ran it', async () => {
+    const store = await openStore(cluster, { durability: { replicas: 1, timeoutMs: 500 } });
+    const nodes = await cluster.topology();
+    const owners = slotOwners(nodes);
+    // Two keys of one slot (so of one bucket and one registry set).
+    const first = 'ask-0';
+    const slot = keySlot(keyNames(store.consensus.prefix, first).versions);
+    let second = '';
+    for (let i = 1; second === ''; i++) {
+      if (keySlot(keyNames(store.consensus.prefix, `ask-${i}`).versions) === slot) second = `ask-${i}`;
+    }
+    const from = owners.get(slot)!;
+    const to = nodes.find((node) => node.role === 'master' && !node.failed && node.id !== from.id)!;
+    const toReplica = cluster.servers.find((server) => server.port === nodes.find((node) => node.primaryId === to.id)!.port)!;
+    try {
+      for (const key of [first, second]) {
+        assert.is(await store.consensus.compareAndSet(key, null, { seqno: 1, data: Buffer.from('a') }), CaSResult.Committed);
+      }
+      // Every key of the slot is on the importing primary, the slot still migrating: scripts are
+      // answered ASK by the source, and run on the importing primary.
+      await migrateKeys(slot, from, to, 0);
+      const asksBefore = (await redirects(cluster)).ASK!;
+      assert.is(await store.consensus.compareAndSet(first, 1, { seqno: 2, data: Buffer.from('b') }), CaSResult.Committed);
+      assert.ok((await redirects(cluster)).ASK! > asksBefore, 'the write was redirected with ASK');
+      // The importing primary's replica frozen (the source's is fine): the WAIT must fall short.
+      toReplica.pause();
+      let failure: unknown;
+      try {
+        await store.consensus.compareAndSet(second, 1, { seqno: 2, data: Buffer.from('b') });
+      } catch (err) {
+        failure = err;
+      } finally {
+        toReplica.resume();
+      }
+      assert.instance(failure, ExternalError);
+      assert.is((failure as ExternalError).determinate, false);
+      assert.match((failure as Error).message, /only 0 of 1 replicas/);
+    } finally {
+      toReplica.resume();
+      await finishMove(nodes, slot, to);
+    }
+    try {
+      assert.is((await store.consensus.head(first))?.seqno, 2n);
+      assert.is((await store.consensus.head(second))?.seqno, 2n);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   test('more replicas than the cluster has: indeterminate, and the write is on the primary', async () => {
     const store = await openStore(cluster, { durability: { replicas: 2, timeoutMs: 200 } });
     try {
@@ -194,11 +243,17 @@ function durabilitySuite(cluster: TestCluster): void {
  * pause between, so that scripts meet ASK (keys already gone) and TRYAGAIN (keys split) on the way.
  */
 async function moveSlot(nodes: ClusterNode[], slot: number, from: ClusterNode, to: ClusterNode, pauseMs: number): Promise<number> {
+  const moved = await migrateKeys(slot, from, to, pauseMs);
+  await finishMove(nodes, slot, to);
+  return moved;
+}
+
+/** Marks `slot` as moving from `from` to `to` and migrates its keys; the slot stays in between. */
+async function migrateKeys(slot: number, from: ClusterNode, to: ClusterNode, pauseMs: number): Promise<number> {
   const source = new Redis({ port: from.port });
-  const target = new Redis({ port: to.port });
   let moved = 0;
   try {
-    await target.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
+    await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
     await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id);
     for (;;) {
       const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 1) as string[];
@@ -207,18 +262,20 @@ async function moveSlot(nodes: ClusterNode[], slot: number, from: ClusterNode, t
       moved++;
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
-    await target.call('CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
-    await source.call('CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
-    for (const node of nodes) {
-      if (node.role === 'master' && node.port !== from.port && node.port !== to.port) {
-        await command(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
-      }
-    }
   } finally {
     source.disconnect();
-    target.disconnect();
   }
   return moved;
+}
+
+/** Gives `slot` to `to`, on `to` first, then on every other primary. */
+async function finishMove(nodes: ClusterNode[], slot: number, to: ClusterNode): Promise<void> {
+  await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+  for (const node of nodes) {
+    if (node.role === 'master' && !node.failed && node.port !== to.port) {
+      await command(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    }
+  }
 }
 
 /** TRYAGAIN, ASK and MOVED replies given so far, summed over the live primaries. */

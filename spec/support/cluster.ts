@@ -29,6 +29,10 @@ export interface Server {
   readonly alive: boolean;
   /** Kills it at once (SIGKILL): no goodbye to replicas or clients, as in a crash. */
   kill(): void;
+  /** Freezes it (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void;
+  /** Lets a frozen server go on (SIGCONT). */
+  resume(): void;
 }
 
 const running = new Set<ChildProcess>();
@@ -88,6 +92,12 @@ async function launch(port: number, dir: string, args: string[]): Promise<Server
     get alive() { return alive; },
     kill() {
       if (alive) child.kill('SIGKILL');
+    },
+    pause() {
+      if (alive) child.kill('SIGSTOP');
+    },
+    resume() {
+      if (alive) child.kill('SIGCONT');
     },
   };
   try {
