@@ -33,6 +33,8 @@ const PROGRESS_EVERY = 1000;
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_TOP = 10;
+/** How many keys `stats` reads at once. */
+const STATS_IN_FLIGHT = 16;
 const ENCODINGS = ['utf8', 'hex', 'base64'] as const;
 type Encoding = (typeof ENCODINGS)[number];
 
@@ -226,17 +228,28 @@ Options:
       let versions = 0;
       let payloadBytes = 0;
       let largest: KeyStats[] = [];
-      for await (const key of consensus.listKeys()) {
-        const stats = await keyStats(consensus, key);
-        keys++;
-        versions += stats.versions;
-        payloadBytes += stats.bytes;
-        if (top > 0) {
-          largest.push(stats);
-          if (largest.length > top * 2) largest = largestFirst(largest).slice(0, top);
+      const count = async (batch: string[]): Promise<void> => {
+        for (const stats of await Promise.all(batch.map((key) => keyStats(consensus, key)))) {
+          keys++;
+          versions += stats.versions;
+          payloadBytes += stats.bytes;
+          if (top > 0) {
+            largest.push(stats);
+            if (largest.length > top * 2) largest = largestFirst(largest).slice(0, top);
+          }
+          progress.update(keys);
         }
-        progress.update(keys);
+      };
+      // Several keys at once: one round trip per key in turn would leave Redis idle most of the time.
+      let batch: string[] = [];
+      for await (const key of consensus.listKeys()) {
+        batch.push(key);
+        if (batch.length === STATS_IN_FLIGHT) {
+          await count(batch);
+          batch = [];
+        }
       }
+      await count(batch);
       progress.done(keys);
       largest = largestFirst(largest).slice(0, top);
       if (globals.json) {
