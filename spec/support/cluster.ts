@@ -201,7 +201,8 @@ export async function startCluster(basePort: number): Promise<TestCluster> {
   const servers: Server[] = [];
   const stop = async (): Promise<void> => stopServers(servers);
   try {
-    servers.push(...await Promise.all(ports.map((port, i) => startServer(port, [
+    // Each server is listed as soon as it runs, so that a failure to start another stops it too.
+    await Promise.all(ports.map(async (port, i) => servers.push(await startServer(port, [
       '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
       '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-port', String(basePort + 100 + i),
       // A replica may always take over, however long it was cut off: tests kill primaries on purpose.
