@@ -352,7 +352,7 @@ export class RedisConsensus {
   async *listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
     const timeoutMs = this.callTimeout(options);
     const started = performance.now();
-    this.observer?.started?.('listKeys');
+    safely(() => this.observer?.started?.('listKeys'));
     let yielded = 0;
     let outcome: OperationEvent['outcome'] = 'ok';
     try {
@@ -370,10 +370,10 @@ export class RedisConsensus {
       outcome = 'determinate';
       throw err;
     } finally {
-      this.observer?.finished?.({
+      safely(() => this.observer?.finished?.({
         operation: 'listKeys', outcome, durationMs: performance.now() - started,
         bytesWritten: 0, bytesRead: 0, count: yielded,
-      });
+      }));
     }
   }
 
@@ -466,22 +466,35 @@ export class RedisConsensus {
     const observer = this.observer;
     if (observer === undefined) return (await body()).result;
     const started = performance.now();
-    observer.started?.(operation);
+    safely(() => observer.started?.(operation));
+    let done: Awaited<ReturnType<typeof body>>;
     try {
-      const done = await body();
-      observer.finished?.({
-        operation, outcome: done.outcome ?? 'ok', durationMs: performance.now() - started,
-        bytesWritten: done.bytesWritten ?? 0, bytesRead: done.bytesRead ?? 0, count: done.count ?? 0,
-      });
-      return done.result;
+      done = await body();
     } catch (err) {
-      observer.finished?.({
+      safely(() => observer.finished?.({
         operation,
         outcome: (err as { determinate?: boolean }).determinate === false ? 'indeterminate' : 'determinate',
         durationMs: performance.now() - started, bytesWritten: 0, bytesRead: 0, count: 0,
-      });
+      }));
       throw err;
     }
+    safely(() => observer.finished?.({
+      operation, outcome: done.outcome ?? 'ok', durationMs: performance.now() - started,
+      bytesWritten: done.bytesWritten ?? 0, bytesRead: done.bytesRead ?? 0, count: done.count ?? 0,
+    }));
+    return done.result;
+  }
+}
+
+/**
+ * Runs an observer hook. A hook that throws must not turn a committed write into a rejection,
+ * nor report one operation twice: its error is dropped, and surfaces as a process warning.
+ */
+function safely(hook: () => void): void {
+  try {
+    hook();
+  } catch (err) {
+    process.emitWarning(`redis-consensus: an observer hook threw: ${(err as Error)?.message ?? String(err)}`);
   }
 }
 

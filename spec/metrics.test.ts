@@ -171,6 +171,30 @@ combined('forwards to every observer, even when one throws', () => {
   assert.is(counting.counts.head.bytesRead, 4);
 });
 
+combined('an observer that throws never changes an outcome nor reports one call twice', async () => {
+  const events: OperationEvent[] = [];
+  const throwing: Observer = {
+    started() { throw new Error('broken metrics'); },
+    finished(event) { events.push(event); throw new Error('broken metrics'); },
+  };
+  const warnings: string[] = [];
+  const onWarning = (warning: Error): void => { warnings.push(warning.message); };
+  process.on('warning', onWarning);
+  const consensus = new RedisConsensus(new RedisMock({ port: 39101 }) as unknown as RedisClient, { observer: throwing });
+  try {
+    assert.is(await consensus.compareAndSet('k', null, { seqno: 1n, data: bytes('x') }), CaSResult.Committed);
+    assert.is((await consensus.head('k'))?.seqno, 1n);
+    for await (const key of consensus.listKeys()) assert.is(key, 'k');
+    assert.equal(events.map((event) => [event.operation, event.outcome]),
+      [['compareAndSet', 'ok'], ['head', 'ok'], ['listKeys', 'ok']]);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(warnings.some((message) => message.includes('an observer hook threw: broken metrics')));
+  } finally {
+    process.off('warning', onWarning);
+    await consensus.close();
+  }
+});
+
 combined.run();
 
 const ping = suite('ping');
