@@ -9,9 +9,11 @@
  */
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
 import type { RedisClient } from '../lib/index.js';
+import { deletePrefix } from '../spec/support/backends.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -193,14 +195,8 @@ async function main(): Promise<void> {
 
 /** Deletes what the demo wrote to a real Redis. */
 async function cleanUp(prefix: string): Promise<void> {
-  const { Redis } = await import('ioredis');
   const raw = new Redis(url!);
-  let cursor = '0';
-  do {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (keys.length > 0) await raw.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await deletePrefix(raw, prefix);
   await raw.quit();
 }
 
