@@ -8,21 +8,24 @@
  * process alive only while some deadline is pending, as the per-call timers did.
  */
 
+import { Slots } from './slots.js';
+import type { Slotted } from './slots.js';
+
 /** One pending deadline; `expire` runs once, when `at` (a `Date.now()` time) has passed. */
-export interface Deadline {
+export interface Deadline extends Slotted {
   readonly at: number;
   readonly expire: () => void;
 }
 
 export class Deadlines {
-  private readonly pending = new Set<Deadline>();
+  private readonly pending = new Slots<Deadline>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** When the timer fires; Infinity when none is armed. */
   private armedAt = Infinity;
 
   /** Calls `expire` at `at` unless `delete` comes first. */
   add(at: number, expire: () => void): Deadline {
-    const deadline: Deadline = { at, expire };
+    const deadline: Deadline = { at, expire, slot: -1 };
     this.pending.add(deadline);
     if (at < this.armedAt) this.arm(at);
     else if (this.pending.size === 1) this.timer?.ref();
@@ -48,6 +51,7 @@ export class Deadlines {
     // Timers may fire a millisecond before Date.now() reaches `at`: such a deadline re-arms.
     const now = Date.now();
     let next = Infinity;
+    // Iterates over a copy, so expiring (which deletes) is safe.
     for (const deadline of this.pending) {
       if (deadline.at <= now) {
         this.pending.delete(deadline);

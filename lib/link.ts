@@ -13,6 +13,8 @@ import type { ClusterOptions } from 'ioredis';
 import { AskingLog, safeClusterOptions } from './cluster.js';
 import { coalesceWrites } from './batching.js';
 import { Deadlines } from './deadlines.js';
+import { Slots } from './slots.js';
+import type { Slotted } from './slots.js';
 import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
 import type { ScriptHost } from './scripts.js';
 
@@ -81,7 +83,7 @@ export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 5, minDelayMs: 
  */
 export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } as const;
 
-interface InFlight {
+interface InFlight extends Slotted {
   isWrite: boolean;
   fail(err: ExternalError): void;
 }
@@ -89,7 +91,7 @@ interface InFlight {
 /** What the Link knows of one connection (or one Cluster client). */
 interface Connection {
   /** Calls sent on it and not settled yet. */
-  readonly inFlight: Set<InFlight>;
+  readonly inFlight: Slots<InFlight>;
   /** The last connection error seen (owned connections only), for messages. */
   lastError: string | undefined;
 }
@@ -214,7 +216,7 @@ export class Link {
     if (client.status !== undefined && client.status !== 'ready') await this.ready(client, what, deadline);
     const inFlight = this.connection(client).inFlight;
     return new Promise<T>((resolve, reject) => {
-      const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)) };
+      const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)), slot: -1 };
       const expiry = this.deadlines.add(deadline, () => {
         entry.fail(isWrite
           ? indeterminate(`${what}: no reply within ${timeoutMs} ms; the write may or may not ` +
@@ -276,7 +278,7 @@ export class Link {
   private connection(client: RedisClient): Connection {
     let connection = this.connections.get(client);
     if (connection === undefined) {
-      connection = { inFlight: new Set(), lastError: undefined };
+      connection = { inFlight: new Slots(), lastError: undefined };
       this.connections.set(client, connection);
     }
     return connection;
