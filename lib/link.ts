@@ -203,7 +203,7 @@ export class Link {
     }
   }
 
-  private async attempt<T>(
+  private attempt<T>(
     isWrite: boolean,
     what: string,
     client: RedisClient,
@@ -211,9 +211,25 @@ export class Link {
     timeoutMs: number,
     send: (client: RedisClient) => Promise<T>,
   ): Promise<T> {
-    if (this.closed) throw determinate(`${what}: this RedisConsensus is closed`);
+    if (this.closed) return Promise.reject(determinate(`${what}: this RedisConsensus is closed`));
     // Reads wait too: a read parked in an offline queue would only answer after its deadline.
-    if (client.status !== undefined && client.status !== 'ready') await this.ready(client, what, deadline);
+    if (client.status !== undefined && client.status !== 'ready') {
+      return this.ready(client, what, deadline)
+        .then(() => this.sendTracked(isWrite, what, client, deadline, timeoutMs, send));
+    }
+    // Not async: on a ready connection (nearly always) a call costs no extra promise or turn.
+    return this.sendTracked(isWrite, what, client, deadline, timeoutMs, send);
+  }
+
+  /** Sends one command, tracked as in flight until it settles, its connection closes or its deadline passes. */
+  private sendTracked<T>(
+    isWrite: boolean,
+    what: string,
+    client: RedisClient,
+    deadline: number,
+    timeoutMs: number,
+    send: (client: RedisClient) => Promise<T>,
+  ): Promise<T> {
     const inFlight = this.connection(client).inFlight;
     return new Promise<T>((resolve, reject) => {
       const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)), slot: -1 };
