@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { coalesceWrites } from '../lib/batching.js';
 import { keyNames } from '../lib/layout.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 
@@ -194,22 +195,12 @@ async function closedLoop(
 }
 
 /**
- * Wraps calls on `client` so that the commands issued within one tick leave in one socket write
- * (cork now, uncork on the next tick): what the library does on the connections it owns. Used to
- * show a baseline with the same transport.
+ * Wraps calls on `client` so that their writes are coalesced the way the library coalesces the
+ * writes of the connections it owns (lib/batching.ts): a baseline with the library's transport.
  */
-export function corking(client: Redis): <T>(call: () => Promise<T>) => Promise<T> {
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    client.stream.uncork();
-  };
+export function coalescing(client: Redis): <T>(call: () => Promise<T>) => Promise<T> {
   return (call) => {
-    if (!corked) {
-      corked = true;
-      client.stream.cork();
-      process.nextTick(uncork);
-    }
+    coalesceWrites(client);
     return call();
   };
 }

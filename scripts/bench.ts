@@ -26,7 +26,7 @@ import { keyNames } from '../lib/layout.js';
 import { runScript } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import {
-  commandStats, corking, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
+  commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
   startServer, table, usedMemory,
 } from './bench-support.js';
 import type { Case, OwnServer, Stats } from './bench-support.js';
@@ -71,8 +71,8 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`;
 
 type Operation = 'head' | 'compareAndSet' | 'scan' | 'truncate' | 'listKeys';
-type Baseline = 'PING' | 'SET' | 'SET (autopipelined)' | 'SET (corked)' | 'floor EVALSHA' |
-  'floor EVALSHA (autopipelined)' | 'floor EVALSHA (corked)';
+type Baseline = 'PING' | 'SET' | 'SET (autopipelined)' | 'SET (coalesced)' | 'floor EVALSHA' |
+  'floor EVALSHA (autopipelined)' | 'floor EVALSHA (coalesced)';
 
 interface Cell extends Stats {
   readonly name: Operation | Baseline;
@@ -184,11 +184,11 @@ async function operationMatrix(r: Rig, prefix: string): Promise<Cell[]> {
       ): void => {
         if (CASES.test(name)) cases.push({ name, call, calls, warmup });
       };
-      const corked = corking(plain);
+      const coalesced = coalescing(plain);
       add('PING', () => ping.ping());
       add('SET', (i) => plain.set(setKeys[pick(i)]!, PAYLOAD));
       add('SET (autopipelined)', (i) => pipelined.set(setKeys[pick(i)]!, PAYLOAD));
-      if (!MOCK) add('SET (corked)', (i) => corked(() => plain.set(setKeys[pick(i)]!, PAYLOAD)));
+      if (!MOCK) add('SET (coalesced)', (i) => coalesced(() => plain.set(setKeys[pick(i)]!, PAYLOAD)));
       const floorCall = (client: Redis, wrap: (call: () => Promise<unknown>) => Promise<unknown>) => (i: number) => {
         const k = pick(i);
         const seqno = floorNext[k]!;
@@ -198,7 +198,7 @@ async function operationMatrix(r: Rig, prefix: string): Promise<Cell[]> {
       const direct = (call: () => Promise<unknown>): Promise<unknown> => call();
       add('floor EVALSHA', floorCall(plain, direct));
       add('floor EVALSHA (autopipelined)', floorCall(pipelined, direct));
-      if (!MOCK) add('floor EVALSHA (corked)', floorCall(plain, corked));
+      if (!MOCK) add('floor EVALSHA (coalesced)', floorCall(plain, coalesced));
       add('head', (i) => consensus.head(readKeys[pick(i)]!));
       add('compareAndSet', async (i) => {
         const k = pick(i);
