@@ -58,7 +58,7 @@ const WARMUP = MOCK ? 20 : QUICK ? 100 : 500;
  * paths (about 10,000 calls), client CPU per compareAndSet is ~1.6x its steady state, and a
  * long-running worker lives in the steady state.
  */
-const JIT_WARMUP = MOCK ? 20 : QUICK ? 3000 : 10000;
+const JIT_WARMUP = MOCK ? 20 : 10000;
 /** Interleaving rounds per group of cases (see measureGroup). */
 const ROUNDS = MOCK ? 2 : QUICK ? 4 : 10;
 const HISTORY = 100;
