@@ -6,7 +6,7 @@ import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf
 import type { KeyNames } from './layout.js';
 import { DEFAULT_RETRY, Link, SAFE_WRITE_OPTIONS } from './link.js';
 import type { RedisClient, RetryOptions, WriteMark } from './link.js';
-import { defineScripts, runScript } from './scripts.js';
+import { commandName, defineScripts } from './scripts.js';
 import type { ScriptName } from './scripts.js';
 import {
   decodeSeqNo, describe, encodeSeqNo, formatSeqNo, SCAN_ALL, toLimit, toSeqNo,
@@ -436,9 +436,16 @@ export class RedisConsensus {
     return checkTimeout(options.timeoutMs, 'options.timeoutMs');
   }
 
-  /** Runs a script (see runScript: binary-safe replies, EVAL after NOSCRIPT). */
+  /** Runs a script; binary-safe replies come from the `...Buffer` variant where there is one. */
   private script<T>(name: ScriptName, isWrite: boolean, timeoutMs: number, ...args: (string | Buffer)[]): Promise<T> {
-    return this.link.run(isWrite, name, timeoutMs, (client) => runScript<T>(client, name, args));
+    const command = commandName(name);
+    return this.link.run(isWrite, name, timeoutMs, (client) => {
+      const methods = client as unknown as Record<string, (...a: (string | Buffer)[]) => Promise<T>>;
+      // ioredis decodes plain replies as UTF-8, which corrupts binary payloads; ioredis-mock has
+      // no ...Buffer variants and already hands binary values back as Buffers.
+      const method = methods[`${command}Buffer`] ?? methods[command]!;
+      return method.apply(client, args);
+    });
   }
 
   private async awaitReplicas(what: string, routingKey: string, mark: WriteMark | undefined): Promise<void> {
