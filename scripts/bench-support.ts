@@ -266,14 +266,7 @@ async function execOrThrow(pipeline: ReturnType<Redis['pipeline']>): Promise<voi
 }
 
 /** Deletes every key under a prefix with SCAN + UNLINK (never FLUSHALL: the server may be shared). */
-export async function deletePrefix(raw: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (keys.length > 0) await raw.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+export { deletePrefix } from '../spec/support/backends.js';
 
 /** One INFO section as name → value. */
 export async function info(raw: Redis, section: string): Promise<Map<string, string>> {

@@ -23,7 +23,7 @@ import RedisMock from 'ioredis-mock';
 import { RedisConsensus } from '../lib/index.js';
 import type { RedisClient } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { runScript } from '../lib/scripts.js';
+import { commandName, defineScripts } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import {
   commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
@@ -369,9 +369,11 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   const client = r.client();
   const floorSha = String(await client.script('LOAD', FLOOR_LUA));
   const emptySha = String(await client.script('LOAD', 'return 1'));
-  const host = client as unknown as RedisClient;
-  const casScript = (...args: (string | Buffer)[]): Promise<unknown> => runScript(host, 'compareAndSet', args);
-  const headScript = (...args: (string | Buffer)[]): Promise<unknown> => runScript(host, 'head', args);
+  // The library's own scripts, called as the commands defineCommand makes, with no wrapper.
+  defineScripts(client as unknown as RedisClient);
+  const scripts = client as unknown as Record<string, (...args: (string | Buffer)[]) => Promise<unknown>>;
+  const casScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[`${commandName('compareAndSet')}Buffer`]!(...args);
+  const headScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[`${commandName('head')}Buffer`]!(...args);
   const n = QUICK ? 3000 : 20000;
   await populate(r.raw, space, 'read', 0n, HISTORY, PAYLOAD);
   const read = keyNames(space, 'read');
