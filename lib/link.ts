@@ -94,6 +94,8 @@ interface Connection {
   readonly inFlight: Slots<InFlight>;
   /** The last connection error seen (owned connections only), for messages. */
   lastError: string | undefined;
+  /** Settles when the connection next becomes ready or ends; set while calls wait for that. */
+  change?: Promise<void> | undefined;
 }
 
 /** Where a write may run, noted just before it is sent (see `Link.writeMark`). */
@@ -275,20 +277,26 @@ export class Link {
     if (client.status === 'end') throw notConnected();
     // A client made with lazyConnect connects on its first command; nothing is sent until ready.
     if (client.status === 'wait') client.connect?.().catch(() => undefined);
-    await new Promise<void>((resolve, reject) => {
-      const finish = (err?: ExternalError): void => {
-        clearTimeout(timer);
-        client.off?.('ready', onReady);
-        client.off?.('end', onEnd);
-        if (err === undefined) resolve();
-        else reject(err);
+    const connection = this.connection(client);
+    // One pair of listeners per connection, however many calls wait for it (a burst of calls
+    // on a connection that is not ready would otherwise exceed the emitter's listener limit).
+    connection.change ??= new Promise<void>((resolve) => {
+      const onChange = (): void => {
+        client.off?.('ready', onChange);
+        client.off?.('end', onChange);
+        connection.change = undefined;
+        resolve();
       };
-      const onReady = (): void => finish();
-      const onEnd = (): void => finish(notConnected());
-      const timer = setTimeout(() => finish(notConnected()), Math.max(0, deadline - Date.now()));
-      client.on?.('ready', onReady);
-      client.on?.('end', onEnd);
+      client.on?.('ready', onChange);
+      client.on?.('end', onChange);
     });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+    });
+    await Promise.race([connection.change, timedOut]);
+    clearTimeout(timer);
+    if (client.status !== 'ready') throw notConnected();
   }
 
   private connection(client: RedisClient): Connection {

@@ -88,6 +88,26 @@ if (real) {
     }
   });
 
+  test('a burst of calls waiting for a connection to be ready adds no listener per call', async () => {
+    const client = new Redis(REDIS_URL, { lazyConnect: true, autoResendUnfulfilledCommands: false });
+    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('life') });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => { warnings.push(warning.name); };
+    process.on('warning', onWarning);
+    try {
+      assert.is(client.status, 'wait');
+      const heads = await Promise.all(Array.from({ length: 40 }, (_, i) => consensus.head(`k${i}`)));
+      assert.ok(heads.every((head) => head === null));
+      assert.is(client.listenerCount('ready') < 5, true, `${client.listenerCount('ready')} ready listeners`);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.not.ok(warnings.includes('MaxListenersExceededWarning'));
+    } finally {
+      process.off('warning', onWarning);
+      await consensus.close();
+      await client.quit();
+    }
+  });
+
   test('a client passed in that never re-sends carries writes itself', async () => {
     const client = new Redis(REDIS_URL, { autoResendUnfulfilledCommands: false });
     const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('life') });
