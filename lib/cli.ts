@@ -11,14 +11,10 @@ import { createInterface } from 'node:readline';
 // util.parseArgs: Node's own, well-kept argument parser (Node >= 18.3), so the command adds no
 // runtime dependency beyond ioredis.
 import { parseArgs } from 'node:util';
-import { Cluster, Redis } from 'ioredis';
-import { safeClusterOptions } from './cluster.js';
 import { RedisConsensus } from './consensus.js';
 import type { VersionedData } from './consensus.js';
 import { ExternalError } from './errors.js';
-import { DEFAULT_PREFIX } from './layout.js';
-import { SAFE_WRITE_OPTIONS } from './link.js';
-import type { RedisClient } from './link.js';
+import { checkPrefix, DEFAULT_PREFIX } from './layout.js';
 import { SEQNO_MAX } from './seqno.js';
 
 const EXIT_FAILED = 1;
@@ -399,8 +395,8 @@ function describeUrl(url: URL): string {
   return `${url.protocol}//${url.hostname}:${url.port || '6379'}`;
 }
 
-/** Connects to Redis (or a Cluster) with a client of our own that never re-sends a write. */
-async function connect(globals: Globals): Promise<{ consensus: RedisConsensus; client: Redis | Cluster }> {
+/** Connects to Redis (or a Cluster) with a client of the library's own, which `close()` quits. */
+async function connect(globals: Globals): Promise<RedisConsensus> {
   let url: URL;
   try {
     url = new URL(globals.url);
@@ -410,46 +406,29 @@ async function connect(globals: Globals): Promise<{ consensus: RedisConsensus; c
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(globals.url)}`);
   }
+  const options = { prefix: globals.prefix, timeoutMs: globals.timeoutMs };
   // A command-line tool should fail fast when Redis is down instead of reconnecting forever.
   const retryStrategy = (attempt: number): number | null => (attempt > 3 ? null : 100 * attempt);
-  let client: Redis | Cluster;
-  if (globals.cluster) {
-    client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
-      ...safeClusterOptions({
-        clusterRetryStrategy: retryStrategy,
-        redisOptions: {
-          connectTimeout: globals.timeoutMs,
-          username: decodeURIComponent(url.username) || undefined,
-          password: decodeURIComponent(url.password) || undefined,
-          tls: url.protocol === 'rediss:' ? {} : undefined,
-        },
-      }),
-      lazyConnect: true,
-    });
-  } else {
-    client = new Redis(globals.url, {
-      ...SAFE_WRITE_OPTIONS, lazyConnect: true, connectTimeout: globals.timeoutMs,
-      maxRetriesPerRequest: 1, retryStrategy,
-    });
-  }
-  // Failures after connecting surface on the calls that meet them, as ExternalErrors; the last
-  // one before then says why connecting failed better than ioredis's "Connection is closed."
-  let lastError: Error | undefined;
-  client.on('error', (err: Error) => {
-    lastError = err;
-  });
   try {
-    await client.connect();
+    if (!globals.cluster) {
+      return await RedisConsensus.connect(globals.url, options, { connectTimeout: globals.timeoutMs, retryStrategy });
+    }
+    // Startup nodes carry no credentials: they go to every node connection instead.
+    return await RedisConsensus.connectCluster([{ host: url.hostname, port: Number(url.port || 6379) }], options, {
+      clusterRetryStrategy: retryStrategy,
+      redisOptions: {
+        connectTimeout: globals.timeoutMs,
+        username: decodeURIComponent(url.username) || undefined,
+        password: decodeURIComponent(url.password) || undefined,
+        tls: url.protocol === 'rediss:' ? {} : undefined,
+      },
+    });
   } catch (err) {
-    client.disconnect();
+    if (!(err instanceof ExternalError)) throw err;
+    const cause = err.cause instanceof Error ? err.cause.message : err.message;
     throw new CliError(EXIT_UNREACHABLE, `cannot reach Redis${globals.cluster ? ' Cluster' : ''} at ` +
-      `${describeUrl(url)}: ${(lastError ?? (err as Error)).message}`);
+      `${describeUrl(url)}: ${cause}`);
   }
-  // The client is ours, so a Redis and a Cluster both fit: the library's client type is structural.
-  const consensus = new RedisConsensus(client as unknown as RedisClient, {
-    prefix: globals.prefix, timeoutMs: globals.timeoutMs,
-  });
-  return { consensus, client };
 }
 
 function readVersion(): string {
@@ -523,20 +502,17 @@ async function main(argv: string[]): Promise<number> {
       `\nUsage: redis-consensus ${command.usage}`);
   }
   const globals = readGlobals(values);
-  let opened: { consensus: RedisConsensus; client: Redis | Cluster } | undefined;
+  let opened: RedisConsensus | undefined;
   try {
     await command.run({
       globals, args, options: values, out: new Output(),
       async connect() {
         opened = await connect(globals);
-        return opened.consensus;
+        return opened;
       },
     });
   } finally {
-    if (opened !== undefined) {
-      await opened.consensus.close();
-      await opened.client.quit().catch(() => opened?.client.disconnect());
-    }
+    await opened?.close();
   }
   return 0;
 }
@@ -556,9 +532,11 @@ function readGlobals(values: Record<string, string | boolean | undefined>): Glob
     timeoutMs = Number(parseCount(values['timeout'] as string, '--timeout', 3_600_000n));
     if (timeoutMs === 0) throw usageError('--timeout must be at least 1 ms');
   }
-  const prefix = (values['prefix'] as string | undefined) ?? DEFAULT_PREFIX;
-  if (prefix === '' || /[{}]/.test(prefix)) {
-    throw usageError(`--prefix must be non-empty and contain no '{' or '}'; got ${JSON.stringify(prefix)}`);
+  let prefix: string;
+  try {
+    prefix = checkPrefix((values['prefix'] as string | undefined) ?? DEFAULT_PREFIX);
+  } catch (err) {
+    throw usageError(`--${(err as Error).message}`);
   }
   return {
     url: (values['url'] as string | undefined) ?? process.env['REDIS_URL'] ?? DEFAULT_URL,

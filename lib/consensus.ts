@@ -1,10 +1,10 @@
-import { Redis } from 'ioredis';
-import type { ClusterNode, ClusterOptions } from 'ioredis';
-import { openCluster } from './cluster.js';
+import { Cluster, Redis } from 'ioredis';
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import { safeClusterOptions } from './cluster.js';
 import { determinate, indeterminate } from './errors.js';
 import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf } from './layout.js';
 import type { KeyNames } from './layout.js';
-import { DEFAULT_RETRY, Link, SAFE_WRITE_OPTIONS } from './link.js';
+import { DEFAULT_RETRY, Link, openClient, redactUrl, SAFE_WRITE_OPTIONS } from './link.js';
 import type { RedisClient, RetryOptions, WriteMark } from './link.js';
 import { commandName, defineScripts } from './scripts.js';
 import type { ScriptName } from './scripts.js';
@@ -164,31 +164,18 @@ export class RedisConsensus {
   /**
    * Connects to Redis at `url` (default `redis://127.0.0.1:6379`) with a client of its own,
    * configured never to re-send a write after a reconnect, and waits until it is ready.
-   * `close()` quits that client.
+   * `close()` quits that client. `redisOptions` go to ioredis's `Redis` as they are (e.g.
+   * `connectTimeout`, `tls`, `retryStrategy`), apart from those safety settings.
    *
    * @throws ExternalError (determinate) when Redis cannot be reached.
    */
-  static async connect(url: string = DEFAULT_URL, options: RedisConsensusOptions = {}): Promise<RedisConsensus> {
-    // maxRetriesPerRequest only bounds ioredis's offline queue, which SAFE_WRITE_OPTIONS turns off:
-    // the Link waits for the connection itself, within each call's deadline.
-    const client = new Redis(url, { ...SAFE_WRITE_OPTIONS, lazyConnect: true, maxRetriesPerRequest: 1 });
-    client.on('error', () => {
-      // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
-    });
-    try {
-      await client.connect();
-    } catch (err) {
-      client.disconnect();
-      throw determinate(`could not connect to ${url}: ${(err as Error).message}`, err);
-    }
-    ownedClients.add(client as unknown as RedisClient);
-    try {
-      return new RedisConsensus(client as unknown as RedisClient, options);
-    } catch (err) {
-      ownedClients.delete(client as unknown as RedisClient);
-      client.disconnect();
-      throw err;
-    }
+  static async connect(
+    url: string = DEFAULT_URL,
+    options: RedisConsensusOptions = {},
+    redisOptions: RedisOptions = {},
+  ): Promise<RedisConsensus> {
+    const client = new Redis(url, { ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
+    return RedisConsensus.adopt(await openClient(client, redactUrl(url)), options);
   }
 
   /**
@@ -208,13 +195,19 @@ export class RedisConsensus {
     options: RedisConsensusOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
-    const client = await openCluster(nodes, clusterOptions) as unknown as RedisClient;
-    ownedClients.add(client);
+    const cluster = new Cluster(nodes, { ...safeClusterOptions(clusterOptions), lazyConnect: true });
+    return RedisConsensus.adopt(await openClient(cluster, 'the Redis Cluster'), options);
+  }
+
+  /** Wraps a client that `connect` or `connectCluster` opened: the instance owns and closes it. */
+  private static adopt(client: Redis | Cluster, options: RedisConsensusOptions): RedisConsensus {
+    const owned = client as unknown as RedisClient;
+    ownedClients.add(owned);
     try {
-      return new RedisConsensus(client, options);
+      return new RedisConsensus(owned, options);
     } catch (err) {
-      ownedClients.delete(client);
-      client.disconnect?.();
+      ownedClients.delete(owned);
+      client.disconnect();
       throw err;
     }
   }

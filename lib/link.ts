@@ -393,6 +393,43 @@ export class Link {
 }
 
 /**
+ * Connects a client the library made (created with `lazyConnect`) and waits until it is ready.
+ * ioredis rejects a failed first connection with "Connection is closed."; the error event before
+ * that says why, and is what the ExternalError reports. Later connection errors surface on the
+ * calls that meet them, while ioredis reconnects by itself.
+ *
+ * @throws ExternalError (determinate) when it cannot connect; the client is then disconnected.
+ */
+export async function openClient<C extends { connect(): Promise<unknown>; disconnect(): void; on(event: 'error', listener: (err: Error) => void): unknown }>(
+  client: C, where: string,
+): Promise<C> {
+  let lastError: Error | undefined;
+  client.on('error', (err) => {
+    lastError = err;
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect();
+    const cause = lastError ?? err;
+    throw determinate(`could not connect to ${where}: ${(cause as Error).message}`, cause);
+  }
+  return client;
+}
+
+/** A Redis URL without its credentials, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    return parsed.href.replace(/\/$/, '');
+  } catch {
+    return '(an unparseable Redis URL)';
+  }
+}
+
+/**
  * Quits a connection the library made and waits until it has ended (QUIT's reply comes before
  * the socket closes), disconnecting it if it does not end in time.
  */

@@ -42,7 +42,11 @@ test('connect() to a port where nothing listens fails fast as a determinate Exte
   const err = await rejection(RedisConsensus.connect('redis://127.0.0.1:1'));
   assert.instance(err, ExternalError);
   assert.is((err as ExternalError).determinate, true);
-  assert.match((err as Error).message, /^determinate: could not connect to redis:\/\/127\.0\.0\.1:1/);
+  // The reason, not ioredis's bare "Connection is closed."; never the password.
+  assert.match((err as Error).message, /^determinate: could not connect to redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/);
+  const withPassword = await rejection(RedisConsensus.connect('redis://user:secret@127.0.0.1:1'));
+  assert.match((withPassword as Error).message, /could not connect to redis:\/\/127\.0\.0\.1:1:/);
+  assert.not.match((withPassword as Error).message, /secret/);
   assert.ok(Date.now() - started < 5000);
 });
 
@@ -64,6 +68,21 @@ if (real) {
       await consensus.close();
     }
     assert.is(await ended(reader), 'end');
+  });
+
+  test('connect() passes ioredis options through, but never the ones that would re-send writes', async () => {
+    const name = `rc-life-${process.pid}`;
+    const consensus = await RedisConsensus.connect(REDIS_URL, { prefix: freshPrefix('life') },
+      { connectionName: name, autoResendUnfulfilledCommands: true, enableOfflineQueue: true });
+    try {
+      const link = (consensus as unknown as { link: { reader: Redis; writer: Redis } }).link;
+      assert.is(link.writer, link.reader);
+      assert.is(link.writer.options.autoResendUnfulfilledCommands, false);
+      assert.is(link.writer.options.enableOfflineQueue, false);
+      assert.ok(String(await link.reader.client('LIST')).includes(`name=${name}`));
+    } finally {
+      await consensus.close();
+    }
   });
 
   test('a client passed in is never quit; its writes go over a duplicate that never re-sends', async () => {
