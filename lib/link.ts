@@ -25,6 +25,8 @@ import type { ScriptHost } from './scripts.js';
 export interface RedisClient extends ScriptHost {
   /** Walks a set (the key registry), page by page. */
   sscan(key: string, cursor: string | number, ...args: (string | number)[]): Promise<[string, string[]]>;
+  /** One round trip (`ping()`). */
+  ping(): Promise<unknown>;
   /** Sends any command (`WAIT` for durability). */
   call?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
   /** Closes the connection politely (clients the library created). */
