@@ -18,11 +18,11 @@ const seqnoOf = (i: number): bigint => BigInt(2 * i);
 const payloadOf = (i: number): Buffer => Buffer.from([i & 0xff, 0x00, 0xff, (i >> 8) & 0xff, 0x80]);
 
 /** Writes the history straight into the layout: fast on both backends. */
-async function fill(store: Store, key: string): Promise<void> {
+async function fill(store: Store, key: string, versions = VERSIONS): Promise<void> {
   const names = keyNames(store.prefix, key);
   const members: (string | number)[] = [];
   const fields: (string | Buffer)[] = [];
-  for (let i = 0; i < VERSIONS; i++) {
+  for (let i = 0; i < versions; i++) {
     members.push(0, encodeSeqNo(seqnoOf(i)));
     fields.push(encodeSeqNo(seqnoOf(i)), payloadOf(i));
   }
@@ -31,9 +31,9 @@ async function fill(store: Store, key: string): Promise<void> {
   await store.raw.sadd(names.registry, names.member);
 }
 
-async function survivors(store: Store, key: string, from: number): Promise<void> {
+async function survivors(store: Store, key: string, from: number, versions = VERSIONS): Promise<void> {
   const names = keyNames(store.prefix, key);
-  const expected = Array.from({ length: VERSIONS - from }, (_, j) => from + j);
+  const expected = Array.from({ length: versions - from }, (_, j) => from + j);
   const left = await store.consensus.scan(key, 0n, SCAN_ALL);
   assert.equal(left.map((version) => version.seqno), expected.map(seqnoOf));
   for (const [j, version] of left.entries()) {
@@ -84,6 +84,17 @@ for (const backend of await backends()) {
       await fill(store, 'all');
       assert.is(await store.consensus.truncate('all', seqnoOf(VERSIONS - 1)), VERSIONS - 1);
       await survivors(store, 'all', VERSIONS - 1);
+    } finally {
+      await store.dispose();
+    }
+  });
+
+  test('survivors too many for one batch are all copied (6,000 versions, 1,100 kept)', async () => {
+    const store = await backend.store();
+    try {
+      await fill(store, 'many', 6000);
+      assert.is(await store.consensus.truncate('many', seqnoOf(4900)), 4900);
+      await survivors(store, 'many', 4900, 6000);
     } finally {
       await store.dispose();
     }
