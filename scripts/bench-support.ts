@@ -2,76 +2,23 @@
  * Helpers of `scripts/bench.ts`: a private redis-server, latency statistics, a closed-loop load
  * generator, fast population of big histories in the library's key layout, and INFO parsing.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { coalesceWrites } from '../lib/batching.js';
 import { keyNames } from '../lib/layout.js';
 import { encodeSeqNo } from '../lib/seqno.js';
-
-/** A redis-server this process started, killed when it exits. */
-export interface OwnServer {
-  readonly url: string;
-  readonly port: number;
-  stop(): void;
-}
+import { RedisServer } from '../spec/support/redis-server.js';
 
 /**
- * Starts `redis-server` on the first free port of `ports`, without persistence, on loopback, and
- * waits until it answers. It is killed at exit, also on a crash or Ctrl-C.
+ * Starts `redis-server` on the first free port of `[first, last]`, without persistence, on
+ * loopback, and waits until it answers. It is killed at exit, also on a crash or Ctrl-C.
  */
-export async function startServer(ports: readonly number[]): Promise<OwnServer> {
-  for (const port of ports) {
-    const dir = mkdtempSync(join(tmpdir(), 'bench-redis-'));
-    const child = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--dir', dir, '--protected-mode', 'yes', '--loglevel', 'warning',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stopped = false;
-    const stop = (): void => {
-      if (stopped) return;
-      stopped = true;
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    };
-    if (await answers(port, child)) {
-      process.on('exit', stop);
-      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-        process.once(signal, () => {
-          stop();
-          process.exit(130);
-        });
-      }
-      return { url: `redis://127.0.0.1:${port}`, port, stop };
-    }
-    stop();
+export async function startServer(first: number, last: number): Promise<RedisServer> {
+  const server = await RedisServer.startInRange(first, last, { args: ['--loglevel', 'warning'] });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    // Exiting runs the exit hook that kills every server this process started.
+    process.once(signal, () => process.exit(130));
   }
-  throw new Error(`could not start redis-server on any of ports ${ports[0]}-${ports[ports.length - 1]}`);
-}
-
-async function answers(port: number, child: ChildProcess): Promise<boolean> {
-  let exited = false;
-  child.once('exit', () => {
-    exited = true;
-  });
-  for (let i = 0; i < 50 && !exited; i++) {
-    await sleep(100);
-    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      await probe.ping();
-      return !exited;
-    } catch {
-      // Not up yet, or the port was taken and the child is exiting.
-    } finally {
-      probe.disconnect();
-    }
-  }
-  return false;
+  return server;
 }
 
 export function sleep(ms: number): Promise<void> {

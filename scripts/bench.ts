@@ -29,7 +29,8 @@ import {
   commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
   startServer, table, usedMemory,
 } from './bench-support.js';
-import type { Case, OwnServer, Stats } from './bench-support.js';
+import type { Case, Stats } from './bench-support.js';
+import type { RedisServer } from '../spec/support/redis-server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +43,8 @@ const { values: args } = parseArgs({
 const QUICK = args.quick === true;
 const MOCK = args.mock === true;
 const SECTIONS = new Set((args.only ?? 'operations,focus,breakdown,history,truncate,listKeys,memory').split(','));
-const PORTS = Array.from({ length: 50 }, (_, i) => 7400 + i);
+/** Ports for the bench's own redis-server (loopback only). */
+const PORTS = { first: 7400, last: 7449 };
 const MOCK_PORT = 7400;
 const PAYLOAD = randomPayload(1024);
 // Overridable for investigations (e.g. BENCH_IN_FLIGHT=64 BENCH_KEYS=64 BENCH_CASES='SET|compareAndSet').
@@ -107,7 +109,7 @@ function randomPayload(size: number): Buffer {
 /** Connections of the run: made by `connect` as the library's users would. */
 interface Rig {
   readonly url: string | null;
-  readonly server: OwnServer | null;
+  readonly server: RedisServer | null;
   /** For setup, inspection and the concurrent PING probe. */
   readonly raw: Redis;
   client(options?: { autoPipelining?: boolean }): Redis;
@@ -122,7 +124,7 @@ async function rig(): Promise<Rig> {
       consensus: async (prefix) => new RedisConsensus(client() as unknown as RedisClient, { prefix }),
     };
   }
-  const server = process.env.REDIS_URL === undefined ? await startServer(PORTS) : null;
+  const server = process.env.REDIS_URL === undefined ? await startServer(PORTS.first, PORTS.last) : null;
   const url = process.env.REDIS_URL ?? server!.url;
   const client = (options: { autoPipelining?: boolean } = {}): Redis =>
     new Redis(url, { autoResendUnfulfilledCommands: false, enableAutoPipelining: options.autoPipelining === true });
@@ -761,7 +763,7 @@ async function main(): Promise<void> {
     progress('cleaning up');
     await deletePrefix(r.raw, prefix).catch(() => {});
     r.raw.disconnect();
-    r.server?.stop();
+    await r.server?.stop();
   }
   (report.meta as Record<string, unknown>).seconds = (performance.now() - started) / 1000;
   (report.meta as Record<string, unknown>).loadavgAtEnd = loadavg();

@@ -22,14 +22,10 @@
  *
  * Exits non-zero on any violation (or an inconclusive check).
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { deletePrefix, freshPrefix } from '../spec/support/backends.js';
+import { RedisServer } from '../spec/support/redis-server.js';
 import { checkHistory, runWorkload } from '../spec/support/workload.js';
 
 /** This script's redis-servers use ports in this range (loopback only). */
@@ -61,82 +57,15 @@ const TIMEOUT_MS = 2000;
 /** Longer than the timeout: writes caught by a pause fail as indeterminate, then run after it. */
 const PAUSE_MS = TIMEOUT_MS + 500;
 
-/** A redis-server of our own, restartable from the same append-only file. */
-class OwnServer {
-  private process: ChildProcess | undefined;
-  readonly dir = mkdtempSync(join(tmpdir(), 'redis-consensus-stress-'));
-
-  constructor(readonly port: number) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--dir', this.dir,
-      ...(args.volatile ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always']),
-      '--protected-mode', 'yes',
-    ], { stdio: ['ignore', 'ignore', 'inherit'] });
-    this.process = child;
-    const exited = new Promise<never>((_, reject) => {
-      child.once('exit', (code) => reject(new Error(`redis-server on ${this.port} exited with ${code}`)));
-    });
-    exited.catch(() => {});
-    const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {});
-    try {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await Promise.race([exited, (async () => {
-            if (probe.status !== 'ready') await probe.connect();
-            const loading = await probe.info('persistence');
-            if (!/loading:0/.test(loading)) throw new Error('still loading');
-          })()]);
-          return;
-        } catch (err) {
-          if (attempt > 100 || child.exitCode !== null) throw err;
-          probe.disconnect();
-          await sleep(50);
-        }
-      }
-    } finally {
-      probe.disconnect();
-    }
-  }
-
-  /** A crash: SIGKILL, no chance to flush anything appendfsync=always did not already. */
-  async crash(): Promise<void> {
-    const child = this.process;
-    if (child === undefined || child.exitCode !== null) return;
-    const gone = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await gone;
-  }
-
-  async stop(): Promise<void> {
-    await this.crash();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** Starts a server on the first port of our range that takes it. */
-async function startOwnServer(): Promise<OwnServer> {
-  const offset = process.pid % (PORTS.last - PORTS.first + 1);
-  for (let i = 0; i <= PORTS.last - PORTS.first; i++) {
-    const server = new OwnServer(PORTS.first + (offset + i) % (PORTS.last - PORTS.first + 1));
-    try {
-      await server.start();
-      return server;
-    } catch {
-      await server.stop();
-    }
-  }
-  throw new Error(`no free port in ${PORTS.first}-${PORTS.last}`);
+/** A redis-server of our own on the first free port of our range, restartable from its append-only file. */
+function startOwnServer(): Promise<RedisServer> {
+  return RedisServer.startInRange(PORTS.first, PORTS.last, {
+    args: args.volatile ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always'],
+  });
 }
 
 /** Injects faults into our own server until stopped; counts them by kind. */
-function injectFaults(server: OwnServer, faults: Record<string, number>): () => Promise<void> {
+function injectFaults(server: RedisServer, faults: Record<string, number>): () => Promise<void> {
   const control = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
   control.on('error', () => {});
   let running = true;

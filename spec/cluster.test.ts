@@ -406,7 +406,7 @@ function failoverSuite(cluster: TestCluster): void {
       const durableLoad = casWorkload([durable.consensus], durableKeys, 4);
       await new Promise((resolve) => setTimeout(resolve, 500));
       const killedAt = Date.now();
-      cluster.servers.find((server) => server.port === victim.port)!.kill();
+      await cluster.servers.find((server) => server.port === victim.port)!.crash();
       const survivor = nodes.find((node) => node.port !== victim.port)!.port;
       await until('a replica is promoted', 20_000, async () => {
         const view = await cluster.topology(survivor);

@@ -16,13 +16,13 @@ import { deletePrefix, freshPrefix } from './support/backends.js';
 import {
   audit, casWorkload, command, infoFields, redisServerAvailable, startSentinel, startServer, stopServers, until,
 } from './support/cluster.js';
-import type { Server } from './support/cluster.js';
+import type { RedisServer } from './support/redis-server.js';
 
 const PRIMARY = 7210;
 const url = (port: number): string => `redis://127.0.0.1:${port}`;
 
 /** Starts a primary on `primary` and replicas on the next `replicas` ports, all in sync. */
-async function startReplicated(primary: number, replicas: number): Promise<Server[]> {
+async function startReplicated(primary: number, replicas: number): Promise<RedisServer[]> {
   const servers = [await startServer(primary)];
   try {
     for (let i = 1; i <= replicas; i++) {
@@ -56,7 +56,7 @@ if (redisServerAvailable()) {
 }
 
 function durabilitySuite(): void {
-  const test = suite<{ servers: Server[] }>('replication: durability (WAIT)');
+  const test = suite<{ servers: RedisServer[] }>('replication: durability (WAIT)');
   test.before(async (context) => {
     context.servers = await startReplicated(PRIMARY, 2);
   });
@@ -98,7 +98,7 @@ function durabilitySuite(): void {
   });
 
   test('a replica stopped: indeterminate, the write is on the primary, and fewer replicas still suffice', async (context) => {
-    context.servers.find((server) => server.port === PRIMARY + 2)!.kill();
+    await context.servers.find((server) => server.port === PRIMARY + 2)!.crash();
     await until('the primary sees one replica', 10_000, async () =>
       infoFields(String(await command(PRIMARY, 'INFO', 'replication'))).connected_slaves === '1');
     const prefix = freshPrefix('durable');
@@ -147,7 +147,7 @@ function failoverSuite(): void {
       const durableLoad = casWorkload([durable], ['d0', 'd1', 'd2', 'd3'], 4);
       await new Promise((resolve) => setTimeout(resolve, 500));
       const killedAt = Date.now();
-      servers.find((server) => server.port === primary)!.kill();
+      await servers.find((server) => server.port === primary)!.crash();
       await until('Sentinel promotes a replica', 20_000, async () => {
         const [, port] = await command(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'rc') as [string, string];
         return Number(port) !== primary;

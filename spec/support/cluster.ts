@@ -7,38 +7,16 @@
  * When `redis-server` is missing the cluster suites are skipped loudly, unless REQUIRE_REDIS=1,
  * which makes that a failure.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions } from 'ioredis';
 import { RedisConsensus } from '../../lib/index.js';
 import type { RedisClient, RedisConsensusOptions } from '../../lib/index.js';
 import type { Backend, Store } from './backends.js';
 import { freshPrefix, REQUIRE_REDIS } from './backends.js';
+import { RedisServer } from './redis-server.js';
 
 const HOST = '127.0.0.1';
-
-/** One redis-server process of ours. */
-export interface Server {
-  readonly port: number;
-  readonly dir: string;
-  /** Whether the process is still running (as far as we know). */
-  readonly alive: boolean;
-  /** Kills it at once (SIGKILL): no goodbye to replicas or clients, as in a crash. */
-  kill(): void;
-  /** Freezes it (SIGSTOP): connections stay open, nothing answers. */
-  pause(): void;
-  /** Lets a frozen server go on (SIGCONT). */
-  resume(): void;
-}
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
 
 /** Whether redis-server and redis-cli are on PATH; fails the run if they must be and are not. */
 export function redisServerAvailable(): boolean {
@@ -52,71 +30,31 @@ export function redisServerAvailable(): boolean {
 }
 
 /** Starts a redis-server on `port` with `args` added, and waits until it answers PING. */
-export async function startServer(port: number, args: string[] = []): Promise<Server> {
-  const dir = mkdtempSync(join(tmpdir(), `rc-redis-${port}-`));
-  return launch(port, dir, [
-    '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--logfile', join(dir, 'redis.log'),
-    // Replicas sync at once (Redis 7 otherwise waits 5 s for more replicas to share a transfer).
-    '--repl-diskless-sync-delay', '0', ...args,
-  ]);
+export function startServer(port: number, args: string[] = []): Promise<RedisServer> {
+  // Replicas sync at once (Redis 7 otherwise waits 5 s for more replicas to share a transfer).
+  return RedisServer.start({ port, args: ['--repl-diskless-sync-delay', '0', ...args] });
 }
 
 /**
  * Starts a Sentinel on `port` watching the primary on `primaryPort` as `name`, with quorum 1 and
  * quick failure detection.
  */
-export async function startSentinel(port: number, name: string, primaryPort: number): Promise<Server> {
-  const dir = mkdtempSync(join(tmpdir(), `rc-sentinel-${port}-`));
-  const config = join(dir, 'sentinel.conf');
-  writeFileSync(config, [
-    `port ${port}`, `bind ${HOST}`, `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`,
-    `sentinel monitor ${name} ${HOST} ${primaryPort} 1`,
-    `sentinel down-after-milliseconds ${name} 1000`,
-    `sentinel failover-timeout ${name} 5000`,
-    '',
-  ].join('\n'));
-  return launch(port, dir, [config, '--sentinel']);
-}
-
-async function launch(port: number, dir: string, args: string[]): Promise<Server> {
-  const child = spawn('redis-server', args, { stdio: 'ignore' });
-  running.add(child);
-  let alive = true;
-  child.on('exit', () => {
-    alive = false;
-    running.delete(child);
+export function startSentinel(port: number, name: string, primaryPort: number): Promise<RedisServer> {
+  return RedisServer.start({
+    port,
+    args: ['--sentinel'],
+    config: [
+      `sentinel monitor ${name} ${HOST} ${primaryPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 5000`,
+      '',
+    ].join('\n'),
   });
-  const server: Server = {
-    port, dir,
-    get alive() { return alive; },
-    kill() {
-      if (alive) child.kill('SIGKILL');
-    },
-    pause() {
-      if (alive) child.kill('SIGSTOP');
-    },
-    resume() {
-      if (alive) child.kill('SIGCONT');
-    },
-  };
-  try {
-    await until(`redis-server on ${port} answers`, 5000, async () => {
-      if (!alive) throw new Error(`redis-server on ${port} exited; see ${dir}/redis.log`);
-      return (await command(port, 'PING')) === 'PONG';
-    });
-  } catch (err) {
-    server.kill();
-    throw err;
-  }
-  return server;
 }
 
 /** Stops servers and removes their dirs; waits until the processes are gone. */
-export async function stopServers(servers: readonly Server[]): Promise<void> {
-  for (const server of servers) server.kill();
-  await until('servers exit', 5000, async () => servers.every((server) => !server.alive));
-  for (const server of servers) rmSync(server.dir, { recursive: true, force: true });
+export async function stopServers(servers: readonly RedisServer[]): Promise<void> {
+  await Promise.all(servers.map((server) => server.stop()));
 }
 
 /** Sends one command on a short-lived connection; rejects when nobody answers. */
@@ -176,7 +114,7 @@ export interface ClusterNode {
 
 /** A Redis Cluster of ours. */
 export interface TestCluster {
-  readonly servers: Server[];
+  readonly servers: RedisServer[];
   readonly startupNodes: Array<{ host: string; port: number }>;
   /** The cluster as the server on `port` sees it. */
   topology(port?: number): Promise<ClusterNode[]>;
@@ -198,7 +136,7 @@ const NODE_TIMEOUT_MS = 2000;
  */
 export async function startCluster(basePort: number): Promise<TestCluster> {
   const ports = Array.from({ length: 6 }, (_, i) => basePort + i);
-  const servers: Server[] = [];
+  const servers: RedisServer[] = [];
   const stop = async (): Promise<void> => stopServers(servers);
   try {
     // Each server is listed as soon as it runs, so that a failure to start another stops it too.
@@ -236,8 +174,8 @@ export async function startCluster(basePort: number): Promise<TestCluster> {
   }
 }
 
-function liveServers(servers: readonly Server[]): Server[] {
-  return servers.filter((server) => server.alive);
+function liveServers(servers: readonly RedisServer[]): RedisServer[] {
+  return servers.filter((server) => server.running);
 }
 
 async function topology(port: number): Promise<ClusterNode[]> {
@@ -259,7 +197,7 @@ async function topology(port: number): Promise<ClusterNode[]> {
   });
 }
 
-async function settled(servers: readonly Server[], timeoutMs: number): Promise<void> {
+async function settled(servers: readonly RedisServer[], timeoutMs: number): Promise<void> {
   await until('the cluster is ok on every node', timeoutMs, async () => {
     const live = liveServers(servers);
     const views = await Promise.all(live.map(async (server) => {

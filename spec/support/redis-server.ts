@@ -23,7 +23,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +34,11 @@ export interface RedisServerOptions {
   readonly port: number;
   /** More `redis-server` arguments, e.g. `['--appendonly', 'yes']`. */
   readonly args?: readonly string[];
+  /**
+   * Text of a config file, written into the server's directory and given first (Redis reads a
+   * config file only as its first argument; Sentinel needs one it can rewrite).
+   */
+  readonly config?: string;
   /** How long to wait for the server to answer PING, in ms. Default 10000. */
   readonly startTimeoutMs?: number;
 }
@@ -59,6 +64,7 @@ export class RedisServer {
 
   private constructor(private readonly options: RedisServerOptions) {
     this.dir = mkdtempSync(join(tmpdir(), `redis-${options.port}-`));
+    if (options.config !== undefined) writeFileSync(join(this.dir, 'redis.conf'), options.config);
   }
 
   /** Starts a server and waits until it answers PING. */
@@ -71,6 +77,24 @@ export class RedisServer {
       throw err;
     }
     return server;
+  }
+
+  /**
+   * Starts a server on the first port of `[first, last]` that takes it, starting from an offset
+   * drawn from the process id, so that concurrent runs rarely try the same ports.
+   */
+  static async startInRange(first: number, last: number, options: Omit<RedisServerOptions, 'port'> = {}): Promise<RedisServer> {
+    const size = last - first + 1;
+    const offset = process.pid % size;
+    let lastError: unknown;
+    for (let i = 0; i < size; i++) {
+      try {
+        return await RedisServer.start({ ...options, port: first + (offset + i) % size });
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw new Error(`could not start redis-server on any port of ${first}-${last}: ${(lastError as Error).message}`);
   }
 
   /** The port it listens on. */
@@ -95,6 +119,7 @@ export class RedisServer {
   async start(): Promise<void> {
     if (this.child !== undefined) throw new Error(`redis-server on ${this.port} is already running`);
     const args = [
+      ...(this.options.config === undefined ? [] : [join(this.dir, 'redis.conf')]),
       '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
       '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '',
       ...(this.options.args ?? []),
@@ -137,6 +162,16 @@ export class RedisServer {
   /** Stops the process (SIGTERM: a clean shutdown) and waits until it is gone. */
   async shutdown(): Promise<void> {
     await this.signal('SIGTERM');
+  }
+
+  /** Freezes the process (SIGSTOP): its connections stay open and nothing answers. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** Lets a frozen process go on (SIGCONT). */
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   /** Kills the process and deletes its directory. Safe to call more than once. */
