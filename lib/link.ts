@@ -207,6 +207,11 @@ export class Link {
     }
   }
 
+  /**
+   * Sends one command once the connection is ready, tracked as in flight until it settles, its
+   * connection closes or its deadline passes. Not async: on a ready connection (nearly always) a
+   * call costs no extra promise or turn.
+   */
   private attempt<T>(
     isWrite: boolean,
     what: string,
@@ -219,21 +224,8 @@ export class Link {
     // Reads wait too: a read parked in an offline queue would only answer after its deadline.
     if (client.status !== undefined && client.status !== 'ready') {
       return this.ready(client, what, deadline)
-        .then(() => this.sendTracked(isWrite, what, client, deadline, timeoutMs, send));
+        .then(() => this.attempt(isWrite, what, client, deadline, timeoutMs, send));
     }
-    // Not async: on a ready connection (nearly always) a call costs no extra promise or turn.
-    return this.sendTracked(isWrite, what, client, deadline, timeoutMs, send);
-  }
-
-  /** Sends one command, tracked as in flight until it settles, its connection closes or its deadline passes. */
-  private sendTracked<T>(
-    isWrite: boolean,
-    what: string,
-    client: RedisClient,
-    deadline: number,
-    timeoutMs: number,
-    send: (client: RedisClient) => Promise<T>,
-  ): Promise<T> {
     const inFlight = this.connection(client).inFlight;
     return new Promise<T>((resolve, reject) => {
       const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)), slot: -1 };
