@@ -6,7 +6,7 @@ import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf
 import type { KeyNames } from './layout.js';
 import { DEFAULT_RETRY, Link, openClient, redactUrl, SAFE_WRITE_OPTIONS } from './link.js';
 import type { RedisClient, RetryOptions, WriteMark } from './link.js';
-import { commandName, defineScripts } from './scripts.js';
+import { COMMANDS, defineScripts } from './scripts.js';
 import type { ScriptName } from './scripts.js';
 import {
   decodeSeqNo, describe, encodeSeqNo, formatSeqNo, SCAN_ALL, toLimit, toSeqNo,
@@ -430,12 +430,12 @@ export class RedisConsensus {
 
   /** Runs a script; binary-safe replies come from the `...Buffer` variant where there is one. */
   private script<T>(name: ScriptName, isWrite: boolean, timeoutMs: number, ...args: (string | Buffer)[]): Promise<T> {
-    const command = commandName(name);
+    const command = COMMANDS[name];
     return this.link.run(isWrite, name, timeoutMs, (client) => {
       const methods = client as unknown as Record<string, (...a: (string | Buffer)[]) => Promise<T>>;
       // ioredis decodes plain replies as UTF-8, which corrupts binary payloads; ioredis-mock has
       // no ...Buffer variants and already hands binary values back as Buffers.
-      const method = methods[`${command}Buffer`] ?? methods[command]!;
+      const method = methods[command.buffer] ?? methods[command.name]!;
       return method.apply(client, args);
     });
   }

@@ -94,6 +94,8 @@ interface InFlight extends Slotted {
 interface Connection {
   /** Calls sent on it and not settled yet. */
   readonly inFlight: Slots<InFlight>;
+  /** Whether the library made it (and so may cork its socket). */
+  readonly owned: boolean;
   /** The last connection error seen (owned connections only), for messages. */
   lastError: string | undefined;
   /** Settles when the connection next becomes ready or ends; set while calls wait for that. */
@@ -226,7 +228,8 @@ export class Link {
       return this.ready(client, what, deadline)
         .then(() => this.attempt(isWrite, what, client, deadline, timeoutMs, send));
     }
-    const inFlight = this.connection(client).inFlight;
+    const connection = this.connection(client);
+    const inFlight = connection.inFlight;
     return new Promise<T>((resolve, reject) => {
       const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)), slot: -1 };
       const expiry = this.deadlines.add(deadline, () => {
@@ -246,7 +249,7 @@ export class Link {
       inFlight.add(entry);
       let sent: Promise<T>;
       // Sockets the library owns send a burst of calls in one write; others' are left alone.
-      if (this.owned.includes(client)) coalesceWrites(client);
+      if (connection.owned) coalesceWrites(client);
       try {
         sent = send(client);
       } catch (err) {
@@ -296,7 +299,7 @@ export class Link {
   private connection(client: RedisClient): Connection {
     let connection = this.connections.get(client);
     if (connection === undefined) {
-      connection = { inFlight: new Slots(), lastError: undefined };
+      connection = { inFlight: new Slots(), owned: this.owned.includes(client), lastError: undefined };
       this.connections.set(client, connection);
     }
     return connection;
@@ -311,7 +314,8 @@ export class Link {
     const connection = this.connection(client);
     const onClose = (): void => {
       const cause = connection.lastError === undefined ? '' : ` (${connection.lastError})`;
-      for (const entry of [...connection.inFlight]) {
+      // Slots iterates over a copy: failing an entry removes it.
+      for (const entry of connection.inFlight) {
         entry.fail(entry.isWrite
           ? indeterminate(`the connection closed${cause} while the write was in flight; it may or ` +
             'may not have been applied, re-read to learn which')
@@ -322,7 +326,7 @@ export class Link {
       emitter.on?.(event, listener);
       this.watched.push([emitter, event, listener]);
     };
-    if (this.owned.includes(client)) {
+    if (connection.owned) {
       // Only on connections the library made: a listener on the caller's client would silence
       // ioredis's own report of errors nobody else listens to.
       listen(client, 'error', (err) => {

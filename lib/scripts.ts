@@ -15,10 +15,15 @@ const FILES = {
 
 export type ScriptName = keyof typeof FILES;
 
-/** A command name unlikely to clash with the user's own `defineCommand`s on a shared client. */
-export function commandName(script: ScriptName): string {
-  return `redisConsensus_${script}_v1`;
-}
+/**
+ * Each script's command names: `name`, unlikely to clash with the user's own `defineCommand`s on
+ * a shared client, and the `...Buffer` variant ioredis adds. Built once: they are looked up on
+ * every call.
+ */
+export const COMMANDS = Object.fromEntries(Object.keys(FILES).map((script) => {
+  const name = `redisConsensus_${script}_v1`;
+  return [script, { name, buffer: `${name}Buffer` }];
+})) as Readonly<Record<ScriptName, { readonly name: string; readonly buffer: string }>>;
 
 const LUA_DIR = new URL('../../lua/', import.meta.url);
 const INCLUDE = /^--- @include "([\w/-]+)"$/gm;
@@ -51,7 +56,7 @@ const defined = new WeakSet<object>();
 export function defineScripts(client: ScriptHost): void {
   if (defined.has(client)) return;
   for (const [script, definition] of Object.entries(SCRIPTS)) {
-    client.defineCommand(commandName(script as ScriptName), definition);
+    client.defineCommand(COMMANDS[script as ScriptName].name, definition);
   }
   defined.add(client);
 }

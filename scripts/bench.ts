@@ -23,7 +23,7 @@ import RedisMock from 'ioredis-mock';
 import { RedisConsensus } from '../lib/index.js';
 import type { RedisClient } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { commandName, defineScripts } from '../lib/scripts.js';
+import { COMMANDS, defineScripts } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import {
   commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
@@ -374,8 +374,8 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   // The library's own scripts, called as the commands defineCommand makes, with no wrapper.
   defineScripts(client as unknown as RedisClient);
   const scripts = client as unknown as Record<string, (...args: (string | Buffer)[]) => Promise<unknown>>;
-  const casScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[`${commandName('compareAndSet')}Buffer`]!(...args);
-  const headScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[`${commandName('head')}Buffer`]!(...args);
+  const casScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.compareAndSet.buffer]!(...args);
+  const headScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.head.buffer]!(...args);
   const n = QUICK ? 3000 : 20000;
   await populate(r.raw, space, 'read', 0n, HISTORY, PAYLOAD);
   const read = keyNames(space, 'read');
