@@ -11,7 +11,7 @@ import {
   CaSResult, combineObservers, countingObserver, ExternalError, prometheusObserver, RedisConsensus,
 } from '../lib/index.js';
 import type { Observer, OperationEvent, RedisClient } from '../lib/index.js';
-import { freshPrefix, mockBackend } from './support/backends.js';
+import { backends, freshPrefix, mockBackend } from './support/backends.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
 
@@ -45,34 +45,36 @@ async function workload(consensus: RedisConsensus): Promise<void> {
 
 const counting = suite('countingObserver');
 
-counting('counts every operation, its outcome, bytes and versions', async () => {
-  const observer = countingObserver();
-  const store = await mockBackend().store({ observer });
-  try {
-    await workload(store.consensus);
-    const { counts } = observer;
-    assert.equal(counts.compareAndSet, {
-      started: 3, ok: 2, mismatch: 1, determinate: 0, indeterminate: 0,
-      bytesWritten: 8, bytesRead: 0, count: 2, totalMs: counts.compareAndSet.totalMs,
-    });
-    assert.ok(counts.compareAndSet.totalMs > 0);
-    assert.is(counts.head.started, 1);
-    assert.is(counts.head.ok, 1);
-    assert.is(counts.head.bytesRead, 3);
-    assert.is(counts.scan.bytesRead, 8);
-    assert.is(counts.scan.count, 2);
-    assert.is(counts.truncate.started, 2);
-    assert.is(counts.truncate.ok, 1);
-    assert.is(counts.truncate.determinate, 1);
-    assert.is(counts.truncate.count, 1);
-    assert.is(counts.listKeys.ok, 1);
-    assert.is(counts.listKeys.count, 1);
-    observer.reset();
-    assert.is(observer.counts.compareAndSet.started, 0);
-  } finally {
-    await store.dispose();
-  }
-});
+for (const backend of await backends()) {
+  counting(`counts every operation, its outcome, bytes and versions, on ${backend.name}`, async () => {
+    const observer = countingObserver();
+    const store = await backend.store({ observer });
+    try {
+      await workload(store.consensus);
+      const { counts } = observer;
+      assert.equal(counts.compareAndSet, {
+        started: 3, ok: 2, mismatch: 1, determinate: 0, indeterminate: 0,
+        bytesWritten: 8, bytesRead: 0, count: 2, totalMs: counts.compareAndSet.totalMs,
+      });
+      assert.ok(counts.compareAndSet.totalMs > 0);
+      assert.is(counts.head.started, 1);
+      assert.is(counts.head.ok, 1);
+      assert.is(counts.head.bytesRead, 3);
+      assert.is(counts.scan.bytesRead, 8);
+      assert.is(counts.scan.count, 2);
+      assert.is(counts.truncate.started, 2);
+      assert.is(counts.truncate.ok, 1);
+      assert.is(counts.truncate.determinate, 1);
+      assert.is(counts.truncate.count, 1);
+      assert.is(counts.listKeys.ok, 1);
+      assert.is(counts.listKeys.count, 1);
+      observer.reset();
+      assert.is(observer.counts.compareAndSet.started, 0);
+    } finally {
+      await store.dispose();
+    }
+  });
+}
 
 counting('an indeterminate write is counted as such', async () => {
   const observer = countingObserver();
