@@ -182,7 +182,7 @@ export class Link {
    * Runs one operation against Redis within `timeoutMs`, retrying failures known not to have
    * run, and maps every failure to an ExternalError.
    */
-  async run<T>(
+  run<T>(
     isWrite: boolean,
     what: string,
     timeoutMs: number,
@@ -190,21 +190,37 @@ export class Link {
   ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     const client = isWrite ? this.writer : this.reader;
+    // The first attempt, which nearly always succeeds, without an async frame around it.
+    return this.attempt(isWrite, what, client, deadline, timeoutMs, send)
+      .catch((err: unknown) => this.retryAfter(err, isWrite, what, client, deadline, timeoutMs, send));
+  }
+
+  /** Retries after a failed first attempt, while it failed determinately and time is left. */
+  private async retryAfter<T>(
+    err: unknown,
+    isWrite: boolean,
+    what: string,
+    client: RedisClient,
+    deadline: number,
+    timeoutMs: number,
+    send: (client: RedisClient) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
+      const failure = toExternal(err, isWrite, what);
+      const delay = backoff(this.retry, attempt);
+      if (!failure.determinate || this.closed) throw failure;
+      if (attempt >= this.retry.attempts || Date.now() + delay >= deadline) {
+        if (attempt === 1) throw failure;
+        // Same kind and cause, and the caller learns that retrying did not help either.
+        throw new ExternalError(true, `${failure.message.replace(/^determinate: /, '')} ` +
+          `(gave up after ${attempt} attempts in ${timeoutMs - (deadline - Date.now())} ms)`,
+        { cause: failure.cause });
+      }
+      await sleep(delay);
       try {
         return await this.attempt(isWrite, what, client, deadline, timeoutMs, send);
-      } catch (err) {
-        const failure = toExternal(err, isWrite, what);
-        const delay = backoff(this.retry, attempt);
-        if (!failure.determinate || this.closed) throw failure;
-        if (attempt >= this.retry.attempts || Date.now() + delay >= deadline) {
-          if (attempt === 1) throw failure;
-          // Same kind and cause, and the caller learns that retrying did not help either.
-          throw new ExternalError(true, `${failure.message.replace(/^determinate: /, '')} ` +
-            `(gave up after ${attempt} attempts in ${timeoutMs - (deadline - Date.now())} ms)`,
-          { cause: failure.cause });
-        }
-        await sleep(delay);
+      } catch (next) {
+        err = next;
       }
     }
   }
