@@ -1,7 +1,7 @@
 --[[
   Appends a version iff the key's head is exactly the expected seqno.
 
-  The caller has checked that next > expected, and both are 19-digit strings, so comparing them
+  The caller has checked that seqno > expected, and both are 19-digit strings, so comparing them
   here as strings is comparing seqnos. The registry is written only by the first commit to a key,
   so a mismatch never makes a key visible to listKeys.
 
@@ -10,7 +10,7 @@
     KEYS[2] data      hash seqno -> payload
     KEYS[3] registry  set of the keys of this bucket
     ARGV[1] expected  19-digit seqno, or '' for "the key has no data"
-    ARGV[2] next      19-digit seqno of the new version
+    ARGV[2] seqno     19-digit seqno of the new version
     ARGV[3] payload   bytes of the new version (never inspected: ioredis-mock passes it as userdata)
     ARGV[4] member    the key's registry member
 
@@ -21,13 +21,16 @@
 --- @include "includes/headOf"
 
 local rcall = redis.call
-local head = headOf(KEYS[1])
+local versions, data, registry = KEYS[1], KEYS[2], KEYS[3]
+local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local head = headOf(versions)
 if head then
-  if head ~= ARGV[1] then return 0 end
+  if head ~= expected then return 0 end
 else
-  if ARGV[1] ~= '' then return 0 end
-  rcall('SADD', KEYS[3], ARGV[4])
+  if expected ~= '' then return 0 end
+  rcall('SADD', registry, member)
 end
-rcall('ZADD', KEYS[1], 0, ARGV[2])
-rcall('HSET', KEYS[2], ARGV[2], ARGV[3])
+rcall('ZADD', versions, 0, seqno)
+rcall('HSET', data, seqno, payload)
 return 1

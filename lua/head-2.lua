@@ -11,6 +11,8 @@
 ]]
 --- @include "includes/headOf"
 
-local head = headOf(KEYS[1])
+local versions, data = KEYS[1], KEYS[2]
+
+local head = headOf(versions)
 if not head then return {} end
-return {head, redis.call('HGET', KEYS[2], head)}
+return {head, redis.call('HGET', data, head)}

@@ -16,11 +16,14 @@
 --- @include "includes/batches"
 
 local rcall = redis.call
-local seqnos = rcall('ZRANGE', KEYS[1], '[' .. ARGV[1], '+', 'BYLEX', 'LIMIT', 0, ARGV[2])
+local versions, data = KEYS[1], KEYS[2]
+local from, limit = ARGV[1], ARGV[2]
+
+local seqnos = rcall('ZRANGE', versions, '[' .. from, '+', 'BYLEX', 'LIMIT', 0, limit)
 if #seqnos == 0 then return {} end
 local chunks = {}
-for from, to in batches(#seqnos, 1000) do
-  chunks[#chunks + 1] = rcall('HMGET', KEYS[2], unpack(seqnos, from, to))
+for first, last in batches(#seqnos, 1000) do
+  chunks[#chunks + 1] = rcall('HMGET', data, unpack(seqnos, first, last))
 end
 -- A table built with a constructor, not a self-filled one: ioredis-mock cannot return the latter.
 return {seqnos, unpack(chunks)}

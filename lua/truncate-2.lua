@@ -1,5 +1,5 @@
 --[[
-  Deletes every version with a seqno below `seqno`, iff `seqno` is at most the head. The head
+  Deletes every version with a seqno below `upper`, iff `upper` is at most the head. The head
   itself is never deleted, so a key that once had data never becomes empty.
 
   The cost on the Redis main thread (which blocks every other client meanwhile) is kept to the
@@ -10,39 +10,42 @@
   Input:
     KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0
     KEYS[2] data      hash seqno -> payload
-    ARGV[1] seqno     19-digit seqno
+    ARGV[1] upper     19-digit seqno: versions below it go
 
   Output:
     n >= 0  how many versions were deleted
     -1      the key has no data; nothing changed
-    -2      seqno is above the head; nothing changed
+    -2      upper is above the head; nothing changed
 ]]
 --- @include "includes/headOf"
 --- @include "includes/batches"
 
 local rcall = redis.call
-local head = headOf(KEYS[1])
+local versions, data = KEYS[1], KEYS[2]
+local upper = ARGV[1]
+
+local head = headOf(versions)
 if not head then return -1 end
-if ARGV[1] > head then return -2 end
+if upper > head then return -2 end
 -- Every member has score 0, so ranks are in seqno order: the doomed are ranks [0, count).
--- `seqno` <= head, so it or a later seqno is a member (ZLEXCOUNT would do, but ioredis-mock lacks it).
-local first = ARGV[1]
-local count = rcall('ZRANK', KEYS[1], first)
+-- `upper` <= head, so it or a later seqno is a member (ZLEXCOUNT would do, but ioredis-mock lacks it).
+local first = upper
+local count = rcall('ZRANK', versions, first)
 if type(count) ~= 'number' then
-  first = rcall('ZRANGE', KEYS[1], '[' .. first, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
-  count = rcall('ZRANK', KEYS[1], first)
+  first = rcall('ZRANGE', versions, '[' .. first, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+  count = rcall('ZRANK', versions, first)
 end
 if count == 0 then return 0 end
-local kept = rcall('ZCARD', KEYS[1]) - count
+local kept = rcall('ZCARD', versions) - count
 
 if count >= 1000 and kept * 4 <= count then
-  local seqnos = rcall('ZRANGE', KEYS[1], count, -1)
+  local seqnos = rcall('ZRANGE', versions, count, -1)
   local payloads = {}
   for from, to in batches(kept, 1000) do
-    local chunk = rcall('HMGET', KEYS[2], unpack(seqnos, from, to))
+    local chunk = rcall('HMGET', data, unpack(seqnos, from, to))
     for i = 1, to - from + 1 do payloads[from + i - 1] = chunk[i] end
   end
-  rcall('UNLINK', KEYS[1], KEYS[2])
+  rcall('UNLINK', versions, data)
   for from, to in batches(kept, 1000) do
     local members = {}
     local fields = {}
@@ -52,15 +55,15 @@ if count >= 1000 and kept * 4 <= count then
       fields[#fields + 1] = seqnos[i]
       fields[#fields + 1] = payloads[i]
     end
-    rcall('ZADD', KEYS[1], unpack(members))
-    rcall('HSET', KEYS[2], unpack(fields))
+    rcall('ZADD', versions, unpack(members))
+    rcall('HSET', data, unpack(fields))
   end
   return count
 end
 
-local doomed = rcall('ZRANGE', KEYS[1], 0, count - 1)
-rcall('ZREMRANGEBYRANK', KEYS[1], 0, count - 1)
+local doomed = rcall('ZRANGE', versions, 0, count - 1)
+rcall('ZREMRANGEBYRANK', versions, 0, count - 1)
 for from, to in batches(count, 1000) do
-  rcall('HDEL', KEYS[2], unpack(doomed, from, to))
+  rcall('HDEL', data, unpack(doomed, from, to))
 end
 return count
