@@ -12,9 +12,10 @@ import { createInterface } from 'node:readline';
 // runtime dependency beyond ioredis.
 import { parseArgs } from 'node:util';
 import { RedisConsensus } from './consensus.js';
-import type { VersionedData } from './consensus.js';
+import type { VersionedData } from './types.js';
 import { ExternalError } from './errors.js';
-import { checkPrefix, DEFAULT_PREFIX } from './layout.js';
+import { checkPrefix } from './arguments.js';
+import { DEFAULT_PREFIX } from './layout.js';
 import { SEQNO_MAX } from './seqno.js';
 
 const EXIT_FAILED = 1;

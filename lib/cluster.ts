@@ -1,26 +1,67 @@
 /**
- * Redis Cluster: the client options that make a `Cluster` safe for writes, and where writes went.
- *
- * A Cluster node connection that closes fails its in-flight commands with "Connection is
- * closed.", and ioredis's Cluster, by default (`retryDelayOnFailover: 100`), sends such a command
- * again to whatever node then serves the slot: a compare-and-set that committed just before a
- * primary died could run a second time. `retryDelayOnFailover: 0` turns that off; redirects that
- * Redis answers before running a command (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) are still followed.
+ * Redis Cluster: which node a key's writes go to, which node connections ASK redirects used, and
+ * which node closes fail calls. Only the library's view of ioredis's Cluster; the options that make
+ * a Cluster safe for writes are with the other client options in `client.ts`.
  */
-import type { ClusterOptions } from 'ioredis';
-import { SAFE_WRITE_OPTIONS } from './link.js';
-import type { RedisClient } from './link.js';
+import { optionsOf } from './client.js';
+import type { RedisClient } from './client.js';
+import { indeterminate } from './errors.js';
+import { hookAsking, slotPrimaryAddress } from './internals.js';
 
-/** Cluster options that make an ioredis Cluster safe for writes (node options apart). */
-export const SAFE_CLUSTER_OPTIONS = { retryDelayOnFailover: 0 } as const;
+/** The Redis Cluster slot of a key name: CRC16 (XMODEM) of its hash tag, modulo 16384. */
+export function keySlot(key: string): number {
+  const bytes = Buffer.from(key, 'utf8');
+  let start = 0;
+  let end = bytes.length;
+  const open = bytes.indexOf(0x7b);
+  if (open !== -1) {
+    const close = bytes.indexOf(0x7d, open + 1);
+    if (close > open + 1) {
+      start = open + 1;
+      end = close;
+    }
+  }
+  let crc = 0;
+  for (let i = start; i < end; i++) {
+    crc ^= bytes[i]! << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
 
-/** `options` with what makes a Cluster never re-send a write, on the cluster and on its nodes. */
-export function safeClusterOptions(options: ClusterOptions = {}): ClusterOptions {
-  return {
-    ...options,
-    ...SAFE_CLUSTER_OPTIONS,
-    redisOptions: { ...options.redisOptions, ...SAFE_WRITE_OPTIONS },
-  };
+/**
+ * The connection of `cluster` to the primary that serves the slot of `key`: the very connection
+ * that carried the slot's last write. ioredis sends a slot's commands to the primary its slot table
+ * names, over the node connections that `nodes()` lists. A write redirected with ASK during a slot
+ * migration went to the importing node instead: see AskingLog.
+ */
+export function primaryFor(cluster: RedisClient, key: string): RedisClient {
+  const address = slotPrimaryAddress(cluster, keySlot(key));
+  // 'all', not 'master': after a failover the pool may still list the promoted node as a replica.
+  const primary = cluster.nodes?.('all').find((node) => {
+    const { host, port } = optionsOf(node) as { host?: string; port?: number };
+    return `${host}:${port}` === address;
+  });
+  if (primary === undefined) throw indeterminate(`no known primary serves the slot of ${key}`);
+  return primary;
+}
+
+/**
+ * Calls `onClose` when any node connection of `cluster` closes, through `listen` (which records the
+ * listener for removal). A Cluster node that closes never reconnects unless
+ * `clusterNodeRetryStrategy` says so, and ioredis then rejects its in-flight commands itself; only
+ * with that option are they dropped unsettled and must be failed here. Failing every call of the
+ * Cluster on any node's close would fail calls on healthy nodes too, e.g. on each failed reconnect
+ * to a dead primary during a failover.
+ */
+export function watchNodeCloses(
+  cluster: RedisClient,
+  onClose: () => void,
+  listen: (emitter: RedisClient, event: string, listener: (...args: unknown[]) => void) => void,
+): void {
+  if (typeof optionsOf(cluster).clusterNodeRetryStrategy !== 'function') return;
+  listen(cluster, '+node', (node) => listen(node as RedisClient, 'close', onClose));
+  for (const node of cluster.nodes?.('all') ?? []) listen(node, 'close', onClose);
 }
 
 /** Node connections already hooked by an AskingLog. */
@@ -29,8 +70,8 @@ const hooked = new WeakSet<object>();
 /**
  * Which node connections of a Cluster were sent ASKING, in order. ioredis follows an ASK redirect
  * (a slot being migrated, the key already on the importing primary) by sending ASKING and then the
- * command over the importing node's connection, without updating its slot map: a WAIT after that
- * write must go to that connection too, and the slot map does not say so.
+ * command over the importing node's connection, without updating its slot table: a WAIT after that
+ * write must go to that connection too, and the slot table does not say so.
  */
 export class AskingLog {
   private count = 0;
@@ -53,14 +94,7 @@ export class AskingLog {
   }
 
   private hook(node: RedisClient): void {
-    const methods = node as unknown as { asking?: (...args: unknown[]) => unknown };
-    const asking = methods.asking;
-    if (typeof asking !== 'function' || hooked.has(node)) return;
-    hooked.add(node);
-    // ioredis calls `asking()` on the node right before sending the redirected command on it.
-    methods.asking = (...args: unknown[]) => {
-      this.last.set(node, ++this.count);
-      return asking.apply(node, args);
-    };
+    if (hooked.has(node)) return;
+    if (hookAsking(node, () => this.last.set(node, ++this.count))) hooked.add(node);
   }
 }

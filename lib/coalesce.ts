@@ -17,6 +17,7 @@
  * tick is written at once, as without coalescing.
  */
 import type { Writable } from 'node:stream';
+import { socketOf } from './internals.js';
 
 /** Commands per write after the first of a tick. */
 const FLUSH_EVERY = 8;
@@ -38,8 +39,8 @@ function endOfTick(stream: Writable): void {
  * socket of their own (ioredis-mock, a Cluster).
  */
 export function coalesceWrites(client: object): void {
-  const stream = (client as { stream?: Writable }).stream;
-  if (stream === undefined || typeof stream.cork !== 'function') return;
+  const stream = socketOf(client);
+  if (stream === undefined) return;
   const count = sent.get(stream);
   if (count === undefined) {
     sent.set(stream, 1);

@@ -1,116 +1,23 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
-import { safeClusterOptions } from './cluster.js';
-import { determinate, indeterminate } from './errors.js';
-import { BUCKETS, checkPrefix, DEFAULT_PREFIX, keyNames, keyOfMember, registryOf } from './layout.js';
-import type { KeyNames } from './layout.js';
-import { DEFAULT_RETRY, Link, openClient, redactUrl, SAFE_WRITE_OPTIONS } from './link.js';
-import type { RedisClient, RetryOptions, WriteMark } from './link.js';
-import { COMMANDS, defineScripts } from './scripts.js';
-import type { ScriptName } from './scripts.js';
+import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
+import { DEFAULT_URL, openClient, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
+import type { RedisClient } from './client.js';
+import { Durability } from './durability.js';
+import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
+import { Link } from './link.js';
+import { begin, observe } from './observer.js';
+import type { Reported } from './observer.js';
+import { resolveOptions } from './options.js';
 import {
-  decodeSeqNo, describe, encodeSeqNo, formatSeqNo, SCAN_ALL, toLimit, toSeqNo,
-} from './seqno.js';
-import type { SeqNo } from './seqno.js';
-
-/** One version of a key: a seqno and its bytes. Outputs carry `data` as a `Buffer`. */
-export interface VersionedData {
-  /** Its sequence number. */
-  readonly seqno: SeqNo;
-  /** Its bytes: any length, any byte values. */
-  readonly data: Uint8Array;
-}
-
-/** Input seqnos may also be non-negative safe-integer numbers. */
-export type SeqNoInput = SeqNo | number;
-
-/** What `compareAndSet` may pass as the next version. */
-export interface VersionedDataInput {
-  /** Its sequence number: a bigint, or a non-negative safe-integer number. */
-  readonly seqno: SeqNoInput;
-  /** Its bytes: any length, any byte values. */
-  readonly data: Uint8Array;
-}
-
-/** The outcome of a `compareAndSet`. A mismatch is a normal result, never an error. */
-export const CaSResult = {
-  /** `next` was appended: the key's head is now `next.seqno`. */
-  Committed: 'Committed',
-  /** The head was not `expected`; nothing changed. */
-  ExpectationMismatch: 'ExpectationMismatch',
-} as const;
-// eslint-disable-next-line @typescript-eslint/no-redeclare -- a constant and its type, one name
-export type CaSResult = (typeof CaSResult)[keyof typeof CaSResult];
-
-/** The operations, as named in metrics. */
-export type OperationName = 'head' | 'compareAndSet' | 'scan' | 'truncate' | 'listKeys';
-
-/** What an observer learns when an operation ends. */
-export interface OperationEvent {
-  /** Which operation ended. */
-  readonly operation: OperationName;
-  /**
-   * `ok`, `mismatch` (compareAndSet's ExpectationMismatch), `determinate` or `indeterminate`
-   * (an ExternalError of that kind). Invalid arguments never reach Redis and are not reported.
-   */
-  readonly outcome: 'ok' | 'mismatch' | 'determinate' | 'indeterminate';
-  /** Wall time from call to settlement, in milliseconds. */
-  readonly durationMs: number;
-  /** Payload bytes sent (compareAndSet). */
-  readonly bytesWritten: number;
-  /** Payload bytes received (head, scan). */
-  readonly bytesRead: number;
-  /** Versions deleted (truncate) or returned (head, scan); keys yielded (listKeys). */
-  readonly count: number;
-}
-
-/** Hooks for metrics; see `prometheusObserver` for ready wiring. Keep them cheap: they run inline. */
-export interface Observer {
-  /** Called when an operation starts (after its arguments were checked). */
-  started?(operation: OperationName): void;
-  /** Called when an operation settles. */
-  finished?(event: OperationEvent): void;
-}
-
-/** Wait for replicas to acknowledge each write before reporting it. */
-export interface DurabilityOptions {
-  /** How many replicas must acknowledge each write (Redis `WAIT`). */
-  readonly replicas: number;
-  /** How long to wait for them, in ms. Default 1000. */
-  readonly timeoutMs?: number;
-}
-
-/** Settings of a `RedisConsensus`; every field is optional. */
-export interface RedisConsensusOptions {
-  /** Prefix of every Redis key of this store. No `{` or `}`. Default `'consensus'`. */
-  prefix?: string;
-  /**
-   * How long one call may take, retries included, in ms. A write with no reply by then fails
-   * with an indeterminate ExternalError. Default 5000. Each call can override it.
-   */
-  timeoutMs?: number;
-  /** Retries of failures known not to have run (reads, and writes Redis refused). */
-  retry?: RetryOptions;
-  /**
-   * After each write that changed something, wait for this many replicas to acknowledge it; a
-   * write that falls short fails with an indeterminate ExternalError (it committed on the
-   * primary, but a failover may lose it). Off by default.
-   */
-  durability?: DurabilityOptions;
-  /** Metrics hooks. */
-  observer?: Observer;
-}
-
-/** Per-call settings. */
-export interface CallOptions {
-  /** Overrides the store's `timeoutMs` for this call. */
-  timeoutMs?: number;
-}
-
-const DEFAULT_TIMEOUT_MS = 5000;
-const DEFAULT_URL = 'redis://127.0.0.1:6379';
-/** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
-const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
+  callScript, CAS_COMMITTED, decodeHead, decodeScan, decodeTruncate, defineScripts,
+} from './scripts.js';
+import type { CompareAndSetReply, HeadReply, ScanReply, ScriptArgs, ScriptName } from './scripts.js';
+import { encodeSeqNo } from './seqno.js';
+import { CaSResult } from './types.js';
+import type {
+  CallOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
+} from './types.js';
 
 /**
  * A consensus store on Redis: versioned binary data under string keys, appended to by
@@ -132,31 +39,28 @@ export class RedisConsensus {
   readonly prefix: string;
   private readonly link: Link;
   private readonly timeoutMs: number;
-  private readonly durability: Required<DurabilityOptions> | undefined;
+  private readonly durability: Durability | undefined;
   private readonly observer: Observer | undefined;
-  /** Redis key names of recently used keys (building them per call measurably slowed calls). */
-  private readonly recentNames = new Map<string, KeyNames>();
+  private readonly names: KeyNamesCache;
 
   /**
-   * Wraps a client: ioredis `Redis` or `Cluster`, or ioredis-mock. The client stays the caller's:
-   * `close()` does not quit it. If it would re-send commands after a reconnect (ioredis's
-   * default), writes go over one extra connection made with `client.duplicate()` and
-   * `autoResendUnfulfilledCommands: false`, which `close()` does quit.
+   * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
+   * API. The client stays the caller's: `close()` does not quit it. If it would re-send commands
+   * after a reconnect (ioredis's default), writes go over one extra connection made with
+   * `client.duplicate()` and `autoResendUnfulfilledCommands: false`, which `close()` does quit.
    *
    * @throws TypeError or RangeError for invalid options.
    */
   constructor(client: RedisClient, options: RedisConsensusOptions = {}) {
-    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
-    this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs');
-    this.durability = checkDurability(options.durability);
-    this.observer = options.observer;
-    const retry = { ...DEFAULT_RETRY, ...options.retry };
-    if (!Number.isInteger(retry.attempts) || retry.attempts < 1) {
-      throw new RangeError(`retry.attempts must be an integer >= 1; got ${retry.attempts}`);
-    }
+    const settings = resolveOptions(options);
+    this.prefix = settings.prefix;
+    this.timeoutMs = settings.timeoutMs;
+    this.observer = settings.observer;
+    this.names = new KeyNamesCache(this.prefix);
     const owns = ownedClients.has(client);
     ownedClients.delete(client);
-    this.link = new Link(client, owns, retry);
+    this.link = new Link(client, owns, settings.retry);
+    this.durability = settings.durability === undefined ? undefined : new Durability(this.link, settings.durability);
     defineScripts(this.link.reader);
     defineScripts(this.link.writer);
   }
@@ -201,12 +105,11 @@ export class RedisConsensus {
 
   /** Wraps a client that `connect` or `connectCluster` opened: the instance owns and closes it. */
   private static adopt(client: Redis | Cluster, options: RedisConsensusOptions): RedisConsensus {
-    const owned = client as unknown as RedisClient;
-    ownedClients.add(owned);
+    ownedClients.add(client);
     try {
-      return new RedisConsensus(owned, options);
+      return new RedisConsensus(client, options);
     } catch (err) {
-      ownedClients.delete(owned);
+      ownedClients.delete(client);
       client.disconnect();
       throw err;
     }
@@ -219,13 +122,11 @@ export class RedisConsensus {
    * @throws ExternalError (determinate) when Redis could not be read.
    */
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
-    const names = this.names(key);
+    const names = this.names.get(checkKey(key));
     const timeoutMs = this.callTimeout(options);
-    return this.observe('head', async () => {
-      const reply = await this.script<[SeqNoWire, PayloadWire] | []>('head', false, timeoutMs, names.versions, names.data);
-      if (reply.length === 0) return { result: null };
-      const data = toBuffer(reply[1]);
-      return { result: { seqno: decodeSeqNo(reply[0]), data }, bytesRead: data.length, count: 1 };
+    return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
+      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data]));
+      return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
     });
   }
 
@@ -245,37 +146,19 @@ export class RedisConsensus {
     next: VersionedDataInput,
     options?: CallOptions,
   ): Promise<CaSResult> {
-    const names = this.names(key);
-    if (expected === undefined) {
-      throw new TypeError('expected must be a seqno or null; got undefined');
-    }
-    const expectedSeqNo = expected === null ? null : toSeqNo(expected, 'expected');
-    if (typeof next !== 'object' || next === null) {
-      throw new TypeError(`next must be an object { seqno, data }; got ${describe(next)}`);
-    }
-    const nextSeqNo = toSeqNo(next.seqno, 'next.seqno');
-    if (!(next.data instanceof Uint8Array)) {
-      throw new TypeError(`next.data must be a Uint8Array (or Buffer); got ${describe(next.data)}`);
-    }
-    if (expectedSeqNo !== null && nextSeqNo <= expectedSeqNo) {
-      throw new RangeError('new seqno must be strictly greater than expected. ' +
-        `Got new: ${formatSeqNo(nextSeqNo)} expected: ${formatSeqNo(expectedSeqNo)}`);
-    }
-    const payload = Buffer.isBuffer(next.data)
-      ? next.data
-      : Buffer.from(next.data.buffer, next.data.byteOffset, next.data.byteLength);
+    const names = this.names.get(checkKey(key));
+    const expectedSeqNo = toExpected(expected);
+    const { seqno, payload } = toNext(next, expectedSeqNo);
     const timeoutMs = this.callTimeout(options);
-    return this.observe('compareAndSet', async () => {
-      const mark = this.durability === undefined ? undefined : this.link.writeMark(names.versions);
-      const committed = await this.script<number>('compareAndSet', true, timeoutMs,
+    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult>> => {
+      const mark = this.durability?.mark(names.versions);
+      const reply = await this.script<CompareAndSetReply>('compareAndSet', true, timeoutMs, [
         names.versions, names.data, names.registry,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(nextSeqNo), payload,
-        names.member);
-      if (committed === 1) {
-        await this.awaitReplicas('compareAndSet', names.versions, mark);
-        return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
-      }
-      return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
+        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
+      ]);
+      if (reply !== CAS_COMMITTED) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
+      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
+      return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
     });
   }
 
@@ -287,25 +170,18 @@ export class RedisConsensus {
    * @throws ExternalError (determinate) when Redis could not be read.
    */
   async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
-    const names = this.names(key);
+    const names = this.names.get(checkKey(key));
     const fromSeqNo = toSeqNo(from, 'from');
     const count = toLimit(limit);
     const timeoutMs = this.callTimeout(options);
-    return this.observe('scan', async () => {
+    return observe(this.observer, 'scan', async (): Promise<Reported<VersionedData[]>> => {
       if (count === 0n) return { result: [] };
       const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
-      const reply = await this.script<[SeqNoWire[], ...PayloadWire[][]] | []>('scan', false, timeoutMs,
-        names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg);
-      if (reply.length === 0) return { result: [] };
-      const [seqnos = [], ...chunks] = reply;
-      const payloads = chunks.flat();
+      const versions = decodeScan(await this.script<ScanReply>('scan', false, timeoutMs,
+        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg]));
       let bytesRead = 0;
-      const result = seqnos.map((seqno, i) => {
-        const data = toBuffer(payloads[i]);
-        bytesRead += data.length;
-        return { seqno: decodeSeqNo(seqno), data };
-      });
-      return { result, bytesRead, count: result.length };
+      for (const version of versions) bytesRead += version.data.length;
+      return { result: versions, bytesRead, count: versions.length };
     });
   }
 
@@ -319,18 +195,14 @@ export class RedisConsensus {
    *   head (nothing deleted); otherwise as for `compareAndSet`.
    */
   async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
-    const names = this.names(key);
+    const names = this.names.get(checkKey(key));
     const upper = toSeqNo(seqno, 'seqno');
     const timeoutMs = this.callTimeout(options);
-    return this.observe('truncate', async () => {
-      const mark = this.durability === undefined ? undefined : this.link.writeMark(names.versions);
-      const deleted = await this.script<number>('truncate', true, timeoutMs, names.versions, names.data,
-        encodeSeqNo(upper));
-      if (deleted === -1) {
-        throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
-      }
-      if (deleted === -2) throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)}`);
-      if (deleted > 0) await this.awaitReplicas('truncate', names.versions, mark);
+    return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
+      const mark = this.durability?.mark(names.versions);
+      const deleted = decodeTruncate(await this.script<number>('truncate', true, timeoutMs,
+        [names.versions, names.data, encodeSeqNo(upper)]), upper);
+      if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
   }
@@ -344,10 +216,9 @@ export class RedisConsensus {
    */
   async *listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
     const timeoutMs = this.callTimeout(options);
-    const started = performance.now();
-    safely(() => this.observer?.started?.('listKeys'));
+    const observation = begin(this.observer, 'listKeys');
     let yielded = 0;
-    let outcome: OperationEvent['outcome'] = 'ok';
+    let failed = false;
     try {
       for (let first = 0; first < BUCKETS; first += LIST_WINDOW) {
         const buckets = Array.from({ length: Math.min(LIST_WINDOW, BUCKETS - first) }, (_, i) => first + i);
@@ -360,13 +231,12 @@ export class RedisConsensus {
         }
       }
     } catch (err) {
-      outcome = 'determinate';
+      failed = true;
+      observation.fail(err);
       throw err;
     } finally {
-      safely(() => this.observer?.finished?.({
-        operation: 'listKeys', outcome, durationMs: performance.now() - started,
-        bytesWritten: 0, bytesRead: 0, count: yielded,
-      }));
+      // Also when the caller stops early (`break`): what it took is reported.
+      if (!failed) observation.finish({ count: yielded });
     }
   }
 
@@ -409,128 +279,21 @@ export class RedisConsensus {
     return members;
   }
 
-  private names(key: unknown): KeyNames {
-    if (typeof key !== 'string') throw new TypeError(`key must be a string; got ${describe(key)}`);
-    let names = this.recentNames.get(key);
-    if (names === undefined) {
-      names = keyNames(this.prefix, key);
-      if (key.length <= NAMES_CACHE_KEY_LENGTH) {
-        // Bounded: a worker's working set of keys fits; a scan over many keys just recomputes.
-        if (this.recentNames.size >= NAMES_CACHE_SIZE) this.recentNames.clear();
-        this.recentNames.set(key, names);
-      }
-    }
-    return names;
-  }
-
   private callTimeout(options: CallOptions | undefined): number {
     if (options === undefined || options.timeoutMs === undefined) return this.timeoutMs;
     return checkTimeout(options.timeoutMs, 'options.timeoutMs');
   }
 
-  /** Runs a script; binary-safe replies come from the `...Buffer` variant where there is one. */
-  private script<T>(name: ScriptName, isWrite: boolean, timeoutMs: number, ...args: (string | Buffer)[]): Promise<T> {
-    const command = COMMANDS[name];
-    return this.link.run(isWrite, name, timeoutMs, (client) => {
-      const methods = client as unknown as Record<string, (...a: (string | Buffer)[]) => Promise<T>>;
-      // ioredis decodes plain replies as UTF-8, which corrupts binary payloads; ioredis-mock has
-      // no ...Buffer variants and already hands binary values back as Buffers.
-      const method = methods[command.buffer] ?? methods[command.name]!;
-      return method.apply(client, args);
-    });
-  }
-
-  private async awaitReplicas(what: string, routingKey: string, mark: WriteMark | undefined): Promise<void> {
-    if (this.durability === undefined) return;
-    const { replicas, timeoutMs } = this.durability;
-    const acknowledged = await this.link.waitForReplicas(what, routingKey, replicas, timeoutMs, mark);
-    if (acknowledged < replicas) {
-      throw indeterminate(
-        `${what} committed on the primary but only ${acknowledged} of ${replicas} replicas ` +
-        `acknowledged it within ${timeoutMs} ms; a failover may lose it`);
-    }
-  }
-
-  private observe<T>(
-    operation: OperationName,
-    body: () => Promise<{ result: T; outcome?: 'ok' | 'mismatch'; bytesWritten?: number; bytesRead?: number; count?: number }>,
-  ): Promise<T> {
-    const observer = this.observer;
-    // Without an observer, no async frame of its own: this is every call's path.
-    if (observer === undefined) return body().then((done) => done.result);
-    return this.observed(observer, operation, body);
-  }
-
-  private async observed<T>(
-    observer: Observer,
-    operation: OperationName,
-    body: () => Promise<{ result: T; outcome?: 'ok' | 'mismatch'; bytesWritten?: number; bytesRead?: number; count?: number }>,
-  ): Promise<T> {
-    const started = performance.now();
-    safely(() => observer.started?.(operation));
-    let done: Awaited<ReturnType<typeof body>>;
-    try {
-      done = await body();
-    } catch (err) {
-      safely(() => observer.finished?.({
-        operation,
-        outcome: (err as { determinate?: boolean }).determinate === false ? 'indeterminate' : 'determinate',
-        durationMs: performance.now() - started, bytesWritten: 0, bytesRead: 0, count: 0,
-      }));
-      throw err;
-    }
-    safely(() => observer.finished?.({
-      operation, outcome: done.outcome ?? 'ok', durationMs: performance.now() - started,
-      bytesWritten: done.bytesWritten ?? 0, bytesRead: done.bytesRead ?? 0, count: done.count ?? 0,
-    }));
-    return done.result;
+  private script<T>(script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs): Promise<T> {
+    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args));
   }
 }
 
-/**
- * Runs an observer hook. A hook that throws must not turn a committed write into a rejection,
- * nor report one operation twice: its error is dropped, and surfaces as a process warning.
- */
-function safely(hook: () => void): void {
-  try {
-    hook();
-  } catch (err) {
-    process.emitWarning(`redis-consensus: an observer hook threw: ${(err as Error)?.message ?? String(err)}`);
-  }
-}
-
-type SeqNoWire = string | Buffer;
-type PayloadWire = string | Buffer;
+/** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
+const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
 
 /** How many registry buckets `listKeys` walks at once. */
 const LIST_WINDOW = 16;
 
-/** How many keys' Redis key names a RedisConsensus remembers, and the longest key it remembers. */
-const NAMES_CACHE_SIZE = 1024;
-const NAMES_CACHE_KEY_LENGTH = 256;
-
 /** Clients made by `connect`, handed to the constructor as owned. */
-const ownedClients = new WeakSet<RedisClient>();
-
-function toBuffer(payload: PayloadWire | undefined): Buffer {
-  if (payload === undefined) return Buffer.alloc(0);
-  return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-}
-
-function checkTimeout(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`${name} must be a positive number of milliseconds; got ${String(value)}`);
-  }
-  return value;
-}
-
-function checkDurability(durability: DurabilityOptions | undefined): Required<DurabilityOptions> | undefined {
-  if (durability === undefined) return undefined;
-  const { replicas, timeoutMs = 1000 } = durability;
-  if (!Number.isInteger(replicas) || replicas < 0) {
-    throw new RangeError(`durability.replicas must be a non-negative integer; got ${replicas}`);
-  }
-  return { replicas, timeoutMs: checkTimeout(timeoutMs, 'durability.timeoutMs') };
-}
-
-
+const ownedClients = new WeakSet<object>();

@@ -8,24 +8,24 @@
  * process alive only while some deadline is pending, as the per-call timers did.
  */
 
-import { Slots } from './slots.js';
-import type { Slotted } from './slots.js';
+import { ArraySet } from './array-set.js';
+import type { Indexed } from './array-set.js';
 
 /** One pending deadline; `expire` runs once, when `at` (a `Date.now()` time) has passed. */
-export interface Deadline extends Slotted {
+export interface Deadline extends Indexed {
   readonly at: number;
   readonly expire: () => void;
 }
 
 export class Deadlines {
-  private readonly pending = new Slots<Deadline>();
+  private readonly pending = new ArraySet<Deadline>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   /** When the timer fires; Infinity when none is armed. */
   private armedAt = Infinity;
 
   /** Calls `expire` at `at` unless `delete` comes first. */
   add(at: number, expire: () => void): Deadline {
-    const deadline: Deadline = { at, expire, slot: -1 };
+    const deadline: Deadline = { at, expire, index: -1 };
     this.pending.add(deadline);
     if (at < this.armedAt) this.arm(at);
     else if (this.pending.size === 1) this.timer?.ref();

@@ -15,22 +15,26 @@
 export class ExternalError extends Error {
   /** True when the operation certainly did not take effect. */
   readonly determinate: boolean;
+  /** How many times the command was sent or tried (retries included); 0 when it never was. */
+  readonly attempts: number;
 
-  constructor(determinate: boolean, message: string, options?: { cause?: unknown }) {
-    super(`${determinate ? 'determinate' : 'indeterminate'}: ${message}`, options);
+  constructor(determinate: boolean, message: string, options?: { cause?: unknown; attempts?: number }) {
+    super(`${determinate ? 'determinate' : 'indeterminate'}: ${message}`,
+      options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ExternalError';
     this.determinate = determinate;
+    this.attempts = options?.attempts ?? 0;
   }
 }
 
 /** An operation that certainly did not take effect. */
-export function determinate(message: string, cause?: unknown): ExternalError {
-  return new ExternalError(true, message, cause === undefined ? undefined : { cause });
+export function determinate(message: string, cause?: unknown, attempts?: number): ExternalError {
+  return new ExternalError(true, message, { cause, attempts });
 }
 
 /** A write that may or may not have taken effect. */
-export function indeterminate(message: string, cause?: unknown): ExternalError {
-  return new ExternalError(false, message, cause === undefined ? undefined : { cause });
+export function indeterminate(message: string, cause?: unknown, attempts?: number): ExternalError {
+  return new ExternalError(false, message, { cause, attempts });
 }
 
 /**
@@ -69,9 +73,9 @@ export function knownNotRun(err: unknown): boolean {
  * failures are always determinate; a write's are determinate only when it is known not to have
  * run.
  */
-export function toExternal(err: unknown, isWrite: boolean, what: string): ExternalError {
+export function toExternal(err: unknown, isWrite: boolean, what: string, attempts?: number): ExternalError {
   if (err instanceof ExternalError) return err;
   const detail = err instanceof Error ? err.message : String(err);
-  if (!isWrite || knownNotRun(err)) return determinate(`${what} failed: ${detail}`, err);
-  return indeterminate(`${what} failed after it was sent: ${detail}`, err);
+  if (!isWrite || knownNotRun(err)) return determinate(`${what} failed: ${detail}`, err, attempts);
+  return indeterminate(`${what} failed after it was sent: ${detail}`, err, attempts);
 }

@@ -3,13 +3,14 @@
  *
  * @packageDocumentation
  */
-export { RedisConsensus, CaSResult } from './consensus.js';
+export { RedisConsensus } from './consensus.js';
+export { CaSResult, OPERATIONS } from './types.js';
 export type {
-  CallOptions, DurabilityOptions, Observer, OperationEvent, OperationName, RedisConsensusOptions,
-  SeqNoInput, VersionedData, VersionedDataInput,
-} from './consensus.js';
+  CallOptions, DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
+  RetryOptions, SeqNoInput, VersionedData, VersionedDataInput,
+} from './types.js';
 export { ExternalError } from './errors.js';
-export type { RedisClient, RetryOptions } from './link.js';
+export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';
 export type { SeqNo } from './seqno.js';
 export {

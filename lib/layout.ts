@@ -36,20 +36,6 @@ export interface KeyNames {
   readonly member: string;
 }
 
-/**
- * Checks a store prefix. Braces are refused because the first `{...}` of a Redis key name is its
- * Cluster hash tag, and the layout's own tag must be that first one.
- */
-export function checkPrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string') {
-    throw new TypeError(`prefix must be a string; got ${typeof prefix}`);
-  }
-  if (prefix.length === 0 || /[{}]/.test(prefix)) {
-    throw new RangeError(`prefix must be non-empty and contain no '{' or '}'; got ${JSON.stringify(prefix)}`);
-  }
-  return prefix;
-}
-
 /** The bucket of a key: FNV-1a (32-bit) over its UTF-16 code units, modulo BUCKETS. */
 export function bucketOf(key: string): number {
   let hash = 0x811c9dc5;
@@ -79,4 +65,31 @@ export function registryOf(prefix: string, bucket: number): string {
 /** Reads a key back from its registry member. */
 export function keyOfMember(member: string | Buffer): string {
   return JSON.parse(typeof member === 'string' ? member : member.toString('utf8')) as string;
+}
+
+/** How many keys' Redis key names a cache remembers, and the longest key it remembers. */
+const NAMES_CACHE_SIZE = 1024;
+const NAMES_CACHE_KEY_LENGTH = 256;
+
+/**
+ * The Redis key names of recently used keys under one prefix: building them per call (a hash and
+ * a JSON string) measurably slowed every call. Bounded: a worker's working set of keys fits; a
+ * scan over many keys just recomputes.
+ */
+export class KeyNamesCache {
+  private readonly recent = new Map<string, KeyNames>();
+
+  constructor(private readonly prefix: string) {}
+
+  get(key: string): KeyNames {
+    let names = this.recent.get(key);
+    if (names === undefined) {
+      names = keyNames(this.prefix, key);
+      if (key.length <= NAMES_CACHE_KEY_LENGTH) {
+        if (this.recent.size >= NAMES_CACHE_SIZE) this.recent.clear();
+        this.recent.set(key, names);
+      }
+    }
+    return names;
+  }
 }

@@ -1,99 +1,45 @@
 /**
  * The link to Redis: which connection carries reads and which carries writes, deadlines, bounded
- * retries of failures known not to have run, and failing writes whose connection broke under them.
+ * retries of failures known not to have run, and failing calls whose connection broke under them.
  *
- * ioredis, left to itself, re-sends commands that were in flight when a connection broke: a
- * compare-and-set that committed would run again and report ExpectationMismatch. With
- * `autoResendUnfulfilledCommands: false` it instead drops them without ever settling their
- * promises. So every write goes over a connection with that option, waits for the connection to
- * be ready instead of sitting in an offline queue, and is failed here, as indeterminate, when its
- * connection closes or its deadline passes.
+ * Every write goes over a connection that never re-sends a command (see `client.ts`), waits for the
+ * connection to be ready instead of sitting in an offline queue, and is failed here, as
+ * indeterminate, when its connection closes or its deadline passes: with re-sending off, ioredis
+ * drops such a command without ever settling its promise.
  */
-import type { ClusterOptions } from 'ioredis';
-import { AskingLog, safeClusterOptions } from './cluster.js';
-import { coalesceWrites } from './batching.js';
+import { ArraySet } from './array-set.js';
+import type { Indexed } from './array-set.js';
+import { duplicateForWrites, isConnection, quit, resendsNothing } from './client.js';
+import type { RedisClient } from './client.js';
+import { watchNodeCloses } from './cluster.js';
+import { coalesceWrites } from './coalesce.js';
 import { Deadlines } from './deadlines.js';
-import { Slots } from './slots.js';
-import type { Slotted } from './slots.js';
 import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
-import type { ScriptHost } from './scripts.js';
+import type { RetryOptions } from './types.js';
 
 /**
- * What the library needs of a client: ioredis `Redis`, `Cluster`, or ioredis-mock. Methods of
- * scripts defined with `defineCommand` are looked up by name.
+ * One call, from `run` until it settles, carried through every attempt. It is also the entry of
+ * its connection's calls in flight while an attempt is out (no allocation per attempt for that).
  */
-export interface RedisClient extends ScriptHost {
-  /** Walks a set (the key registry), page by page. */
-  sscan(key: string, cursor: string | number, ...args: (string | number)[]): Promise<[string, string[]]>;
-  /** One round trip (`ping()`). */
-  ping(): Promise<unknown>;
-  /** Sends any command (`WAIT` for durability). */
-  call?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
-  /** Closes the connection politely (clients the library created). */
-  quit(): Promise<unknown>;
-  /** Closes the connection at once, when `quit` fails. */
-  disconnect?(): void;
-  /** A new connection like this one: the library's write connection. */
-  duplicate?(...args: unknown[]): RedisClient;
-  /** Connects a client made with `lazyConnect`. */
-  connect?(): Promise<unknown>;
-  /** Listens to connection events (`close`, `ready`, Cluster `+node`). */
-  on?(event: string, listener: (...args: unknown[]) => void): unknown;
-  /** Stops listening. */
-  off?(event: string, listener: (...args: unknown[]) => void): unknown;
-  /** Listens to one event once. */
-  once?(event: string, listener: (...args: unknown[]) => void): unknown;
-  /** A Cluster's node connections. */
-  nodes?(role?: string): RedisClient[];
-  /** ioredis's connection status (`ready`, `reconnecting`, `end`...); ioredis-mock has none. */
-  status?: string;
-  /** True for an ioredis `Cluster`. */
-  isCluster?: boolean;
-  /** The client's options, read to learn whether it re-sends commands after a reconnect. */
-  options?: {
-    /** Whether ioredis re-sends commands in flight after a reconnect. */
-    autoResendUnfulfilledCommands?: boolean;
-    /** Whether commands wait in a queue while disconnected. */
-    enableOfflineQueue?: boolean;
-    /** A Cluster's options for its node connections. */
-    redisOptions?: {
-      /** Whether the Cluster's node connections re-send commands in flight after a reconnect. */
-      autoResendUnfulfilledCommands?: boolean;
-    };
-    /** A Cluster's delay before retrying a command after a failover. */
-    retryDelayOnFailover?: number;
-  };
-}
-
-/** Bounded retries, with exponential backoff and jitter, of failures known not to have run. */
-export interface RetryOptions {
-  /** Attempts in all, the first included. Default 5; 1 disables retries. */
-  attempts?: number;
-  /** Delay before the first retry, in ms. Default 10. */
-  minDelayMs?: number;
-  /** Longest delay between attempts, in ms. Default 500. */
-  maxDelayMs?: number;
-}
-
-export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
-
-/**
- * Options that make an ioredis connection safe for writes: a command in flight when the
- * connection breaks is never re-sent (its outcome is unknown, and the Link reports that), and a
- * command that cannot be written now fails at once instead of waiting in the offline queue, to
- * be sent after a reconnect, perhaps after its caller was told it failed.
- */
-export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } as const;
-
-interface InFlight extends Slotted {
-  isWrite: boolean;
-  fail(err: ExternalError): void;
+interface Call<T> extends Indexed {
+  readonly isWrite: boolean;
+  /** The operation, for messages. */
+  readonly what: string;
+  readonly client: RedisClient;
+  /** When the call must have settled (a `Date.now()` time). */
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  readonly send: (client: RedisClient) => Promise<T>;
+  /** Attempts sent or tried so far. */
+  attempts: number;
+  /** Fails the attempt in flight: set while one is. */
+  fail: (err: ExternalError) => void;
 }
 
 /** What the Link knows of one connection (or one Cluster client). */
 interface Connection {
   /** Calls sent on it and not settled yet. */
-  readonly inFlight: Slots<InFlight>;
+  readonly inFlight: ArraySet<Call<unknown>>;
   /** Whether the library made it (and so may cork its socket). */
   readonly owned: boolean;
   /** The last connection error seen (owned connections only), for messages. */
@@ -102,41 +48,15 @@ interface Connection {
   change?: Promise<void> | undefined;
 }
 
-/** Where a write may run, noted just before it is sent (see `Link.writeMark`). */
-export interface WriteMark {
-  /** The point of the Cluster's ASKING log. */
-  readonly asked: number;
-  /** The connection to the slot's primary then. */
-  readonly primary: RedisClient | undefined;
-}
-
-/** Whether a client is a real ioredis connection (ioredis-mock has no connection status). */
-function isConnection(client: RedisClient): boolean {
-  return typeof client.status === 'string';
-}
-
-/** Whether ioredis will never re-send this client's commands after a reconnect. */
-function resendsNothing(client: RedisClient): boolean {
-  if (!isConnection(client)) return true;
-  if (client.isCluster) {
-    // A Cluster re-sends a command whose node closed under it unless retryDelayOnFailover is 0.
-    return client.options?.redisOptions?.autoResendUnfulfilledCommands === false &&
-      client.options.retryDelayOnFailover === 0;
-  }
-  return client.options?.autoResendUnfulfilledCommands === false;
-}
-
 export class Link {
   /** Carries reads. */
   readonly reader: RedisClient;
   /** Carries writes: never re-sends a command after a reconnect. */
   readonly writer: RedisClient;
-  private readonly owned: RedisClient[] = [];
+  private readonly owned = new Set<RedisClient>();
   private readonly connections = new Map<RedisClient, Connection>();
   private readonly watched: Array<[RedisClient, string, (...args: unknown[]) => void]> = [];
   private closed = false;
-  /** Cluster writers: which nodes were sent ASKING, for WAIT after ASK redirects. */
-  private readonly asking: AskingLog | undefined;
   /** One timer for the deadlines of every call in flight (see deadlines.ts). */
   private readonly deadlines = new Deadlines();
 
@@ -146,79 +66,64 @@ export class Link {
    */
   constructor(client: RedisClient, owns: boolean, private readonly retry: Required<RetryOptions>) {
     this.reader = client;
-    if (owns) this.owned.push(client);
+    if (owns) this.owned.add(client);
     if (resendsNothing(client)) {
       this.writer = client;
     } else {
       // A client we were given re-sends after reconnects; writes get their own connection.
       this.writer = duplicateForWrites(client);
-      this.owned.push(this.writer);
+      this.owned.add(this.writer);
       this.writer.on?.('error', () => {
         // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
       });
     }
     this.watch(this.writer);
     if (this.reader !== this.writer) this.watch(this.reader);
-    this.asking = this.writer.isCluster ? new AskingLog(this.writer) : undefined;
-  }
-
-  /**
-   * Notes where a write to `routingKey`, about to be sent, may run: pass it to `waitForReplicas`
-   * after the write. On a Cluster the slot's primary may change, or the write be redirected with
-   * ASK, between the two.
-   */
-  writeMark(routingKey: string): WriteMark {
-    if (this.asking === undefined) return { asked: 0, primary: undefined };
-    let primary: RedisClient | undefined;
-    try {
-      primary = primaryFor(this.writer, routingKey);
-    } catch {
-      primary = undefined;
-    }
-    return { asked: this.asking.now(), primary };
   }
 
   /**
    * Runs one operation against Redis within `timeoutMs`, retrying failures known not to have
-   * run, and maps every failure to an ExternalError.
+   * run, and maps every failure to an ExternalError (which says how many attempts were made).
    */
-  run<T>(
-    isWrite: boolean,
-    what: string,
-    timeoutMs: number,
-    send: (client: RedisClient) => Promise<T>,
-  ): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    const client = isWrite ? this.writer : this.reader;
+  run<T>(isWrite: boolean, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    const call = this.call(isWrite ? this.writer : this.reader, isWrite, what, timeoutMs, send);
     // The first attempt, which nearly always succeeds, without an async frame around it.
-    return this.attempt(isWrite, what, client, deadline, timeoutMs, send)
-      .catch((err: unknown) => this.retryAfter(err, isWrite, what, client, deadline, timeoutMs, send));
+    return this.attempt(call).catch((err: unknown) => this.retryAfter(call, err));
+  }
+
+  /**
+   * One attempt of a command that counts as a write, on a given connection (a Cluster node), with
+   * a deadline and failed if the connection closes: for WAIT, which must not be re-sent.
+   */
+  runOnce<T>(client: RedisClient, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>): Promise<T> {
+    return this.attempt(this.call(client, true, what, timeoutMs, send));
+  }
+
+  private call<T>(
+    client: RedisClient, isWrite: boolean, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>,
+  ): Call<T> {
+    return {
+      isWrite, what, client, deadline: Date.now() + timeoutMs, timeoutMs, send,
+      attempts: 0, fail: failNothing, index: -1,
+    };
   }
 
   /** Retries after a failed first attempt, while it failed determinately and time is left. */
-  private async retryAfter<T>(
-    err: unknown,
-    isWrite: boolean,
-    what: string,
-    client: RedisClient,
-    deadline: number,
-    timeoutMs: number,
-    send: (client: RedisClient) => Promise<T>,
-  ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const failure = toExternal(err, isWrite, what);
-      const delay = backoff(this.retry, attempt);
+  private async retryAfter<T>(call: Call<T>, err: unknown): Promise<T> {
+    for (;;) {
+      const failure = toExternal(err, call.isWrite, call.what, call.attempts);
+      const delay = backoff(this.retry, call.attempts);
       if (!failure.determinate || this.closed) throw failure;
-      if (attempt >= this.retry.attempts || Date.now() + delay >= deadline) {
-        if (attempt === 1) throw failure;
+      if (call.attempts >= this.retry.attempts || Date.now() + delay >= call.deadline) {
+        if (call.attempts <= 1) throw failure;
         // Same kind and cause, and the caller learns that retrying did not help either.
         throw new ExternalError(true, `${failure.message.replace(/^determinate: /, '')} ` +
-          `(gave up after ${attempt} attempts in ${timeoutMs - (deadline - Date.now())} ms)`,
-        { cause: failure.cause });
+          `(gave up after ${call.attempts} attempts in ${call.timeoutMs - (call.deadline - Date.now())} ms)`,
+        { cause: failure.cause, attempts: call.attempts });
       }
       await sleep(delay);
       try {
-        return await this.attempt(isWrite, what, client, deadline, timeoutMs, send);
+        return await this.attempt(call);
       } catch (next) {
         err = next;
       }
@@ -226,48 +131,50 @@ export class Link {
   }
 
   /**
-   * Sends one command once the connection is ready, tracked as in flight until it settles, its
+   * Sends the call once its connection is ready, tracked as in flight until it settles, its
    * connection closes or its deadline passes. Not async: on a ready connection (nearly always) a
    * call costs no extra promise or turn.
    */
-  private attempt<T>(
-    isWrite: boolean,
-    what: string,
-    client: RedisClient,
-    deadline: number,
-    timeoutMs: number,
-    send: (client: RedisClient) => Promise<T>,
-  ): Promise<T> {
-    if (this.closed) return Promise.reject(determinate(`${what}: this RedisConsensus is closed`));
+  private attempt<T>(call: Call<T>): Promise<T> {
+    call.attempts++;
+    const { client } = call;
+    if (this.closed) return this.send(call);
     // Reads wait too: a read parked in an offline queue would only answer after its deadline.
     if (client.status !== undefined && client.status !== 'ready') {
-      return this.ready(client, what, deadline)
-        .then(() => this.attempt(isWrite, what, client, deadline, timeoutMs, send));
+      return this.ready(client, call.what, call.deadline).then(() => this.send(call));
     }
+    return this.send(call);
+  }
+
+  /** Sends the call now, on a connection that is ready (or has no status: ioredis-mock). */
+  private send<T>(call: Call<T>): Promise<T> {
+    const { client, isWrite, what } = call;
+    if (this.closed) return Promise.reject(determinate(`${what}: this RedisConsensus is closed`, undefined, call.attempts));
     const connection = this.connection(client);
-    const inFlight = connection.inFlight;
+    const inFlight = connection.inFlight as ArraySet<Call<T>>;
     return new Promise<T>((resolve, reject) => {
-      const entry: InFlight = { isWrite, fail: (err) => settle(() => reject(err)), slot: -1 };
-      const expiry = this.deadlines.add(deadline, () => {
-        entry.fail(isWrite
-          ? indeterminate(`${what}: no reply within ${timeoutMs} ms; the write may or may not ` +
-            'have been applied, re-read to learn which')
-          : determinate(`${what}: no reply within ${timeoutMs} ms`));
-      });
       let settled = false;
       const settle = (finish: () => void): void => {
         if (settled) return;
         settled = true;
         this.deadlines.delete(expiry);
-        inFlight.delete(entry);
+        inFlight.delete(call);
+        call.fail = failNothing;
         finish();
       };
-      inFlight.add(entry);
+      call.fail = (err) => settle(() => reject(err));
+      const expiry = this.deadlines.add(call.deadline, () => {
+        call.fail(isWrite
+          ? indeterminate(`${what}: no reply within ${call.timeoutMs} ms; the write may or may not ` +
+            'have been applied, re-read to learn which', undefined, call.attempts)
+          : determinate(`${what}: no reply within ${call.timeoutMs} ms`, undefined, call.attempts));
+      });
+      inFlight.add(call);
       let sent: Promise<T>;
       // Sockets the library owns send a burst of calls in one write; others' are left alone.
       if (connection.owned) coalesceWrites(client);
       try {
-        sent = send(client);
+        sent = call.send(client);
       } catch (err) {
         settle(() => reject(err));
         return;
@@ -282,15 +189,15 @@ export class Link {
    */
   private async ready(client: RedisClient, what: string, deadline: number): Promise<void> {
     if (!isConnection(client) || client.status === 'ready') return;
+    const connection = this.connection(client);
     const notConnected = (): ExternalError => {
-      const cause = this.connection(client).lastError;
+      const cause = connection.lastError;
       return determinate(`${what}: not connected to Redis (connection ${client.status}` +
         `${cause === undefined ? '' : `, last error: ${cause}`}); nothing was sent`);
     };
     if (client.status === 'end') throw notConnected();
     // A client made with lazyConnect connects on its first command; nothing is sent until ready.
     if (client.status === 'wait') client.connect?.().catch(() => undefined);
-    const connection = this.connection(client);
     // One pair of listeners per connection, however many calls wait for it (a burst of calls
     // on a connection that is not ready would otherwise exceed the emitter's listener limit).
     connection.change ??= new Promise<void>((resolve) => {
@@ -315,7 +222,7 @@ export class Link {
   private connection(client: RedisClient): Connection {
     let connection = this.connections.get(client);
     if (connection === undefined) {
-      connection = { inFlight: new Slots(), owned: this.owned.includes(client), lastError: undefined };
+      connection = { inFlight: new ArraySet(), owned: this.owned.has(client), lastError: undefined };
       this.connections.set(client, connection);
     }
     return connection;
@@ -330,12 +237,12 @@ export class Link {
     const connection = this.connection(client);
     const onClose = (): void => {
       const cause = connection.lastError === undefined ? '' : ` (${connection.lastError})`;
-      // Slots iterates over a copy: failing an entry removes it.
-      for (const entry of connection.inFlight) {
-        entry.fail(entry.isWrite
+      // ArraySet iterates over a copy: failing a call removes it.
+      for (const call of connection.inFlight) {
+        call.fail(call.isWrite
           ? indeterminate(`the connection closed${cause} while the write was in flight; it may or ` +
-            'may not have been applied, re-read to learn which')
-          : determinate(`the connection closed${cause} while the read was in flight`));
+            'may not have been applied, re-read to learn which', undefined, call.attempts)
+          : determinate(`the connection closed${cause} while the read was in flight`, undefined, call.attempts));
       }
     };
     const listen = (emitter: RedisClient, event: string, listener: (...args: unknown[]) => void): void => {
@@ -345,56 +252,15 @@ export class Link {
     if (connection.owned) {
       // Only on connections the library made: a listener on the caller's client would silence
       // ioredis's own report of errors nobody else listens to.
-      listen(client, 'error', (err) => {
+      listen(client, 'error', (err: unknown) => {
         connection.lastError = err instanceof Error ? err.message : String(err);
       });
       listen(client, 'ready', () => {
         connection.lastError = undefined;
       });
     }
-    if (client.isCluster) {
-      // A Cluster node that closes never reconnects (unless clusterNodeRetryStrategy says so):
-      // ioredis then rejects its own in-flight commands. Failing every call of the Cluster on any
-      // node's close would fail calls on healthy nodes too, e.g. on each failed reconnect to a
-      // dead primary during a failover.
-      const options = client.options as { clusterNodeRetryStrategy?: unknown } | undefined;
-      if (typeof options?.clusterNodeRetryStrategy !== 'function') return;
-      listen(client, '+node', (node) => listen(node as RedisClient, 'close', onClose));
-      for (const node of client.nodes?.() ?? []) listen(node, 'close', onClose);
-    } else {
-      listen(client, 'close', onClose);
-    }
-  }
-
-  /**
-   * Waits for `replicas` replicas to acknowledge the writes so far of the connection that carried
-   * the write to `routingKey`, and returns how many did. On a Cluster that is the connection to
-   * the primary serving the key's slot, and any other the write may have taken (`mark`).
-   */
-  async waitForReplicas(
-    what: string, routingKey: string, replicas: number, timeoutMs: number, mark?: WriteMark,
-  ): Promise<number> {
-    // On a Cluster: every connection the write may have gone over (see writeMark); the fewest
-    // acknowledgements count. Usually that is one connection.
-    const connections = new Set<RedisClient>();
-    try {
-      if (this.asking === undefined) {
-        connections.add(this.writer);
-      } else {
-        connections.add(primaryFor(this.writer, routingKey));
-        if (mark?.primary !== undefined) connections.add(mark.primary);
-        for (const node of this.asking.since(mark?.asked ?? Infinity)) connections.add(node);
-      }
-      // Through attempt(), for its deadline and its watch: a WAIT in flight when a connection that
-      // reconnects closes is dropped by ioredis and would otherwise never settle.
-      const budgetMs = timeoutMs + 1000;
-      const counts = await Promise.all([...connections].map((connection) =>
-        this.attempt(true, 'WAIT', connection, Date.now() + budgetMs, budgetMs,
-          (client) => client.call!('WAIT', replicas, timeoutMs))));
-      return Math.min(...counts.map(Number));
-    } catch (err) {
-      throw indeterminate(`${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
-    }
+    if (client.isCluster) watchNodeCloses(client, onClose, listen);
+    else listen(client, 'close', onClose);
   }
 
   /** Stops using the clients; quits the ones the library created. */
@@ -402,125 +268,12 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     for (const [client, event, listener] of this.watched) client.off?.(event, listener);
-    await Promise.all(this.owned.map(quit));
+    await Promise.all([...this.owned].map(quit));
   }
 }
 
-/**
- * Connects a client the library made (created with `lazyConnect`) and waits until it is ready.
- * ioredis rejects a failed first connection with "Connection is closed."; the error event before
- * that says why, and is what the ExternalError reports. Later connection errors surface on the
- * calls that meet them, while ioredis reconnects by itself.
- *
- * @throws ExternalError (determinate) when it cannot connect; the client is then disconnected.
- */
-export async function openClient<C extends { connect(): Promise<unknown>; disconnect(): void; on(event: 'error', listener: (err: Error) => void): unknown }>(
-  client: C, where: string,
-): Promise<C> {
-  let lastError: Error | undefined;
-  client.on('error', (err) => {
-    lastError = err;
-  });
-  try {
-    await client.connect();
-  } catch (err) {
-    client.disconnect();
-    const cause = lastError ?? err;
-    throw determinate(`could not connect to ${where}: ${(cause as Error).message}`, cause);
-  }
-  return client;
-}
-
-/** A Redis URL without its credentials, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    return parsed.href.replace(/\/$/, '');
-  } catch {
-    return '(an unparseable Redis URL)';
-  }
-}
-
-/**
- * Quits a connection the library made and waits until it has ended (QUIT's reply comes before
- * the socket closes), disconnecting it if it does not end in time.
- */
-async function quit(client: RedisClient): Promise<void> {
-  const ended = isConnection(client) && client.status !== 'end'
-    ? new Promise<void>((resolve) => client.once?.('end', () => resolve()))
-    : undefined;
-  try {
-    await client.quit();
-  } catch {
-    client.disconnect?.();
-  }
-  if (ended === undefined || client.status === 'end') return;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      client.disconnect?.();
-      resolve();
-    }, QUIT_WAIT_MS);
-  });
-  await Promise.race([ended, late]);
-  clearTimeout(timer);
-}
-
-/** How long `close()` waits for a quit connection to end before it disconnects it. */
-const QUIT_WAIT_MS = 1000;
-
-/** A connection like `client` for writes only, that never re-sends a command. */
-function duplicateForWrites(client: RedisClient): RedisClient {
-  if (typeof client.duplicate !== 'function') {
-    throw new TypeError('the client re-sends commands after reconnects and cannot be duplicated');
-  }
-  if (client.isCluster) {
-    return client.duplicate([], safeClusterOptions(client.options as ClusterOptions | undefined));
-  }
-  return client.duplicate(SAFE_WRITE_OPTIONS);
-}
-
-/**
- * The connection of `cluster` to the primary that serves the slot of `key`: the very connection
- * that carried the slot's last write. ioredis sends a slot's commands to `slots[slot][0]` (which a
- * MOVED reply updates at once) over the node connections that `nodes()` lists. A write that was
- * redirected with ASK during a slot migration went to the importing node instead; WAIT here does
- * not cover it.
- */
-function primaryFor(cluster: RedisClient, key: string): RedisClient {
-  const slots = (cluster as unknown as { slots: Array<string[] | undefined> }).slots;
-  const address = slots[keySlot(key)]?.[0];
-  // 'all', not 'master': after a failover the pool may still list the promoted node as a replica.
-  const primary = cluster.nodes?.('all').find((node) => {
-    const options = node.options as { host?: string; port?: number } | undefined;
-    return `${options?.host}:${options?.port}` === address;
-  });
-  if (primary === undefined) throw indeterminate(`no known primary serves the slot of ${key}`);
-  return primary;
-}
-
-/** The Redis Cluster slot of a key name: CRC16 (XMODEM) of its hash tag, modulo 16384. */
-export function keySlot(key: string): number {
-  const bytes = Buffer.from(key, 'utf8');
-  let start = 0;
-  let end = bytes.length;
-  const open = bytes.indexOf(0x7b);
-  if (open !== -1) {
-    const close = bytes.indexOf(0x7d, open + 1);
-    if (close > open + 1) {
-      start = open + 1;
-      end = close;
-    }
-  }
-  let crc = 0;
-  for (let i = start; i < end; i++) {
-    crc ^= bytes[i]! << 8;
-    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
+/** A call's `fail` while no attempt of it is in flight. */
+function failNothing(): void {}
 
 function backoff(retry: Required<RetryOptions>, attempt: number): number {
   const ceiling = Math.min(retry.maxDelayMs, retry.minDelayMs * 2 ** (attempt - 1));

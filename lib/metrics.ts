@@ -4,7 +4,8 @@
  * `prometheusObserver` takes the `prom-client` module as an argument, so this library never
  * imports it: `prom-client` is an optional peer dependency, needed only by those who use it.
  */
-import type { Observer, OperationEvent, OperationName } from './consensus.js';
+import { OPERATIONS } from './types.js';
+import type { Observer, OperationEvent, OperationName } from './types.js';
 
 /** The label values a metric is updated with. */
 export type MetricLabels = Record<string, string>;
@@ -187,8 +188,6 @@ export interface CountingObserver extends Required<Observer> {
   /** Sets every count back to zero. */
   reset(): void;
 }
-
-const OPERATIONS: readonly OperationName[] = ['head', 'compareAndSet', 'scan', 'truncate', 'listKeys'];
 
 /**
  * An observer that counts in memory: for tests, logs, or a health endpoint without Prometheus.

@@ -1,9 +1,15 @@
 /**
- * Script loading: reads `lua/*.lua`, resolves `--- @include "..."` lines, and defines each script
- * on an ioredis client with `defineCommand` (EVALSHA, with EVAL when Redis answers NOSCRIPT, e.g.
- * after SCRIPT FLUSH or a restart).
+ * The scripts: loading (reads `lua/*.lua`, resolves `--- @include "..."` lines, and defines each
+ * script on an ioredis client with `defineCommand`: EVALSHA, with EVAL when Redis answers
+ * NOSCRIPT, e.g. after SCRIPT FLUSH or a restart), calling them, and decoding their replies. The
+ * reply codes here mirror the `Output:` header of each `.lua` file.
  */
 import { readFileSync } from 'node:fs';
+import type { RedisClient } from './client.js';
+import { determinate } from './errors.js';
+import { decodeSeqNo, formatSeqNo } from './seqno.js';
+import type { SeqNo } from './seqno.js';
+import type { VersionedData } from './types.js';
 
 /** The scripts, by the name of their file in `lua/` (which ends in their number of keys). */
 const FILES = {
@@ -45,10 +51,7 @@ export const SCRIPTS: Readonly<Record<ScriptName, { lua: string; numberOfKeys: n
   ) as Record<ScriptName, { lua: string; numberOfKeys: number }>;
 
 /** The part of an ioredis client (Redis, Cluster or ioredis-mock) that loading needs. */
-export interface ScriptHost {
-  /** Defines a Lua script as a command (ioredis `defineCommand`). */
-  defineCommand(name: string, definition: { lua: string; numberOfKeys: number }): void;
-}
+export type ScriptHost = Pick<RedisClient, 'defineCommand'>;
 
 const defined = new WeakSet<object>();
 
@@ -59,4 +62,67 @@ export function defineScripts(client: ScriptHost): void {
     client.defineCommand(COMMANDS[script as ScriptName].name, definition);
   }
   defined.add(client);
+}
+
+/** A script's arguments: KEYS then ARGV, as its header lists them. */
+export type ScriptArgs = (string | Buffer)[];
+
+/**
+ * Calls a defined script on `client`. Binary-safe replies come from the `...Buffer` variant:
+ * ioredis decodes plain replies as UTF-8, which corrupts binary payloads; ioredis-mock has no
+ * `...Buffer` variants and already hands binary values back as Buffers.
+ */
+export function callScript<T>(client: RedisClient, script: ScriptName, args: ScriptArgs): Promise<T> {
+  const command = COMMANDS[script];
+  // Defined commands are properties that defineCommand added; the client's type cannot list them.
+  const methods = client as unknown as Record<string, ((...a: ScriptArgs) => Promise<T>) | undefined>;
+  const method = methods[command.buffer] ?? methods[command.name]!;
+  return method.apply(client, args);
+}
+
+/** How a seqno or a payload comes back: a Buffer from Redis, a string or Buffer from the mock. */
+type Wire = string | Buffer;
+
+function toBuffer(payload: Wire | undefined): Buffer {
+  if (payload === undefined) return Buffer.alloc(0);
+  return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+}
+
+/** `head-2.lua`: `{}` or `{seqno, payload}`. */
+export type HeadReply = [] | [Wire, Wire];
+
+export function decodeHead(reply: HeadReply): VersionedData | null {
+  if (reply.length === 0) return null;
+  return { seqno: decodeSeqNo(reply[0]), data: toBuffer(reply[1]) };
+}
+
+/** `compareAndSet-3.lua`: whether it committed. */
+export const CAS_COMMITTED = 1;
+export const CAS_MISMATCH = 0;
+export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;
+
+/** `scan-2.lua`: `{}`, or the seqnos then their payloads in chunks. */
+export type ScanReply = [] | [Wire[], ...Wire[][]];
+
+export function decodeScan(reply: ScanReply): VersionedData[] {
+  if (reply.length === 0) return [];
+  const [seqnos = [], ...chunks] = reply;
+  const payloads = chunks.flat();
+  return seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toBuffer(payloads[i]) }));
+}
+
+/** `truncate-2.lua`: how many versions were deleted, or why nothing was. */
+export const TRUNCATE_NO_DATA = -1;
+export const TRUNCATE_ABOVE_HEAD = -2;
+
+/**
+ * How many versions a truncate to `upper` deleted.
+ * @throws ExternalError (determinate) when the key has no data or `upper` is above its head.
+ */
+export function decodeTruncate(deleted: number, upper: SeqNo): number {
+  if (deleted === TRUNCATE_NO_DATA) {
+    throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
+  }
+  if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)}`);
+  return deleted;
 }

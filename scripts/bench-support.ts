@@ -3,7 +3,7 @@
  * generator, fast population of big histories in the library's key layout, and INFO parsing.
  */
 import { Redis } from 'ioredis';
-import { coalesceWrites } from '../lib/batching.js';
+import { coalesceWrites } from '../lib/coalesce.js';
 import { keyNames } from '../lib/layout.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { RedisServer } from '../spec/support/redis-server.js';

@@ -21,7 +21,7 @@ import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { RedisConsensus } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
+import type { OperationName } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
 import { COMMANDS, defineScripts } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
@@ -72,7 +72,7 @@ redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`;
 
-type Operation = 'head' | 'compareAndSet' | 'scan' | 'truncate' | 'listKeys';
+type Operation = OperationName;
 type Baseline = 'PING' | 'SET' | 'SET (autopipelined)' | 'SET (coalesced)' | 'floor EVALSHA' |
   'floor EVALSHA (autopipelined)' | 'floor EVALSHA (coalesced)';
 
@@ -118,10 +118,10 @@ interface Rig {
 
 async function rig(): Promise<Rig> {
   if (MOCK) {
-    const client = (): Redis => new RedisMock({ port: MOCK_PORT }) as unknown as Redis;
+    const client = (): Redis => new RedisMock({ port: MOCK_PORT });
     return {
       url: null, server: null, raw: client(), client,
-      consensus: async (prefix) => new RedisConsensus(client() as unknown as RedisClient, { prefix }),
+      consensus: async (prefix) => new RedisConsensus(client(), { prefix }),
     };
   }
   const server = process.env.REDIS_URL === undefined ? await startServer(PORTS.first, PORTS.last) : null;
@@ -372,7 +372,7 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   const floorSha = String(await client.script('LOAD', FLOOR_LUA));
   const emptySha = String(await client.script('LOAD', 'return 1'));
   // The library's own scripts, called as the commands defineCommand makes, with no wrapper.
-  defineScripts(client as unknown as RedisClient);
+  defineScripts(client);
   const scripts = client as unknown as Record<string, (...args: (string | Buffer)[]) => Promise<unknown>>;
   const casScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.compareAndSet.buffer]!(...args);
   const headScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.head.buffer]!(...args);

@@ -12,7 +12,6 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { deletePrefix } from '../spec/support/backends.js';
 
 const { values: args } = parseArgs({
@@ -149,14 +148,14 @@ async function main(): Promise<void> {
   }, 1000);
 
   const checker = url === undefined
-    ? new RedisConsensus(new RedisMock({ port: MOCK_PORT }) as unknown as RedisClient, { prefix })
+    ? new RedisConsensus(new RedisMock({ port: MOCK_PORT }), { prefix })
     : await RedisConsensus.connect(url, { prefix });
   let reports: WorkerReport[];
   try {
     if (url === undefined) {
       reports = await Promise.all(Array.from({ length: settings.workers }, (_, worker) => {
         // Separate mock instances on one port share one data set, like separate connections.
-        const consensus = new RedisConsensus(new RedisMock({ port: MOCK_PORT }) as unknown as RedisClient, { prefix });
+        const consensus = new RedisConsensus(new RedisMock({ port: MOCK_PORT }), { prefix });
         return work(consensus, worker, () => commits++);
       }));
     } else {

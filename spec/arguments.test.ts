@@ -6,7 +6,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import RedisMock from 'ioredis-mock';
 import { ExternalError, RedisConsensus, SCAN_ALL, SEQNO_MAX } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { backends } from './support/backends.js';
 import { snapshot } from './support/snapshot.js';
 
@@ -128,7 +127,7 @@ noRequests('not one command is sent for any malformed call', async () => {
         return (value as (...a: unknown[]) => unknown).apply(target, args);
       };
     },
-  }) as unknown as RedisClient;
+  });
   const consensus = new RedisConsensus(client, { prefix: 'no-requests' });
   armed = true;
   for (const [description, call] of MALFORMED) {
@@ -140,12 +139,15 @@ noRequests('not one command is sent for any malformed call', async () => {
 });
 
 noRequests('invalid constructor options are rejected', () => {
-  const client = new RedisMock({ port: 39998 }) as unknown as RedisClient;
+  const client = new RedisMock({ port: 39998 });
   assert.throws(() => new RedisConsensus(client, { prefix: 'a{b' }), RangeError);
   assert.throws(() => new RedisConsensus(client, { prefix: '' }), RangeError);
   assert.throws(() => new RedisConsensus(client, { prefix: 5 as never }), TypeError);
   assert.throws(() => new RedisConsensus(client, { timeoutMs: 0 }), RangeError);
   assert.throws(() => new RedisConsensus(client, { retry: { attempts: 0 } }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { retry: { minDelayMs: -1 } }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { retry: { maxDelayMs: Number.NaN } }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { retry: { minDelayMs: 100, maxDelayMs: 10 } }), /maxDelayMs \(10\) must not be below retry.minDelayMs \(100\)/);
   assert.throws(() => new RedisConsensus(client, { durability: { replicas: -1 } }), RangeError);
   assert.throws(() => new RedisConsensus(client, { durability: { replicas: 1, timeoutMs: Number.NaN } }), RangeError);
 });

@@ -16,7 +16,6 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Cluster, Redis } from 'ioredis';
 import { CaSResult, RedisConsensus, SEQNO_MAX } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
 
 const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url));
@@ -356,7 +355,7 @@ real('--cluster reads a store on a Redis Cluster', async () => {
     }
     cluster = new Cluster([{ host: '127.0.0.1', port }], { redisOptions: { autoResendUnfulfilledCommands: false } });
     cluster.on('error', () => {});
-    const store = new RedisConsensus(cluster as unknown as RedisClient, { prefix });
+    const store = new RedisConsensus(cluster, { prefix });
     try {
       assert.is(await store.compareAndSet('on-cluster', null, { seqno: 7n, data: Buffer.from('c') }), CaSResult.Committed);
     } finally {

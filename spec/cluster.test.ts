@@ -7,13 +7,15 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { BUCKETS, bucketOf, keyNames } from '../lib/layout.js';
-import { keySlot } from '../lib/link.js';
+import { keySlot } from '../lib/cluster.js';
+import { hookAsking, slotPrimaryAddress } from '../lib/internals.js';
 import { freshPrefix } from './support/backends.js';
 import {
-  audit, casWorkload, clusterAvailable, clusterBackend, command, deleteClusterPrefix, infoFields, startCluster, until,
+  audit, casWorkload, clusterAvailable, clusterBackend, command, deleteClusterPrefix, infoFields, ready, startCluster,
+  until,
 } from './support/cluster.js';
 import type { ClusterNode, TestCluster } from './support/cluster.js';
 import { AWKWARD_KEYS, contractSuite } from './support/contract.js';
@@ -119,12 +121,32 @@ function layoutSuite(cluster: TestCluster): void {
     }
   });
 
+  test('the ioredis internals the library reads are there: the slot table and the ASKING hook', async () => {
+    const client = cluster.client();
+    try {
+      await ready(client);
+      const owners = slotOwners(await cluster.topology());
+      // Every slot's primary, as the slot table names it, is the node that owns it.
+      for (const slot of [0, 5000, 16383]) {
+        const owner = owners.get(slot)!;
+        assert.is(slotPrimaryAddress(client, slot), `127.0.0.1:${owner.port}`, `slot ${slot}`);
+      }
+      const node = client.nodes('master')[0]!;
+      let asked = 0;
+      assert.ok(hookAsking(node, () => asked++), 'a Cluster node connection has asking()');
+      await node.asking();
+      assert.is(asked, 1);
+    } finally {
+      await client.quit();
+    }
+  });
+
   test('a client given to the constructor gets a write connection that re-sends nothing', async () => {
     const client = cluster.client();
-    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('given') });
+    const consensus = new RedisConsensus(client, { prefix: freshPrefix('given') });
     try {
-      const writer = (consensus as unknown as { link: { writer: RedisClient } }).link.writer;
-      assert.is.not(writer, client as unknown as RedisClient);
+      const writer = (consensus as unknown as { link: { writer: Cluster } }).link.writer;
+      assert.is.not(writer, client);
       assert.is(writer.options?.redisOptions?.autoResendUnfulfilledCommands, false);
       assert.is(writer.options?.retryDelayOnFailover, 0);
       assert.is(await consensus.compareAndSet('k', null, { seqno: 1, data: Buffer.from('x') }), CaSResult.Committed);

@@ -1,20 +1,20 @@
 /**
- * The bookkeeping under every call in flight: Slots (the collection of calls) and Deadlines (one
+ * The bookkeeping under every call in flight: ArraySet (the collection of calls) and Deadlines (one
  * timer for all of their deadlines). Waits are a few tens of milliseconds; nothing here asserts
  * speed, only which deadlines fire and that none fires early.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Deadlines } from '../lib/deadlines.js';
-import { Slots } from '../lib/slots.js';
+import { ArraySet } from '../lib/array-set.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-const slots = suite('Slots');
+const arraySet = suite('ArraySet');
 
-slots('adds and deletes in any order, each member once, and clears what it deletes', () => {
-  const set = new Slots<{ name: string; slot: number }>();
-  const items = ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, slot: -1 }));
+arraySet('adds and deletes in any order, each member once, and clears what it deletes', () => {
+  const set = new ArraySet<{ name: string; index: number }>();
+  const items = ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, index: -1 }));
   for (const item of items) set.add(item);
   assert.is(set.size, 5);
   set.delete(items[1]!);
@@ -22,17 +22,17 @@ slots('adds and deletes in any order, each member once, and clears what it delet
   set.delete(items[1]!);
   assert.is(set.size, 3);
   assert.equal([...set].map((item) => item.name).sort(), ['a', 'c', 'd']);
-  assert.is(items[1]!.slot, -1);
+  assert.is(items[1]!.index, -1);
   for (const item of set) set.delete(item);
   assert.is(set.size, 0);
   assert.equal([...set], []);
 });
 
-slots('ignores a member of another Slots', () => {
-  const one = new Slots<{ slot: number }>();
-  const other = new Slots<{ slot: number }>();
-  const a = { slot: -1 };
-  const b = { slot: -1 };
+arraySet('ignores a member of another ArraySet', () => {
+  const one = new ArraySet<{ index: number }>();
+  const other = new ArraySet<{ index: number }>();
+  const a = { index: -1 };
+  const b = { index: -1 };
   one.add(a);
   other.add(b);
   one.delete(b);
@@ -40,7 +40,7 @@ slots('ignores a member of another Slots', () => {
   assert.is(other.size, 1);
 });
 
-slots.run();
+arraySet.run();
 
 const deadlines = suite('Deadlines');
 

@@ -2,7 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ReplyError } from 'ioredis';
-import { ExternalError } from '../lib/index.js';
+import RedisMock from 'ioredis-mock';
+import { ExternalError, RedisConsensus } from '../lib/index.js';
 import { knownNotRun, toExternal } from '../lib/errors.js';
 
 test('ExternalError states its kind in its type and its message, and keeps the cause', () => {
@@ -35,6 +36,26 @@ test('a write that failed after it was sent is indeterminate; a failed read is d
   assert.is(toExternal('a string', false, 'scan').message, 'determinate: scan failed: a string');
   const already = new ExternalError(true, 'x');
   assert.is(toExternal(already, true, 'y'), already);
+});
+
+test('the final ExternalError says how many attempts were made, as a field', async () => {
+  const client = new RedisMock({ port: 39_702 });
+  const consensus = new RedisConsensus(client, { retry: { attempts: 3, minDelayMs: 1, maxDelayMs: 2 } });
+  let sent = 0;
+  // After the scripts are defined: every script call is refused as Redis refuses while loading its data set: known not to have run.
+  Object.assign(client, {
+    redisConsensus_compareAndSet_v1: () => {
+      sent++;
+      return Promise.reject(new ReplyError('LOADING Redis is loading the dataset in memory'));
+    },
+  });
+  const err = await consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }).catch((e: unknown) => e);
+  assert.instance(err, ExternalError);
+  assert.is((err as ExternalError).determinate, true);
+  assert.is((err as ExternalError).attempts, 3);
+  assert.is(sent, 3);
+  assert.match((err as ExternalError).message, /gave up after 3 attempts/);
+  await consensus.close();
 });
 
 test.run();

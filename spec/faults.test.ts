@@ -12,7 +12,7 @@ import type { RedisOptions } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
-import type { RedisClient, VersionedData } from '../lib/index.js';
+import type { VersionedData } from '../lib/index.js';
 import { REQUIRE_REDIS } from './support/backends.js';
 import { FaultProxy } from './support/fault-proxy.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
@@ -181,7 +181,7 @@ faults('a client passed in with default options (auto-resend on) gets writes ove
   const client = newClient(proxy.url);
   await waitFor('the client to be ready', () => client.status === 'ready');
   const accepted = proxy.stats.accepted;
-  const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: marker('faults'), timeoutMs: 2000 });
+  const consensus = new RedisConsensus(client, { prefix: marker('faults'), timeoutMs: 2000 });
   opened.push(consensus);
   // The duplicate is a second connection; it carries the writes.
   await waitFor('the write connection', () => proxy.stats.accepted === accepted + 1);
@@ -208,7 +208,7 @@ faults('a client passed in with default options (auto-resend on) gets writes ove
 faults('with a client passed in, its read connection closing does not fail a write in flight on the other', async () => {
   const client = newClient(proxy.url);
   await waitFor('the client to be ready', () => client.status === 'ready');
-  const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: marker('faults'), timeoutMs: 3000 });
+  const consensus = new RedisConsensus(client, { prefix: marker('faults'), timeoutMs: 3000 });
   opened.push(consensus);
   const key = 'two-connections';
   assert.is(await consensus.compareAndSet(key, null, { seqno: 0, data: Buffer.from('v0') }), CaSResult.Committed);
@@ -232,7 +232,7 @@ faults('a client passed in with lazyConnect connects on the first call, writes i
     // Not expected here; a failure shows up in the calls.
   });
   clients.push(client);
-  const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: marker('faults'), timeoutMs: 2000 });
+  const consensus = new RedisConsensus(client, { prefix: marker('faults'), timeoutMs: 2000 });
   opened.push(consensus);
   const write = await outcome(consensus.compareAndSet('lazy', null, { seqno: 0, data: Buffer.from('v0') }));
   assertKind(write, 'ok', 'the first write on a lazy client');
@@ -500,7 +500,7 @@ faults('CLIENT KILL of the library connections during a workload: no wrong outco
   // re-sending off (it carries the writes itself).
   const passed = [newClient(server.url), newClient(server.url, { autoResendUnfulfilledCommands: false })]
     .map((client) => {
-      const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: own[0]!.prefix, timeoutMs: 2000 });
+      const consensus = new RedisConsensus(client, { prefix: own[0]!.prefix, timeoutMs: 2000 });
       opened.push(consensus);
       return consensus;
     });

@@ -5,7 +5,6 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
 
 /** Resolves once `client` has closed for good. */
@@ -26,7 +25,7 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 const test = suite('lifecycle');
 
 test('calls after close() reject as determinate ExternalErrors', async () => {
-  const consensus = new RedisConsensus(new RedisMock({ port: 39001 }) as unknown as RedisClient);
+  const consensus = new RedisConsensus(new RedisMock({ port: 39001 }));
   await consensus.close();
   await consensus.close();
   for (const call of [consensus.head('k'), consensus.compareAndSet('k', null, { seqno: 0n, data: Buffer.alloc(1) })]) {
@@ -88,7 +87,7 @@ if (real) {
   test('a client passed in is never quit; its writes go over a duplicate that never re-sends', async () => {
     const prefix = freshPrefix('life');
     const client = new Redis(REDIS_URL);
-    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix });
+    const consensus = new RedisConsensus(client, { prefix });
     try {
       const link = (consensus as unknown as { link: { reader: Redis; writer: Redis } }).link;
       assert.is(link.reader, client);
@@ -109,7 +108,7 @@ if (real) {
 
   test('a burst of calls waiting for a connection to be ready adds no listener per call', async () => {
     const client = new Redis(REDIS_URL, { lazyConnect: true, autoResendUnfulfilledCommands: false });
-    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('life') });
+    const consensus = new RedisConsensus(client, { prefix: freshPrefix('life') });
     const warnings: string[] = [];
     const onWarning = (warning: Error): void => { warnings.push(warning.name); };
     process.on('warning', onWarning);
@@ -129,7 +128,7 @@ if (real) {
 
   test('a client passed in that never re-sends carries writes itself', async () => {
     const client = new Redis(REDIS_URL, { autoResendUnfulfilledCommands: false });
-    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix: freshPrefix('life') });
+    const consensus = new RedisConsensus(client, { prefix: freshPrefix('life') });
     try {
       const link = (consensus as unknown as { link: { reader: Redis; writer: Redis } }).link;
       assert.is(link.writer, client);

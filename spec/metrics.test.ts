@@ -10,7 +10,7 @@ import RedisMock from 'ioredis-mock';
 import {
   CaSResult, combineObservers, countingObserver, ExternalError, prometheusObserver, RedisConsensus,
 } from '../lib/index.js';
-import type { Observer, OperationEvent, RedisClient } from '../lib/index.js';
+import type { Observer, OperationEvent } from '../lib/index.js';
 import { backends, freshPrefix, mockBackend } from './support/backends.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
@@ -79,9 +79,9 @@ for (const backend of await backends()) {
 counting('an indeterminate write is counted as such', async () => {
   const observer = countingObserver();
   // A client whose scripts hang: the write is sent and its reply never comes.
-  const client = new RedisMock({ port: 39_001 }) as unknown as RedisClient & Record<string, unknown>;
+  const client = new RedisMock({ port: 39_001 });
   const consensus = new RedisConsensus(client, { prefix: freshPrefix('metrics'), observer, timeoutMs: 50 });
-  client['redisConsensus_compareAndSet_v1'] = () => new Promise(() => {});
+  Object.assign(client, { redisConsensus_compareAndSet_v1: () => new Promise(() => {}) });
   try {
     const err = await consensus.compareAndSet('k', null, { seqno: 1n, data: bytes('x') })
       .then(() => undefined, (e: unknown) => e);
@@ -182,7 +182,7 @@ combined('an observer that throws never changes an outcome nor reports one call 
   const warnings: string[] = [];
   const onWarning = (warning: Error): void => { warnings.push(warning.message); };
   process.on('warning', onWarning);
-  const consensus = new RedisConsensus(new RedisMock({ port: 39101 }) as unknown as RedisClient, { observer: throwing });
+  const consensus = new RedisConsensus(new RedisMock({ port: 39101 }), { observer: throwing });
   try {
     assert.is(await consensus.compareAndSet('k', null, { seqno: 1n, data: bytes('x') }), CaSResult.Committed);
     assert.is((await consensus.head('k'))?.seqno, 1n);
@@ -219,7 +219,7 @@ ping('fails as determinate when Redis cannot be reached', async () => {
     lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
   });
   client.on('error', () => {});
-  const consensus = new RedisConsensus(client as unknown as RedisClient, { timeoutMs: 300, retry: { attempts: 2 } });
+  const consensus = new RedisConsensus(client, { timeoutMs: 300, retry: { attempts: 2 } });
   try {
     const err = await consensus.ping().then(() => undefined, (e: unknown) => e);
     assert.instance(err, ExternalError);

@@ -9,9 +9,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { SAFE_WRITE_OPTIONS } from '../lib/link.js';
+import { SAFE_WRITE_OPTIONS } from '../lib/client.js';
 import { deletePrefix, freshPrefix } from './support/backends.js';
 import {
   audit, casWorkload, command, infoFields, redisServerAvailable, startSentinel, startServer, stopServers, until,
@@ -137,7 +136,7 @@ function failoverSuite(): void {
       const client = new Redis({ sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: 'rc', ...SAFE_WRITE_OPTIONS });
       client.on('error', () => {});
       clients.push(client);
-      return new RedisConsensus(client as unknown as RedisClient, { prefix, timeoutMs: 2000, ...options });
+      return new RedisConsensus(client, { prefix, timeoutMs: 2000, ...options });
     };
     const clients: Redis[] = [];
     try {

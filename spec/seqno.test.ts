@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeSeqNo, encodeSeqNo, SEQNO_MAX, toLimit, toSeqNo } from '../lib/seqno.js';
+import { toLimit, toSeqNo } from '../lib/arguments.js';
+import { decodeSeqNo, encodeSeqNo, SEQNO_MAX } from '../lib/seqno.js';
 
 test('seqnos encode as 19 digits whose byte order is numeric order', () => {
   const values = [0n, 1n, 9n, 10n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n - 2n, SEQNO_MAX];

@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { RedisConsensus } from '../../lib/index.js';
-import type { RedisClient, RedisConsensusOptions } from '../../lib/index.js';
+import type { RedisConsensusOptions } from '../../lib/index.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const REQUIRE_REDIS = process.env.REQUIRE_REDIS === '1';
@@ -48,8 +48,8 @@ export function mockBackend(): Backend {
     async store(options = {}) {
       const port = mockPort++;
       const prefix = options.prefix ?? freshPrefix('mock');
-      const raw = new RedisMock({ port }) as unknown as Redis;
-      const consensus = new RedisConsensus(new RedisMock({ port }) as unknown as RedisClient, { ...options, prefix });
+      const raw = new RedisMock({ port });
+      const consensus = new RedisConsensus(new RedisMock({ port }), { ...options, prefix });
       const store: Store = {
         consensus, raw, prefix,
         async dispose() {
@@ -61,7 +61,7 @@ export function mockBackend(): Backend {
       return store;
     },
     async peer(store, options = {}) {
-      return new RedisConsensus(new RedisMock({ port: ports.get(store) }) as unknown as RedisClient,
+      return new RedisConsensus(new RedisMock({ port: ports.get(store) }),
         { ...options, prefix: store.prefix });
     },
     async close() {},

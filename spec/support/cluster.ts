@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions } from 'ioredis';
 import { RedisConsensus } from '../../lib/index.js';
-import type { RedisClient, RedisConsensusOptions } from '../../lib/index.js';
+import type { RedisConsensusOptions } from '../../lib/index.js';
 import type { Backend, Store } from './backends.js';
 import { freshPrefix, REQUIRE_REDIS } from './backends.js';
 import { RedisServer } from './redis-server.js';
@@ -295,7 +295,7 @@ export function clusterBackend(cluster: TestCluster): Backend {
     async store(options: RedisConsensusOptions = {}): Promise<Store> {
       const prefix = options.prefix ?? freshPrefix('cluster');
       const client = cluster.client();
-      const consensus = new RedisConsensus(client as unknown as RedisClient, { ...options, prefix });
+      const consensus = new RedisConsensus(client, { ...options, prefix });
       const rawClient = cluster.client();
       const raw = clusterRaw(rawClient);
       return {

@@ -13,7 +13,7 @@ import { fork } from 'node:child_process';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../../lib/index.js';
-import type { RedisClient, VersionedData } from '../../lib/index.js';
+import type { VersionedData } from '../../lib/index.js';
 import { checkLinearizable, describeOperation } from './linearizability.js';
 import type { Failure, Operation, Verdict, Version } from './linearizability.js';
 
@@ -105,14 +105,14 @@ export async function runClients(plans: readonly ClientPlan[]): Promise<Operatio
   const stores = await Promise.all(plans.map(async (plan) => {
     const options = { prefix: plan.prefix, timeoutMs: plan.timeoutMs };
     if (plan.url === undefined) {
-      return new RedisConsensus(new RedisMock({ port: plan.mockPort }) as unknown as RedisClient, options);
+      return new RedisConsensus(new RedisMock({ port: plan.mockPort }), options);
     }
     if (plan.givenClients) {
       // ioredis with its defaults (re-sends after reconnects): the library must split off writes.
       const client = new Redis(plan.url);
       client.on('error', () => {});
       given.push(client);
-      return new RedisConsensus(client as unknown as RedisClient, options);
+      return new RedisConsensus(client, options);
     }
     // A soak injects faults from the start, and a CLIENT KILL may meet a connection being made.
     for (let attempt = 1; ; attempt++) {

@@ -1,0 +1,150 @@
+/**
+ * Argument checks: every value a caller passes in, checked in one place before anything reaches
+ * Redis. A bad argument is a TypeError (wrong type) or RangeError (right type, bad value), never
+ * an ExternalError: retrying cannot help, and nothing was sent.
+ */
+import { formatSeqNo, SCAN_ALL, SEQNO_MAX } from './seqno.js';
+import type { SeqNo } from './seqno.js';
+import type { DurabilityOptions, RetryOptions, SeqNoInput, VersionedDataInput } from './types.js';
+
+/** A short description of a value's type for TypeError messages. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}
+
+/** @throws TypeError when `key` is not a string (any string is a key, the empty one included). */
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string') throw new TypeError(`key must be a string; got ${describe(key)}`);
+  return key;
+}
+
+/**
+ * Checks a seqno argument and returns it as a bigint.
+ * @throws TypeError when it is neither a bigint nor a number.
+ * @throws RangeError when it is negative, above SEQNO_MAX, fractional, NaN or an unsafe number.
+ */
+export function toSeqNo(value: unknown, name: string): SeqNo {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > SEQNO_MAX) {
+      throw new RangeError(`${name} must be in [0, 2^63-1]; got ${value}n`);
+    }
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(
+        `${name} must be a non-negative safe integer or a bigint in [0, 2^63-1]; got ${value}`,
+      );
+    }
+    return BigInt(value);
+  }
+  throw new TypeError(`${name} must be a bigint or a number; got ${describe(value)}`);
+}
+
+/**
+ * Checks a `scan` limit and returns it as a bigint in `[0, SCAN_ALL]`.
+ * @throws TypeError when it is neither a bigint nor a number.
+ * @throws RangeError when it is negative, fractional, NaN or above SCAN_ALL.
+ */
+export function toLimit(value: unknown): bigint {
+  if (typeof value === 'bigint') {
+    if (value < 0n || value > SCAN_ALL) {
+      throw new RangeError(`limit must be in [0, SCAN_ALL]; got ${value}n`);
+    }
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || BigInt(value) > SCAN_ALL) {
+      throw new RangeError(`limit must be an integer in [0, SCAN_ALL]; got ${value}`);
+    }
+    return BigInt(value);
+  }
+  throw new TypeError(`limit must be a number or a bigint; got ${describe(value)}`);
+}
+
+/**
+ * `expected` of a compare-and-set: a seqno, or `null` for "the key has no data". `undefined` is
+ * refused: a forgotten argument must not silently mean "the key is empty".
+ */
+export function toExpected(expected: SeqNoInput | null | undefined): SeqNo | null {
+  if (expected === undefined) throw new TypeError('expected must be a seqno or null; got undefined');
+  return expected === null ? null : toSeqNo(expected, 'expected');
+}
+
+/** A checked `next` version, its payload as a Buffer over the caller's bytes (no copy). */
+export interface NextVersion {
+  readonly seqno: SeqNo;
+  readonly payload: Buffer;
+}
+
+/**
+ * Checks `next` of a compare-and-set against `expected`.
+ * @throws TypeError for a wrong shape; RangeError when `next.seqno <= expected`.
+ */
+export function toNext(next: VersionedDataInput, expected: SeqNo | null): NextVersion {
+  if (typeof next !== 'object' || next === null) {
+    throw new TypeError(`next must be an object { seqno, data }; got ${describe(next)}`);
+  }
+  const seqno = toSeqNo(next.seqno, 'next.seqno');
+  const data: unknown = next.data;
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(`next.data must be a Uint8Array (or Buffer); got ${describe(data)}`);
+  }
+  if (expected !== null && seqno <= expected) {
+    throw new RangeError('new seqno must be strictly greater than expected. ' +
+      `Got new: ${formatSeqNo(seqno)} expected: ${formatSeqNo(expected)}`);
+  }
+  const payload = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return { seqno, payload };
+}
+
+/**
+ * Checks a store prefix. Braces are refused because the first `{...}` of a Redis key name is its
+ * Cluster hash tag, and the layout's own tag must be that first one.
+ */
+export function checkPrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string') {
+    throw new TypeError(`prefix must be a string; got ${describe(prefix)}`);
+  }
+  if (prefix.length === 0 || /[{}]/.test(prefix)) {
+    throw new RangeError(`prefix must be non-empty and contain no '{' or '}'; got ${JSON.stringify(prefix)}`);
+  }
+  return prefix;
+}
+
+/** @throws RangeError unless `value` is a positive, finite number of milliseconds. */
+export function checkTimeout(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive number of milliseconds; got ${String(value)}`);
+  }
+  return value;
+}
+
+/** @throws RangeError for an attempt count below 1 or delays that are negative or out of order. */
+export function checkRetry(retry: Required<RetryOptions>): Required<RetryOptions> {
+  const { attempts, minDelayMs, maxDelayMs } = retry;
+  if (!Number.isInteger(attempts) || attempts < 1) {
+    throw new RangeError(`retry.attempts must be an integer >= 1; got ${attempts}`);
+  }
+  for (const [name, value] of [['minDelayMs', minDelayMs], ['maxDelayMs', maxDelayMs]] as const) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new RangeError(`retry.${name} must be a non-negative number of milliseconds; got ${String(value)}`);
+    }
+  }
+  if (maxDelayMs < minDelayMs) {
+    throw new RangeError(`retry.maxDelayMs (${maxDelayMs}) must not be below retry.minDelayMs (${minDelayMs})`);
+  }
+  return retry;
+}
+
+/** @throws RangeError for a replica count that is not a non-negative integer, or a bad timeout. */
+export function checkDurability(durability: DurabilityOptions | undefined): Required<DurabilityOptions> | undefined {
+  if (durability === undefined) return undefined;
+  const { replicas, timeoutMs = 1000 } = durability;
+  if (!Number.isInteger(replicas) || replicas < 0) {
+    throw new RangeError(`durability.replicas must be a non-negative integer; got ${replicas}`);
+  }
+  return { replicas, timeoutMs: checkTimeout(timeoutMs, 'durability.timeoutMs') };
+}

@@ -1,0 +1,33 @@
+/**
+ * Settings: the defaults of every option, and a store's options checked and merged with them once,
+ * in the constructor.
+ */
+import { checkDurability, checkPrefix, checkRetry, checkTimeout } from './arguments.js';
+import { DEFAULT_PREFIX } from './layout.js';
+import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions } from './types.js';
+
+/** How long one call may take, retries included, unless the options say otherwise. */
+export const DEFAULT_TIMEOUT_MS = 5000;
+
+/** Retries of failures known not to have run, unless the options say otherwise. */
+export const DEFAULT_RETRY: Readonly<Required<RetryOptions>> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
+
+/** A store's settings, checked and complete. */
+export interface Settings {
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  readonly retry: Required<RetryOptions>;
+  readonly durability: Required<DurabilityOptions> | undefined;
+  readonly observer: Observer | undefined;
+}
+
+/** @throws TypeError or RangeError for invalid options. */
+export function resolveOptions(options: RedisConsensusOptions): Settings {
+  return {
+    prefix: checkPrefix(options.prefix ?? DEFAULT_PREFIX),
+    timeoutMs: checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs'),
+    retry: checkRetry({ ...DEFAULT_RETRY, ...options.retry }),
+    durability: checkDurability(options.durability),
+    observer: options.observer,
+  };
+}
