@@ -1,11 +1,12 @@
 /**
- * The README's complete examples (the code blocks that import 'redis-consensus') run as written,
- * against the built package, with only the store prefix made unique to this run.
+ * The complete examples of the README and of docs/ (the code blocks that import
+ * 'redis-consensus') run as written, against the built package, with only the store prefix made
+ * unique to this run.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -15,7 +16,8 @@ import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './supp
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const readme = ['README.md', ...readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
+  .map((file) => readFileSync(join(root, file), 'utf8')).join('\n');
 const programs = [...readme.matchAll(/```ts\n(import [\s\S]*?)```/g)].map((match) => match[1]!)
   .filter((source) => source.includes("from 'redis-consensus'"));
 const test = suite('README examples');
