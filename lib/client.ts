@@ -146,6 +146,8 @@ export function redactUrl(url: string): string {
     const parsed = new URL(url);
     parsed.username = '';
     parsed.password = '';
+    // ioredis also takes options from the query, `?password=` among them.
+    parsed.search = '';
     return parsed.href.replace(/\/$/, '');
   } catch {
     return '(an unparseable Redis URL)';
