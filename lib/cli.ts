@@ -11,11 +11,13 @@ import { createInterface } from 'node:readline';
 // util.parseArgs: Node's own, well-kept argument parser (Node >= 18.3), so the command adds no
 // runtime dependency beyond ioredis.
 import { parseArgs } from 'node:util';
+import { DEFAULT_URL, redactUrl } from './client.js';
 import { RedisConsensus } from './consensus.js';
 import type { VersionedData } from './types.js';
 import { ExternalError } from './errors.js';
 import { checkPrefix } from './arguments.js';
 import { DEFAULT_PREFIX } from './layout.js';
+import { DEFAULT_TIMEOUT_MS } from './options.js';
 import { SEQNO_MAX } from './seqno.js';
 
 const EXIT_FAILED = 1;
@@ -27,8 +29,6 @@ const EXIT_MISSING_KEY = 4;
 const PAGE = 1000;
 /** How often, in keys, `keys` and `stats` report progress. */
 const PROGRESS_EVERY = 1000;
-const DEFAULT_URL = 'redis://127.0.0.1:6379';
-const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_TOP = 10;
 /** How many keys `stats` reads at once. */
 const STATS_IN_FLIGHT = 16;
@@ -391,11 +391,6 @@ function ask(prompt: string): Promise<string> {
   });
 }
 
-/** Where a URL points, without its credentials, for messages. */
-function describeUrl(url: URL): string {
-  return `${url.protocol}//${url.hostname}:${url.port || '6379'}`;
-}
-
 /** Connects to Redis (or a Cluster) with a client of the library's own, which `close()` quits. */
 async function connect(globals: Globals): Promise<RedisConsensus> {
   let url: URL;
@@ -428,7 +423,7 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
     if (!(err instanceof ExternalError)) throw err;
     const cause = err.cause instanceof Error ? err.cause.message : err.message;
     throw new CliError(EXIT_UNREACHABLE, `cannot reach Redis${globals.cluster ? ' Cluster' : ''} at ` +
-      `${describeUrl(url)}: ${cause}`);
+      `${redactUrl(globals.url)}: ${cause}`);
   }
 }
 
