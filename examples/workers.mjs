@@ -10,7 +10,7 @@
 //   npm run build && REDIS_URL=redis://127.0.0.1:6379 node examples/workers.mjs [WORKERS] [APPENDS] [--keep]
 //
 // Everything goes under a fresh prefix, deleted at the end unless --keep is given (then look at it
-// with the CLI: node dist/lib/cli.js --prefix <prefix> scan log).
+// with the CLI: node dist/lib/cli/main.js --prefix <prefix> scan log).
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';

@@ -2,10 +2,11 @@
  * The `redis-consensus` command, end to end: the compiled CLI run as a child process against the
  * real Redis, on data written through the library under a fresh prefix.
  *
- * Most tests run the CLI compiled next to this spec (`build/lib/cli.js`: the same source and
- * compiler settings as `dist/lib/cli.js`, and the copy whose coverage `npm test` measures); one
- * runs the packaged binary itself, `dist/lib/cli.js` as named by package.json's `bin`, which
- * `npm test` builds before the specs. REDIS_CONSENSUS_BIN overrides that path.
+ * Most tests run the CLI compiled next to this spec (`build/lib/cli/main.js`: the same source
+ * and compiler settings as `dist/lib/cli/main.js`, and the copy whose coverage `npm test`
+ * measures); one runs the packaged binary itself, `dist/lib/cli/main.js` as named by
+ * package.json's `bin`, which `npm test` builds before the specs. REDIS_CONSENSUS_BIN overrides
+ * that path.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { Cluster, Redis } from 'ioredis';
 import { CaSResult, RedisConsensus, SEQNO_MAX } from '../lib/index.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
 
-const CLI = fileURLToPath(new URL('../lib/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MANIFEST = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   version: string;

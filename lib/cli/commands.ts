@@ -1,0 +1,255 @@
+/**
+ * The commands, each a function of its `Context`. They read and change the store only through
+ * the public `RedisConsensus` API, so they see exactly what an application sees.
+ */
+import { createInterface } from 'node:readline';
+import type { RedisConsensus } from '../consensus.js';
+import { SEQNO_MAX } from '../seqno.js';
+import type { VersionedData } from '../types.js';
+import { CliError, EXIT_FAILED, EXIT_MISSING_KEY, parseCount, parseSeqNo, usageError } from './args.js';
+import type { CommandSpec, Globals, OptionValues } from './args.js';
+import {
+  deletedLine, keyLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
+} from './output.js';
+import type { KeyStats, Output, StoreStats } from './output.js';
+
+/** Versions read per `scan` call: bounds memory however long a history is. */
+const PAGE = 1000;
+const DEFAULT_TOP = 10;
+/** How many keys `stats` reads at once. */
+const STATS_IN_FLIGHT = 16;
+
+/** What a command is given to run. */
+export interface Context {
+  readonly globals: Globals;
+  readonly args: string[];
+  readonly options: OptionValues;
+  readonly out: Output;
+  connect(): Promise<RedisConsensus>;
+}
+
+export interface Command extends CommandSpec {
+  run(context: Context): Promise<void>;
+}
+
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  keys: {
+    usage: 'keys [--progress]',
+    summary: 'list every key of the store, one per line',
+    details: `Streams every key that has ever had a committed version, each exactly once, in no
+particular order. With --json each line is {"key": "..."} (exact for keys with newlines).
+
+Options:
+  --progress         report a running count on stderr every ${PROGRESS_EVERY} keys (on by
+                     default when stderr is a terminal)`,
+    options: { progress: { type: 'boolean' } },
+    positionals: [],
+    run: listKeys,
+  },
+  head: {
+    usage: 'head KEY',
+    summary: 'print the latest version of a key',
+    details: `Prints "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with --json).
+Exits with 4 when the key has no data.`,
+    options: {},
+    positionals: ['KEY'],
+    run: printHead,
+  },
+  scan: {
+    usage: 'scan KEY [--from SEQNO] [--limit N]',
+    summary: 'print the versions of a key, oldest first',
+    details: `Prints one version per line, "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with
+--json), ascending. Reads ${PAGE} versions per call, so long histories stream in bounded memory;
+each page is a consistent snapshot. Exits with 4 when the key has no data.
+
+Options:
+  --from SEQNO       first seqno to print (default: 0)
+  --limit N          print at most N versions (default: all)`,
+    options: { from: { type: 'string' }, limit: { type: 'string' } },
+    positionals: ['KEY'],
+    run: printVersions,
+  },
+  truncate: {
+    usage: 'truncate KEY SEQNO [--yes]',
+    summary: 'delete every version of a key below SEQNO',
+    details: `Deletes every version with a seqno below SEQNO; the head is never deleted. SEQNO must
+be at most the head. Asks for confirmation when stdin is a terminal; refuses to run without
+--yes when it is not. Prints how many versions were deleted (or {"deleted": N} with --json).
+Exits with 4 when the key has no data, 1 when SEQNO is above the head or the answer is not yes.
+
+Options:
+  -y, --yes          do not ask for confirmation`,
+    options: { yes: { type: 'boolean', short: 'y' } },
+    positionals: ['KEY', 'SEQNO'],
+    run: truncate,
+  },
+  stats: {
+    usage: 'stats [--top N] [--progress]',
+    summary: 'count keys, versions and payload bytes; largest histories',
+    details: `Walks every key (listKeys, then scan in pages of ${PAGE}): it reads every payload once,
+so on a large store it takes a while and moves that many bytes. Not a snapshot: writes made
+during the walk may or may not be counted.
+
+Options:
+  --top N            how many of the largest histories to list (default: ${DEFAULT_TOP})
+  --progress         report a running count on stderr every ${PROGRESS_EVERY} keys (on by
+                     default when stderr is a terminal)`,
+    options: { top: { type: 'string' }, progress: { type: 'boolean' } },
+    positionals: [],
+    run: printStats,
+  },
+  ping: {
+    usage: 'ping',
+    summary: 'check that Redis answers; print the round-trip time',
+    details: 'Prints "PONG <ms> ms" (or {"ok": true, "ms": ...} with --json). Exits with 3 when\nRedis cannot be reached.',
+    options: {},
+    positionals: [],
+    run: ping,
+  },
+};
+
+async function listKeys({ options, out, connect, globals }: Context): Promise<void> {
+  const consensus = await connect();
+  const progress = new Progress(options['progress'] === true, 'keys');
+  let count = 0;
+  for await (const key of consensus.listKeys()) {
+    await out.line(keyLine(key, globals));
+    progress.update(++count);
+  }
+  progress.done(count);
+}
+
+async function printHead({ args, out, connect, globals }: Context): Promise<void> {
+  const key = args[0]!;
+  const consensus = await connect();
+  const head = await consensus.head(key);
+  if (head === null) throw missingKey(key);
+  await out.line(versionLine(head, globals));
+}
+
+async function printVersions({ args, options, out, connect, globals }: Context): Promise<void> {
+  const key = args[0]!;
+  const from = options['from'] === undefined ? 0n : parseSeqNo(options['from'] as string, '--from');
+  const limit = options['limit'] === undefined ? SEQNO_MAX : parseCount(options['limit'] as string, '--limit');
+  const consensus = await connect();
+  let printed = 0;
+  for await (const version of versionsOf(consensus, key, from, limit)) {
+    await out.line(versionLine(version, globals));
+    printed++;
+  }
+  // An empty range of a key that has data is not an error; a key with no data at all is.
+  if (printed === 0 && (await consensus.head(key)) === null) throw missingKey(key);
+}
+
+async function truncate({ args, options, out, connect, globals }: Context): Promise<void> {
+  const key = args[0]!;
+  const seqno = parseSeqNo(args[1]!, 'SEQNO');
+  if (options['yes'] !== true && !process.stdin.isTTY) {
+    throw usageError('refusing to truncate without --yes: stdin is not a terminal to confirm on');
+  }
+  const consensus = await connect();
+  const head = await consensus.head(key);
+  if (head === null) throw missingKey(key);
+  if (seqno > head.seqno) {
+    throw new CliError(EXIT_FAILED,
+      `SEQNO ${seqno} is above the head ${head.seqno} of key ${JSON.stringify(key)}: nothing deleted`);
+  }
+  if (options['yes'] !== true) {
+    const answer = await ask(`Delete every version of key ${JSON.stringify(key)} below seqno ${seqno} ` +
+      `(the head is ${head.seqno})? [y/N] `);
+    if (!/^y(es)?$/i.test(answer.trim())) throw new CliError(EXIT_FAILED, 'not confirmed: nothing deleted');
+  }
+  const deleted = await consensus.truncate(key, seqno);
+  await out.line(deletedLine(key, seqno, deleted, globals));
+}
+
+async function printStats({ options, out, connect, globals }: Context): Promise<void> {
+  const top = options['top'] === undefined ? DEFAULT_TOP : Number(parseCount(options['top'] as string, '--top', 10_000n));
+  const consensus = await connect();
+  const progress = new Progress(options['progress'] === true, 'keys');
+  const store: StoreStats = { keys: 0, versions: 0, payloadBytes: 0, largest: [] };
+  const add = async (batch: string[]): Promise<void> => {
+    for (const key of await Promise.all(batch.map((name) => keyStats(consensus, name)))) {
+      store.keys++;
+      store.versions += key.versions;
+      store.payloadBytes += key.bytes;
+      if (top > 0) {
+        store.largest.push(key);
+        // Trimmed only now and then: sorting on every key would cost more than the memory saved.
+        if (store.largest.length > top * 2) store.largest = largestFirst(store.largest).slice(0, top);
+      }
+      progress.update(store.keys);
+    }
+  };
+  // Several keys at once: one round trip per key in turn would leave Redis idle most of the time.
+  let batch: string[] = [];
+  for await (const key of consensus.listKeys()) {
+    batch.push(key);
+    if (batch.length === STATS_IN_FLIGHT) {
+      await add(batch);
+      batch = [];
+    }
+  }
+  await add(batch);
+  progress.done(store.keys);
+  store.largest = largestFirst(store.largest).slice(0, top);
+  for (const line of statsLines(store, globals)) await out.line(line);
+}
+
+async function ping({ out, connect, globals }: Context): Promise<void> {
+  const consensus = await connect();
+  await out.line(pongLine(await consensus.ping(), globals));
+}
+
+/**
+ * The versions of `key` from seqno `from` on, at most `limit` of them, ascending, read `PAGE`
+ * at a time: each page continues after the last seqno seen, since seqnos may have gaps.
+ */
+async function* versionsOf(
+  consensus: RedisConsensus, key: string, from = 0n, limit = SEQNO_MAX,
+): AsyncGenerator<VersionedData> {
+  let next = from;
+  let remaining = limit;
+  while (remaining > 0n) {
+    const page = await consensus.scan(key, next, remaining < BigInt(PAGE) ? remaining : PAGE);
+    yield* page;
+    remaining -= BigInt(page.length);
+    const last = page.at(-1)?.seqno;
+    if (page.length < PAGE || last === undefined || last === SEQNO_MAX) return;
+    next = last + 1n;
+  }
+}
+
+async function keyStats(consensus: RedisConsensus, key: string): Promise<KeyStats> {
+  const stats: KeyStats = { key, versions: 0, bytes: 0 };
+  for await (const version of versionsOf(consensus, key)) {
+    stats.versions++;
+    stats.bytes += version.data.length;
+  }
+  return stats;
+}
+
+function largestFirst(list: KeyStats[]): KeyStats[] {
+  return list.sort((a, b) => b.versions - a.versions || b.bytes - a.bytes || (a.key < b.key ? -1 : 1));
+}
+
+function missingKey(key: string): CliError {
+  return new CliError(EXIT_MISSING_KEY, `no data under key ${JSON.stringify(key)}`);
+}
+
+/** Asks on the terminal (prompt on stderr, so stdout stays clean) and returns the answer. */
+function ask(prompt: string): Promise<string> {
+  const terminal = createInterface({ input: process.stdin, output: process.stderr });
+  return new Promise((resolve) => {
+    let answered = false;
+    terminal.question(prompt, (answer) => {
+      answered = true;
+      terminal.close();
+      resolve(answer);
+    });
+    // End of input (Ctrl-D) is a no.
+    terminal.once('close', () => {
+      if (!answered) resolve('');
+    });
+  });
+}
