@@ -85,18 +85,20 @@ export interface Globals extends Format {
 }
 
 /** What the command line asks for: text to print (help, version), or a command to run. */
-export type Invocation =
+export type Invocation<C extends CommandSpec> =
   | { readonly kind: 'print'; readonly text: string }
   | {
     readonly kind: 'run';
-    readonly name: string;
+    readonly command: C;
     readonly args: string[];
     readonly options: OptionValues;
     readonly globals: Globals;
   };
 
 /** Checks the command line against `commands`; throws a usage CliError when it is wrong. */
-export function parseCommandLine(argv: string[], commands: Readonly<Record<string, CommandSpec>>): Invocation {
+export function parseCommandLine<C extends CommandSpec>(
+  argv: string[], commands: Readonly<Record<string, C>>,
+): Invocation<C> {
   const listed: Record<string, CommandSpec> = { ...commands, help: HELP_COMMAND };
   const allOptions: Record<string, OptionSpec> = { ...GLOBAL_OPTIONS };
   for (const command of Object.values(listed)) Object.assign(allOptions, command.options);
@@ -117,7 +119,7 @@ export function parseCommandLine(argv: string[], commands: Readonly<Record<strin
     if (options['help'] === true) return { kind: 'print', text: helpText(listed) };
     throw usageError(`no command given\n\n${helpText(listed)}`);
   }
-  const command = listed[name];
+  const command = commands[name];
   if (command === undefined) throw unknownCommand(name, listed);
   if (options['help'] === true) return { kind: 'print', text: helpText(listed, name) };
   for (const option of Object.keys(options)) {
@@ -130,7 +132,7 @@ export function parseCommandLine(argv: string[], commands: Readonly<Record<strin
     throw usageError(`'${name}' takes ${expected}; got ${args.length === 0 ? 'none' : args.map((a) => JSON.stringify(a)).join(' ')}` +
       `\nUsage: redis-consensus ${command.usage}`);
   }
-  return { kind: 'run', name, args, options, globals: readGlobals(options) };
+  return { kind: 'run', command, args, options, globals: readGlobals(options) };
 }
 
 /** A seqno from the command line: decimal digits only, at most 2^63-1. */

@@ -20,10 +20,10 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${invocation.text}\n`);
     return EXIT_DONE;
   }
-  const { name, args, options, globals } = invocation;
+  const { command, args, options, globals } = invocation;
   let opened: RedisConsensus | undefined;
   try {
-    await COMMANDS[name]!.run({
+    await command.run({
       globals, args, options, out: new Output(),
       async connect() {
         opened = await connect(globals);
