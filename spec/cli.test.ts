@@ -117,6 +117,8 @@ test('bad arguments exit with 2 and say what is wrong, before connecting', async
   const cases: Array<[string[], RegExp]> = [
     [[], /no command given/],
     [['bogus'], /unknown command "bogus"/],
+    [['toString'], /unknown command "toString"/],
+    [['help', 'constructor'], /unknown command "constructor"/],
     [['help', 'bogus'], /unknown command "bogus"/],
     [['head'], /'head' takes KEY; got none/],
     [['head', 'a', 'b'], /'head' takes KEY; got "a" "b"/],

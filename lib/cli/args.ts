@@ -112,14 +112,15 @@ export function parseCommandLine<C extends CommandSpec>(
   const [name, ...args] = parsed.positionals;
   if (options['version'] === true) return { kind: 'print', text: readVersion() };
   if (name === 'help') {
-    if (args[0] !== undefined && listed[args[0]] === undefined) throw unknownCommand(args[0], listed);
+    if (args[0] !== undefined && !Object.hasOwn(listed, args[0])) throw unknownCommand(args[0], listed);
     return { kind: 'print', text: helpText(listed, args[0]) };
   }
   if (name === undefined) {
     if (options['help'] === true) return { kind: 'print', text: helpText(listed) };
     throw usageError(`no command given\n\n${helpText(listed)}`);
   }
-  const command = commands[name];
+  // Own properties only: `toString` is no command.
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (command === undefined) throw unknownCommand(name, listed);
   if (options['help'] === true) return { kind: 'print', text: helpText(listed, name) };
   for (const option of Object.keys(options)) {
