@@ -24,7 +24,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -41,12 +41,16 @@ export interface RedisServerOptions {
   readonly config?: string;
   /** How long to wait for the server to answer PING, in ms. Default 10000. */
   readonly startTimeoutMs?: number;
+  /** The `redis-server` (or `valkey-server`) to run. Default: `redis-server` from `PATH`. */
+  readonly binary?: string;
 }
 
-/** Every child still running, killed on exit whatever happened. */
+/** Every child still running, killed on exit whatever happened, and the directories to delete. */
 const running = new Set<ChildProcess>();
+const directories = new Set<string>();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
+  for (const dir of directories) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Whether `redis-server` can be run here. */
@@ -64,6 +68,7 @@ export class RedisServer {
 
   private constructor(private readonly options: RedisServerOptions) {
     this.dir = mkdtempSync(join(tmpdir(), `redis-${options.port}-`));
+    directories.add(this.dir);
     if (options.config !== undefined) writeFileSync(join(this.dir, 'redis.conf'), options.config);
   }
 
@@ -74,9 +79,26 @@ export class RedisServer {
       await server.start();
     } catch (err) {
       rmSync(server.dir, { recursive: true, force: true });
+      directories.delete(server.dir);
       throw err;
     }
     return server;
+  }
+
+  /**
+   * Starts a server on a port the system reports free; another process can take that port
+   * before the server binds it, so a failed start is tried again on another free port.
+   */
+  static async startOnFreePort(options: Omit<RedisServerOptions, 'port'> = {}, attempts = 5): Promise<RedisServer> {
+    let lastError: unknown;
+    for (let i = 0; i < attempts; i++) {
+      try {
+        return await RedisServer.start({ ...options, port: await freePort() });
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw new Error(`could not start ${options.binary ?? 'redis-server'} on a free port: ${(lastError as Error).message}`);
   }
 
   /**
@@ -124,7 +146,7 @@ export class RedisServer {
       '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '',
       ...(this.options.args ?? []),
     ];
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.options.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.output = '';
     const keep = (chunk: Buffer): void => {
       // The tail of the log is what explains a failed start.
@@ -178,6 +200,7 @@ export class RedisServer {
   async stop(): Promise<void> {
     await this.crash();
     rmSync(this.dir, { recursive: true, force: true });
+    directories.delete(this.dir);
   }
 
   private async signal(signal: NodeJS.Signals): Promise<void> {
@@ -207,5 +230,19 @@ export function answersPing(port: number, timeoutMs = 1000): Promise<boolean> {
     });
     socket.on('error', () => finish(false));
     socket.on('close', () => finish(false));
+  });
+}
+
+/** A loopback port that nothing listens on right now (the system picks it). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address !== null
+        ? resolve(address.port)
+        : reject(new Error('no port from the system'))));
+    });
   });
 }
