@@ -19,7 +19,7 @@ local rcall = redis.call
 local versions, data = KEYS[1], KEYS[2]
 local from, limit = ARGV[1], ARGV[2]
 
-local seqnos = rcall('ZRANGE', versions, '[' .. from, '+', 'BYLEX', 'LIMIT', 0, limit)
+local seqnos = rcall('ZRANGEBYLEX', versions, '[' .. from, '+', 'LIMIT', 0, limit)
 if #seqnos == 0 then return {} end
 local chunks = {}
 for first, last in batches(#seqnos, 1000) do

@@ -32,7 +32,7 @@ if upper > head then return -2 end
 local first = upper
 local count = rcall('ZRANK', versions, first)
 if type(count) ~= 'number' then
-  first = rcall('ZRANGE', versions, '[' .. first, '+', 'BYLEX', 'LIMIT', 0, 1)[1]
+  first = rcall('ZRANGEBYLEX', versions, '[' .. first, '+', 'LIMIT', 0, 1)[1]
   count = rcall('ZRANK', versions, first)
 end
 if count == 0 then return 0 end
