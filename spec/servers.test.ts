@@ -131,18 +131,6 @@ for (const release of releases()) {
     });
   });
 
-  test('a script failing before its first write is a determinate error and changed nothing', async () => {
-    await onServer(release, ['--rename-command', 'ZCARD', ''], async (store) => {
-      await appendVersions(store.consensus, 'k', 3);
-      const before = await snapshot(store.raw, store.prefix);
-      const err = await rejection(store.consensus.truncate('k', 2n));
-      assert.instance(err, ExternalError);
-      assert.match((err as Error).message, /unknown .*command/i);
-      assert.is((err as ExternalError).determinate, true, (err as Error).message);
-      assert.is(await snapshot(store.raw, store.prefix), before);
-    });
-  });
-
   test('a script failing after its first write is an indeterminate error (and did change something)', async () => {
     await onServer(release, ['--rename-command', 'HDEL', ''], async (store) => {
       await appendVersions(store.consensus, 'k', 3);
