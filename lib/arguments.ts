@@ -5,7 +5,9 @@
  */
 import { formatSeqNo, SCAN_ALL, SEQNO_MAX } from './seqno.js';
 import type { SeqNo } from './seqno.js';
-import type { DurabilityOptions, RetryOptions, SeqNoInput, VersionedDataInput } from './types.js';
+import type {
+  AppendBackoff, AppendOptions, DurabilityOptions, RetryOptions, SeqNoInput, VersionedDataInput,
+} from './types.js';
 
 /** A short description of a value's type for TypeError messages. */
 export function describe(value: unknown): string {
@@ -147,4 +149,46 @@ export function checkDurability(durability: DurabilityOptions | undefined): Requ
     throw new RangeError(`durability.replicas must be a non-negative integer; got ${replicas}`);
   }
   return { replicas, timeoutMs: checkTimeout(timeoutMs, 'durability.timeoutMs') };
+}
+
+/** An append's bounds, checked and complete. */
+export interface AppendBounds {
+  readonly maxAttempts: number;
+  readonly timeoutMs: number;
+  readonly backoff: Required<AppendBackoff>;
+}
+
+/**
+ * Merges `options` of an append over `defaults`, checking every field.
+ * @throws TypeError / RangeError for a bad field.
+ */
+export function checkAppendOptions(options: AppendOptions | undefined, defaults: AppendBounds, name = 'options'): AppendBounds {
+  if (options === undefined) return defaults;
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`${name} must be an object; got ${describe(options)}`);
+  }
+  const maxAttempts = options.maxAttempts ?? defaults.maxAttempts;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    throw new RangeError(`${name}.maxAttempts must be an integer >= 1; got ${String(maxAttempts)}`);
+  }
+  const timeoutMs = checkTimeout(options.timeoutMs ?? defaults.timeoutMs, `${name}.timeoutMs`);
+  const backoff = { ...defaults.backoff, ...options.backoff };
+  for (const [field, value] of Object.entries(backoff)) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      throw new RangeError(`${name}.backoff.${field} must be a non-negative number of milliseconds; got ${String(value)}`);
+    }
+  }
+  if (backoff.maxDelayMs < backoff.minDelayMs) {
+    throw new RangeError(`${name}.backoff.maxDelayMs (${backoff.maxDelayMs}) must not be below ` +
+      `${name}.backoff.minDelayMs (${backoff.minDelayMs})`);
+  }
+  return { maxAttempts, timeoutMs, backoff };
+}
+
+/** @throws RangeError unless `value` is a non-negative integer. */
+export function checkCount(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative integer; got ${String(value)}`);
+  }
+  return value;
 }

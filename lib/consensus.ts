@@ -1,5 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import { Appender } from './append.js';
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import { DEFAULT_URL, openClient, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
@@ -10,13 +11,16 @@ import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { resolveOptions } from './options.js';
 import {
-  callScript, CAS_COMMITTED, decodeHead, decodeScan, decodeTruncate, defineScripts,
+  callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate, defineScripts,
 } from './scripts.js';
-import type { CompareAndSetReply, HeadReply, ScanReply, ScriptArgs, ScriptName } from './scripts.js';
+import type {
+  CompareAndSetReply, CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
+} from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
-  CallOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
+  AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, Observer, RedisConsensusOptions,
+  SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 
 /**
@@ -42,6 +46,7 @@ export class RedisConsensus {
   private readonly durability: Durability | undefined;
   private readonly observer: Observer | undefined;
   private readonly names: KeyNamesCache;
+  private readonly appender: Appender;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -63,6 +68,7 @@ export class RedisConsensus {
     this.durability = settings.durability === undefined ? undefined : new Durability(this.link, settings.durability);
     defineScripts(this.link.reader);
     defineScripts(this.link.writer);
+    this.appender = new Appender(this, settings.append, settings.rememberHeads, this.observer);
   }
 
   /**
@@ -160,6 +166,93 @@ export class RedisConsensus {
       if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
       return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
     });
+  }
+
+  /**
+   * `compareAndSet`, plus the head that goes with its result, in the same round trip: on a
+   * mismatch, the head that caused it (seqno and data, read in the same atomic step; `null` when
+   * the key has no data), so a retry needs no `head()` first; on a commit, `next` itself (its
+   * `data` is the caller's bytes, not a copy). Reported to observers as a `compareAndSet`.
+   * The plain `compareAndSet` stays the cheaper call when the head is not wanted: its mismatch
+   * carries no payload.
+   *
+   * @example
+   * ```ts
+   * let head = await consensus.head(key);
+   * for (;;) {
+   *   const next = { seqno: head === null ? 0n : head.seqno + 1n, data: render(head) };
+   *   const { result, head: current } = await consensus.compareAndSetWithHead(key, head?.seqno ?? null, next);
+   *   if (result === CaSResult.Committed) break;
+   *   head = current; // no second round trip
+   * }
+   * ```
+   * @throws as `compareAndSet`.
+   */
+  async compareAndSetWithHead(
+    key: string,
+    expected: SeqNoInput | null,
+    next: VersionedDataInput,
+    options?: CallOptions,
+  ): Promise<CompareAndSetOutcome> {
+    const names = this.names.get(checkKey(key));
+    const expectedSeqNo = toExpected(expected);
+    const { seqno, payload } = toNext(next, expectedSeqNo);
+    const timeoutMs = this.callTimeout(options);
+    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CompareAndSetOutcome>> => {
+      const mark = this.durability?.mark(names.versions);
+      const reply = await this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, [
+        names.versions, names.data, names.registry,
+        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, CAS_WITH_HEAD,
+      ]);
+      if (reply !== CAS_COMMITTED) {
+        const head = decodeHead(reply);
+        return {
+          result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
+          bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
+        };
+      }
+      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
+      return { result: { result: CaSResult.Committed, head: { seqno, data: payload } }, bytesWritten: payload.length, count: 1 };
+    });
+  }
+
+  /**
+   * Appends the version `update` makes on top of the key's head: the read → compare-and-set →
+   * retry loop, done once. `update(head)` gets the head (`null`: the key has no data) and returns
+   * the next payload, or `undefined` to stop without writing; the new seqno is the head's plus 1
+   * (0 on a key with no data). `update` runs once per attempt, each time with the head that
+   * attempt is made on, so it must be a function of `head` alone (it may be async).
+   *
+   * - One round trip when nothing races it: the store remembers the last head it saw of each key
+   *   (`append.rememberHeads`), and a mismatch brings the current head back with it.
+   * - Appends to one key from this store take turns (single flight): each starts from the head
+   *   the one before committed, so they never race each other.
+   * - A race lost to another process is retried at once; from the second loss in a row on, after
+   *   a jittered backoff.
+   * - An attempt whose outcome is unknown (connection lost, no reply in time) is resolved before
+   *   anything else: the same version is sent again, and the head its reply brings says whether
+   *   the first one committed. `update` is never applied twice. Two writers whose payloads for the
+   *   same seqno are byte-identical cannot be told apart: make payloads unique if that matters.
+   *
+   * @param options bounds of this append: `maxAttempts` (default 100), `timeoutMs` for the
+   *   whole append, waiting for its turn included (default 10000), `backoff` (default
+   *   `{ minDelayMs: 1, maxDelayMs: 50 }`); store-wide defaults in `RedisConsensusOptions.append`.
+   * @returns `{ committed: true, head, attempts }` with the version committed, or
+   *   `{ committed: false, head, attempts }` when `update` stopped (nothing written).
+   * @throws TypeError / RangeError for invalid arguments, or what `update` throws (nothing written).
+   * @throws ExternalError `determinate: true` when a bound was reached (the message names it:
+   *   `maxAttempts` or `timeoutMs`) or Redis failed, and nothing was written;
+   *   `determinate: false` when a version was sent whose outcome could not be learned within the
+   *   bounds (the message names its seqno: read it back to learn whether it is yours).
+   * @example
+   * ```ts
+   * const appended = await consensus.append('counter', (head) =>
+   *   Buffer.from(String(Number(head?.data.toString() ?? '0') + 1)));
+   * if (appended.committed) console.log(`counter is ${appended.head.data} at ${appended.head.seqno}`);
+   * ```
+   */
+  append(key: string, update: AppendUpdate, options?: AppendOptions): Promise<AppendResult> {
+    return this.appender.append(key, update, options);
   }
 
   /**

@@ -73,6 +73,9 @@ export interface PrometheusObserverOptions<Registry> {
   buckets?: number[];
 }
 
+/** Buckets of the attempts-per-append histogram. */
+const APPEND_ATTEMPT_BUCKETS = [1, 2, 3, 5, 10, 20, 50, 100];
+
 /** The default latency buckets, in seconds. */
 export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -80,15 +83,17 @@ export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
 
 /**
  * An observer that feeds Prometheus metrics through `prom-client`. Every metric has an
- * `operation` label (`head`, `compareAndSet`, `scan`, `truncate`, `listKeys`); with the default
- * prefix they are:
+ * `operation` label (`head`, `compareAndSet`, `scan`, `truncate`, `listKeys`, `append`); with the
+ * default prefix they are:
  *
  * | metric | type | labels | counts |
  * |---|---|---|---|
  * | `redis_consensus_operations_started_total` | counter | operation | calls that passed argument checks and started |
  * | `redis_consensus_operations_succeeded_total` | counter | operation | calls that returned (a compare-and-set mismatch included: it is a normal result) |
  * | `redis_consensus_operations_failed_total` | counter | operation, outcome | calls that failed with an ExternalError; outcome `determinate` or `indeterminate` |
- * | `redis_consensus_mismatches_total` | counter | operation | compare-and-sets that returned ExpectationMismatch |
+ * | `redis_consensus_mismatches_total` | counter | operation | ExpectationMismatch replies: compare-and-sets that returned one (each attempt of an append is also a compareAndSet), and races an append lost |
+ * | `redis_consensus_append_attempts` | histogram | | compare-and-set attempts per append that ended (1 when nothing raced it) |
+ * | `redis_consensus_wait_seconds_total` | counter | operation | time appends spent waiting for their turn on a key and backing off after lost races |
  * | `redis_consensus_bytes_written_total` | counter | operation | payload bytes committed |
  * | `redis_consensus_bytes_read_total` | counter | operation | payload bytes returned |
  * | `redis_consensus_versions_truncated_total` | counter | operation | versions deleted by truncate |
@@ -128,7 +133,13 @@ export function prometheusObserver<Registry extends PromRegistry>(
   const failed = counter('operations_failed_total',
     'Operations that failed with an ExternalError, by outcome: determinate (did not take effect) or ' +
     'indeterminate (a write that may have taken effect).', ['operation', 'outcome']);
-  const mismatches = counter('mismatches_total', 'Compare-and-sets that returned ExpectationMismatch.');
+  const mismatches = counter('mismatches_total',
+    'ExpectationMismatch replies: compare-and-sets that returned one, races an append lost.');
+  const waited = counter('wait_seconds_total',
+    'Seconds appends spent waiting for their turn on a key and backing off after lost races.');
+  const appendAttempts = reuse('append_attempts',
+    (configuration) => new promClient.Histogram({ ...configuration, buckets: APPEND_ATTEMPT_BUCKETS }),
+    'Compare-and-set attempts per append that ended.', []);
   const bytesWritten = counter('bytes_written_total', 'Payload bytes committed.');
   const bytesRead = counter('bytes_read_total', 'Payload bytes returned by reads.');
   const truncated = counter('versions_truncated_total', 'Versions deleted by truncate.');
@@ -149,7 +160,9 @@ export function prometheusObserver<Registry extends PromRegistry>(
       } else {
         failed.inc({ operation, outcome });
       }
-      if (outcome === 'mismatch') mismatches.inc({ operation });
+      if (event.mismatches > 0) mismatches.inc({ operation }, event.mismatches);
+      if (event.waitedMs > 0) waited.inc({ operation }, event.waitedMs / 1000);
+      if (operation === 'append') appendAttempts.observe({}, event.attempts);
       // Zero increments are skipped so that series appear only for operations that move bytes.
       if (event.bytesWritten > 0) bytesWritten.inc({ operation }, event.bytesWritten);
       if (event.bytesRead > 0) bytesRead.inc({ operation }, event.bytesRead);
@@ -165,7 +178,7 @@ export interface OperationCounts {
   started: number;
   /** Calls that returned a result other than a mismatch. */
   ok: number;
-  /** Compare-and-sets that returned ExpectationMismatch. */
+  /** Calls that returned ExpectationMismatch (compareAndSet). */
   mismatch: number;
   /** Calls that failed with a determinate ExternalError: they did not take effect. */
   determinate: number;
@@ -175,10 +188,16 @@ export interface OperationCounts {
   bytesWritten: number;
   /** Payload bytes returned. */
   bytesRead: number;
-  /** Versions returned (head, scan), deleted (truncate) or committed (compareAndSet); keys listed. */
+  /** Versions returned (head, scan), deleted (truncate) or committed (compareAndSet, append); keys listed. */
   count: number;
   /** Sum of durations, in milliseconds. */
   totalMs: number;
+  /** Compare-and-set attempts made (compareAndSet: one per call; append: one or more per call). */
+  attempts: number;
+  /** ExpectationMismatch replies among those attempts (append: the races it lost). */
+  mismatches: number;
+  /** Time spent waiting for a turn on a key or backing off (append), in milliseconds. */
+  waitedMs: number;
 }
 
 /** An observer that keeps counts in memory; see `countingObserver`. */
@@ -198,6 +217,9 @@ export interface CountingObserver extends Required<Observer> {
  * const consensus = await RedisConsensus.connect(url, { observer });
  * // ...
  * console.log(observer.counts.compareAndSet.mismatch);
+ * // contention: lost races per append, time spent waiting
+ * const { append } = observer.counts;
+ * console.log(append.mismatches / append.started, append.waitedMs);
  * ```
  */
 export function countingObserver(): CountingObserver {
@@ -206,7 +228,7 @@ export function countingObserver(): CountingObserver {
     for (const operation of OPERATIONS) {
       counts[operation] = {
         started: 0, ok: 0, mismatch: 0, determinate: 0, indeterminate: 0,
-        bytesWritten: 0, bytesRead: 0, count: 0, totalMs: 0,
+        bytesWritten: 0, bytesRead: 0, count: 0, totalMs: 0, attempts: 0, mismatches: 0, waitedMs: 0,
       };
     }
   };
@@ -224,6 +246,9 @@ export function countingObserver(): CountingObserver {
       entry.bytesRead += event.bytesRead;
       entry.count += event.count;
       entry.totalMs += event.durationMs;
+      entry.attempts += event.attempts;
+      entry.mismatches += event.mismatches;
+      entry.waitedMs += event.waitedMs;
     },
   };
 }

@@ -11,6 +11,12 @@ export interface Report {
   readonly bytesWritten?: number;
   readonly bytesRead?: number;
   readonly count?: number;
+  /** Compare-and-set attempts; when absent, 1 for compareAndSet and 0 for the others. */
+  readonly attempts?: number;
+  /** Mismatch replies; when absent, 1 for a `mismatch` outcome and 0 otherwise. */
+  readonly mismatches?: number;
+  /** Time spent queued or backing off, in ms; 0 when absent. */
+  readonly waitedMs?: number;
 }
 
 /** An operation's result with its report. */
@@ -19,7 +25,8 @@ export type Reported<T> = Report & { readonly result: T };
 /** One operation under observation: `finish` or `fail` it exactly once. */
 export interface Observation {
   finish(report: Report): void;
-  fail(err: unknown): void;
+  /** `report` carries what a failed operation did before it failed (append's attempts). */
+  fail(err: unknown, report?: Report): void;
 }
 
 const UNOBSERVED: Observation = { finish() {}, fail() {} };
@@ -32,10 +39,14 @@ export function begin(observer: Observer | undefined, operation: OperationName):
   const finished = (outcome: Outcome, report: Report): void => safely(() => observer.finished?.({
     operation, outcome, durationMs: performance.now() - started,
     bytesWritten: report.bytesWritten ?? 0, bytesRead: report.bytesRead ?? 0, count: report.count ?? 0,
+    attempts: report.attempts ?? (operation === 'compareAndSet' ? 1 : 0),
+    mismatches: report.mismatches ?? (outcome === 'mismatch' ? 1 : 0),
+    waitedMs: report.waitedMs ?? 0,
   }));
   return {
     finish: (report) => finished(report.outcome ?? 'ok', report),
-    fail: (err) => finished((err as { determinate?: boolean } | null)?.determinate === false ? 'indeterminate' : 'determinate', {}),
+    fail: (err, report = {}) => finished(
+      (err as { determinate?: boolean } | null)?.determinate === false ? 'indeterminate' : 'determinate', report),
   };
 }
 

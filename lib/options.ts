@@ -2,7 +2,8 @@
  * Settings: the defaults of every option, and a store's options checked and merged with them once,
  * in the constructor.
  */
-import { checkDurability, checkPrefix, checkRetry, checkTimeout } from './arguments.js';
+import { checkAppendOptions, checkCount, checkDurability, checkPrefix, checkRetry, checkTimeout } from './arguments.js';
+import type { AppendBounds } from './arguments.js';
 import { DEFAULT_PREFIX } from './layout.js';
 import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions } from './types.js';
 
@@ -12,6 +13,15 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 /** Retries of failures known not to have run, unless the options say otherwise. */
 export const DEFAULT_RETRY: Readonly<Required<RetryOptions>> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
 
+/**
+ * Bounds of every append unless the store's or the call's options say otherwise: enough attempts
+ * for dozens of processes racing on one key, and twice the default call timeout in all.
+ */
+export const DEFAULT_APPEND: AppendBounds = { maxAttempts: 100, timeoutMs: 10_000, backoff: { minDelayMs: 1, maxDelayMs: 50 } };
+
+/** How many keys' last seen heads `append` remembers, unless the options say otherwise. */
+export const DEFAULT_REMEMBER_HEADS = 1000;
+
 /** A store's settings, checked and complete. */
 export interface Settings {
   readonly prefix: string;
@@ -19,6 +29,8 @@ export interface Settings {
   readonly retry: Required<RetryOptions>;
   readonly durability: Required<DurabilityOptions> | undefined;
   readonly observer: Observer | undefined;
+  readonly append: AppendBounds;
+  readonly rememberHeads: number;
 }
 
 /** @throws TypeError or RangeError for invalid options. */
@@ -29,5 +41,7 @@ export function resolveOptions(options: RedisConsensusOptions): Settings {
     retry: checkRetry({ ...DEFAULT_RETRY, ...options.retry }),
     durability: checkDurability(options.durability),
     observer: options.observer,
+    append: checkAppendOptions(options.append, DEFAULT_APPEND, 'append'),
+    rememberHeads: checkCount(options.append?.rememberHeads ?? DEFAULT_REMEMBER_HEADS, 'append.rememberHeads'),
   };
 }

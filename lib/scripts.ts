@@ -101,6 +101,15 @@ export const CAS_COMMITTED = 1;
 export const CAS_MISMATCH = 0;
 export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;
 
+/**
+ * `compareAndSet-3.lua` called with `withHead` = '1': committed, or the head that caused the
+ * mismatch (`{}` when the key has no data) as `head-2.lua` returns it.
+ */
+export type CompareAndSetWithHeadReply = typeof CAS_COMMITTED | HeadReply;
+
+/** The flag (ARGV[5] of `compareAndSet-3.lua`) that asks for the head with a mismatch. */
+export const CAS_WITH_HEAD = '1';
+
 /** `scan-2.lua`: `{}`, or the seqnos then their payloads in chunks. */
 export type ScanReply = [] | [Wire[], ...Wire[][]];
 

@@ -33,7 +33,7 @@ export const CaSResult = {
 export type CaSResult = (typeof CaSResult)[keyof typeof CaSResult];
 
 /** Every operation, as named in metrics. */
-export const OPERATIONS = ['head', 'compareAndSet', 'scan', 'truncate', 'listKeys'] as const;
+export const OPERATIONS = ['head', 'compareAndSet', 'scan', 'truncate', 'listKeys', 'append'] as const;
 
 /** The operations, as named in metrics. */
 export type OperationName = (typeof OPERATIONS)[number];
@@ -56,8 +56,24 @@ export interface OperationEvent {
   readonly bytesWritten: number;
   /** Payload bytes received (head, scan). */
   readonly bytesRead: number;
-  /** Versions deleted (truncate) or returned (head, scan); keys yielded (listKeys). */
+  /** Versions deleted (truncate), returned (head, scan) or committed (compareAndSet, append); keys yielded (listKeys). */
   readonly count: number;
+  /**
+   * Compare-and-set script calls the operation made: 1 for compareAndSet, 1 or more for append
+   * (0 when its `update` stopped before writing), 0 for the others.
+   */
+  readonly attempts: number;
+  /**
+   * ExpectationMismatch replies among those attempts: 1 for a compareAndSet that mismatched; for
+   * append, the races it lost (and retried) before it committed, stopped or gave up.
+   */
+  readonly mismatches: number;
+  /**
+   * Time spent waiting rather than talking to Redis, in ms (included in `durationMs`): append's
+   * turn behind earlier appends to the same key from this store, and its backoff after lost
+   * races. 0 for the others.
+   */
+  readonly waitedMs: number;
 }
 
 /** Hooks for metrics; see `prometheusObserver` for ready wiring. Keep them cheap: they run inline. */
@@ -105,6 +121,14 @@ export interface RedisConsensusOptions {
   durability?: DurabilityOptions;
   /** Metrics hooks. */
   observer?: Observer;
+  /** Defaults of every `append` of this store, and how many heads it remembers. */
+  append?: AppendOptions & {
+    /**
+     * How many keys' last seen heads (payloads included) `append` remembers, least recently used
+     * first out. Default 1000. 0 turns the memory off: every append starts with a read.
+     */
+    rememberHeads?: number;
+  };
 }
 
 /** Per-call settings. */
@@ -112,3 +136,63 @@ export interface CallOptions {
   /** Overrides the store's `timeoutMs` for this call. */
   timeoutMs?: number;
 }
+
+/** What `compareAndSetWithHead` returns: the result, and the head that goes with it. */
+export interface CompareAndSetOutcome {
+  /** `Committed` or `ExpectationMismatch`, exactly as `compareAndSet` would have returned. */
+  readonly result: CaSResult;
+  /**
+   * On `Committed`, the version just committed (`next`). On `ExpectationMismatch`, the head that
+   * caused the mismatch, read in the same atomic step (seqno and data), or `null` when the key
+   * has no data.
+   */
+  readonly head: VersionedData | null;
+}
+
+/**
+ * What `append` calls to make the next version: given the key's head (`null` for a key with no
+ * data), the payload of the version to put on top of it, or `undefined` to stop without writing.
+ * It may be called more than once per append (once per attempt, each time with the head that
+ * attempt is made on), so it must not have effects outside its return value; it may be async.
+ */
+export type AppendUpdate = (head: VersionedData | null) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+
+/** Backoff after repeated lost races, with jitter. */
+export interface AppendBackoff {
+  /** Longest delay after the second loss in a row, in ms; it doubles with each loss after. Default 1. */
+  minDelayMs?: number;
+  /** Longest delay between attempts, in ms. Default 50. */
+  maxDelayMs?: number;
+}
+
+/** Bounds of one `append`; store-wide defaults go in `RedisConsensusOptions.append`. */
+export interface AppendOptions {
+  /** Compare-and-set attempts in all (the first included). Default 100. */
+  maxAttempts?: number;
+  /**
+   * How long the whole append may take, in ms: its wait behind earlier appends to the same key
+   * from this store, every attempt, every backoff. Default 10000.
+   */
+  timeoutMs?: number;
+  /** Backoff after the second and later lost races in a row. The first loss retries at once. */
+  backoff?: AppendBackoff;
+}
+
+/** What `append` did. */
+export type AppendResult =
+  | {
+    /** `update` returned a payload and it committed. */
+    readonly committed: true;
+    /** The version committed: `seqno` is the previous head's plus 1 (0 on a key with no data). */
+    readonly head: VersionedData;
+    /** Compare-and-set attempts made (1 when nobody raced it and the head was known). */
+    readonly attempts: number;
+  }
+  | {
+    /** `update` returned `undefined`: nothing was written. */
+    readonly committed: false;
+    /** The head `update` was given when it stopped. */
+    readonly head: VersionedData | null;
+    /** Compare-and-set attempts made before `update` stopped (lost races). */
+    readonly attempts: number;
+  };

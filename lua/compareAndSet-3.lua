@@ -13,22 +13,34 @@
     ARGV[2] seqno     19-digit seqno of the new version
     ARGV[3] payload   bytes of the new version (never inspected: ioredis-mock passes it as userdata)
     ARGV[4] member    the key's registry member
+    ARGV[5] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
+                      absent for the plain compareAndSet, whose replies stay 1 and 0
 
   Output:
-    1  committed
-    0  expectation mismatch; nothing changed
+    1                 committed
+    0                 expectation mismatch; nothing changed (ARGV[5] absent)
+    {}                expectation mismatch, the key has no data (ARGV[5] = '1')
+    {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
+                      step (ARGV[5] = '1')
 ]]
 --- @include "includes/headOf"
 
 local rcall = redis.call
 local versions, data, registry = KEYS[1], KEYS[2], KEYS[3]
-local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expected, seqno, payload, member, withHead = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local head = headOf(versions)
 if head then
-  if head ~= expected then return 0 end
+  if head ~= expected then
+    -- Only a mismatch looks at withHead: the committing path does the same work as without it.
+    if withHead == '1' then return {head, rcall('HGET', data, head)} end
+    return 0
+  end
 else
-  if expected ~= '' then return 0 end
+  if expected ~= '' then
+    if withHead == '1' then return {} end
+    return 0
+  end
   rcall('SADD', registry, member)
 end
 rcall('ZADD', versions, 0, seqno)

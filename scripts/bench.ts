@@ -244,7 +244,7 @@ async function operationMatrix(r: Rig, prefix: string): Promise<Cell[]> {
 }
 
 const BASELINE_OF: Record<Operation, 'SET'> = {
-  head: 'SET', compareAndSet: 'SET', scan: 'SET', truncate: 'SET', listKeys: 'SET',
+  head: 'SET', compareAndSet: 'SET', scan: 'SET', truncate: 'SET', listKeys: 'SET', append: 'SET',
 };
 
 function find(cells: readonly Cell[], name: Cell['name'], inFlight: number, keys: number): Cell | undefined {

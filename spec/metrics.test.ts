@@ -55,6 +55,7 @@ for (const backend of await backends()) {
       assert.equal(counts.compareAndSet, {
         started: 3, ok: 2, mismatch: 1, determinate: 0, indeterminate: 0,
         bytesWritten: 8, bytesRead: 0, count: 2, totalMs: counts.compareAndSet.totalMs,
+        attempts: 3, mismatches: 1, waitedMs: 0,
       });
       assert.ok(counts.compareAndSet.totalMs > 0);
       assert.is(counts.head.started, 1);
@@ -94,6 +95,40 @@ counting('an indeterminate write is counted as such', async () => {
   }
 });
 
+counting('an append that lost races reports its attempts, lost races and waits; each attempt is a compareAndSet', async () => {
+  const observer = countingObserver();
+  const backend = mockBackend();
+  const store = await backend.store({ observer });
+  const peer = await backend.peer(store);
+  try {
+    await store.consensus.append('k', () => bytes('first'));
+    let losses = 0;
+    const appended = await store.consensus.append('k', async (head) => {
+      if (losses < 2) {
+        losses++;
+        await peer.compareAndSet('k', head!.seqno, { seqno: head!.seqno + 1n, data: bytes(`peer ${losses}`) });
+      }
+      return bytes('mine');
+    }, { backoff: { minDelayMs: 20, maxDelayMs: 20 } });
+    assert.is(appended.attempts, 3);
+    const { append, compareAndSet, head } = observer.counts;
+    assert.is(append.started, 2);
+    assert.is(append.ok, 2);
+    assert.is(append.count, 2);
+    assert.is(append.attempts, 1 + 3);
+    assert.is(append.mismatches, 2);
+    // The second loss in a row backs off at least half the ceiling (20 ms).
+    assert.ok(append.waitedMs >= 9, `waited ${append.waitedMs} ms`);
+    assert.is(append.bytesWritten, 5 + 4);
+    assert.is(compareAndSet.started, 4);
+    assert.is(compareAndSet.mismatch, 2);
+    assert.is(head.started, 1, 'only the very first append read the head');
+  } finally {
+    await peer.close();
+    await store.dispose();
+  }
+});
+
 counting.run();
 
 const prometheus = suite('prometheusObserver');
@@ -105,10 +140,11 @@ prometheus('registers documented metrics whose values match the operations done'
     await workload(store.consensus);
     const names = (await registry.getMetricsAsJSON()).map((m) => m.name).sort();
     assert.equal(names, [
-      'redis_consensus_bytes_read_total', 'redis_consensus_bytes_written_total',
+      'redis_consensus_append_attempts', 'redis_consensus_bytes_read_total', 'redis_consensus_bytes_written_total',
       'redis_consensus_mismatches_total', 'redis_consensus_operation_duration_seconds',
       'redis_consensus_operations_failed_total', 'redis_consensus_operations_started_total',
       'redis_consensus_operations_succeeded_total', 'redis_consensus_versions_truncated_total',
+      'redis_consensus_wait_seconds_total',
     ]);
     const value = (name: string, labels: Record<string, string>): Promise<number> =>
       sample(registry, `redis_consensus_${name}`, labels);
@@ -136,6 +172,31 @@ prometheus('registers documented metrics whose values match the operations done'
   }
 });
 
+prometheus('append contention: attempts per append, lost races and waiting time', async () => {
+  const registry = new promClient.Registry();
+  const backend = mockBackend();
+  const store = await backend.store({ observer: prometheusObserver(promClient, { registry }) });
+  const peer = await backend.peer(store);
+  try {
+    await store.consensus.append('k', () => bytes('a'));
+    await peer.compareAndSet('k', 0n, { seqno: 1n, data: bytes('peer') });
+    await store.consensus.append('k', () => bytes('b'));
+    const value = (name: string, labels: Record<string, string>): Promise<number> =>
+      sample(registry, `redis_consensus_${name}`, labels);
+    assert.is(await value('mismatches_total', { operation: 'append' }), 1);
+    assert.is(await value('mismatches_total', { operation: 'compareAndSet' }), 1);
+    const attempts = (await registry.getMetricsAsJSON()).find((m) => m.name === 'redis_consensus_append_attempts');
+    const part = (suffix: string): number | undefined => attempts?.values
+      .find((v) => (v as { metricName?: string }).metricName === `redis_consensus_append_attempts_${suffix}`)?.value;
+    assert.is(part('sum'), 1 + 2, 'one attempt, then two (a lost race)');
+    assert.is(part('count'), 2);
+    assert.is(await value('operations_succeeded_total', { operation: 'append' }), 2);
+  } finally {
+    await peer.close();
+    await store.dispose();
+  }
+});
+
 prometheus('two observers on one registry share the metrics; a custom prefix and buckets apply', async () => {
   const registry = new promClient.Registry();
   const first = prometheusObserver(promClient, { registry, prefix: 'app_rc_', buckets: [0.5, 1] });
@@ -143,7 +204,9 @@ prometheus('two observers on one registry share the metrics; a custom prefix and
   first.started?.('head');
   second.started?.('head');
   assert.is(await sample(registry, 'app_rc_operations_started_total', { operation: 'head' }), 2);
-  second.finished?.({ operation: 'head', outcome: 'ok', durationMs: 2, bytesWritten: 0, bytesRead: 0, count: 0 });
+  second.finished?.({
+    operation: 'head', outcome: 'ok', durationMs: 2, bytesWritten: 0, bytesRead: 0, count: 0, attempts: 0, mismatches: 0, waitedMs: 0,
+  });
   assert.match(await registry.metrics(), 'app_rc_operation_duration_seconds_bucket{le="0.5",operation="head",outcome="ok"} 1');
   assert.throws(() => prometheusObserver(promClient, { registry, prefix: 'bad prefix' }), RangeError);
 });
@@ -167,7 +230,9 @@ combined('forwards to every observer, even when one throws', () => {
   };
   const both = combineObservers(throwing, counting, {});
   both.started?.('head');
-  const event: OperationEvent = { operation: 'head', outcome: 'ok', durationMs: 1, bytesWritten: 0, bytesRead: 4, count: 1 };
+  const event: OperationEvent = {
+    operation: 'head', outcome: 'ok', durationMs: 1, bytesWritten: 0, bytesRead: 4, count: 1, attempts: 0, mismatches: 0, waitedMs: 0,
+  };
   both.finished?.(event);
   assert.is(counting.counts.head.started, 1);
   assert.is(counting.counts.head.bytesRead, 4);

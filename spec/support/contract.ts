@@ -148,6 +148,129 @@ export function contractSuite(backend: Backend): void {
     }
   });
 
+  // compareAndSetWithHead
+
+  test('compareAndSetWithHead on a mismatch returns the head as head() reads it, seqnos above 2^53 and empty payloads included', async ({ consensus }) => {
+    const high = 2n ** 53n + 1n;
+    assert.is(await consensus.compareAndSet('k', null, { seqno: high, data: new Uint8Array(0) }), CaSResult.Committed);
+    const stale = await consensus.compareAndSetWithHead('k', high - 1n, { seqno: high + 5n, data: bytes('x') });
+    assert.is(stale.result, CaSResult.ExpectationMismatch);
+    const head = await consensus.head('k');
+    assert.is(stale.head?.seqno, high);
+    assert.is(stale.head?.seqno, head?.seqno);
+    assert.ok(Buffer.isBuffer(stale.head!.data));
+    assert.equal(Buffer.from(stale.head!.data), Buffer.from(head!.data));
+    assert.is(stale.head!.data.length, 0);
+    await consensus.compareAndSet('k', high, { seqno: SEQNO_MAX, data: Buffer.from([0, 0xff, 0x80]) });
+    const above = await consensus.compareAndSetWithHead('k', null, { seqno: 1n, data: bytes('y') });
+    assert.is(above.result, CaSResult.ExpectationMismatch);
+    assert.is(above.head?.seqno, SEQNO_MAX);
+    assert.equal(above.head!.data.toString('hex'), '00ff80');
+  });
+
+  test('compareAndSetWithHead on a key with no data returns a null head and changes nothing', async ({ consensus, store }) => {
+    const before = await snapshot(store.raw, store.prefix);
+    const outcome = await consensus.compareAndSetWithHead('empty', 3n, { seqno: 4n, data: bytes('x') });
+    assert.equal(outcome, { result: CaSResult.ExpectationMismatch, head: null });
+    assert.is(await consensus.head('empty'), null);
+    assert.is(await snapshot(store.raw, store.prefix), before);
+    assert.equal(await listed(consensus), []);
+  });
+
+  test('compareAndSetWithHead on a commit returns the version committed', async ({ consensus }) => {
+    const outcome = await consensus.compareAndSetWithHead('k', null, { seqno: 0n, data: bytes('first') });
+    assert.is(outcome.result, CaSResult.Committed);
+    assert.is(outcome.head?.seqno, 0n);
+    assert.equal(Buffer.from(outcome.head!.data), bytes('first'));
+    assert.equal(await consensus.head('k'), outcome.head);
+  });
+
+  // append
+
+  test('append on a key with no data commits seqno 0, and each next append the head plus 1', async ({ consensus }) => {
+    const seen: Array<bigint | null> = [];
+    const update = (head: VersionedData | null): Buffer => {
+      seen.push(head?.seqno ?? null);
+      return bytes(`after ${head?.seqno ?? 'nothing'}`);
+    };
+    const first = await consensus.append('k', update);
+    assert.equal(first, { committed: true, head: { seqno: 0n, data: bytes('after nothing') }, attempts: 1 });
+    const second = await consensus.append('k', update);
+    assert.is(second.committed, true);
+    assert.is(second.head?.seqno, 1n);
+    assert.equal(seen, [null, 0n]);
+    assert.equal((await consensus.scan('k', 0n, SCAN_ALL)).map((v) => v.data.toString()), ['after nothing', 'after 0']);
+  });
+
+  test('append after another writer moved the head commits on top of that head', async ({ consensus, store }) => {
+    const peer = await backend.peer(store);
+    try {
+      await consensus.append('k', () => bytes('mine'));
+      await appendVersions(peer, 'k', 3, 1);
+      const seen: Array<bigint | null> = [];
+      const appended = await consensus.append('k', (head) => {
+        seen.push(head?.seqno ?? null);
+        return bytes(`on ${head?.seqno}`);
+      });
+      assert.is(appended.head?.seqno, 4n);
+      // It guessed the head it remembered (0), lost, and retried on the head the mismatch brought.
+      assert.equal(seen, [0n, 3n]);
+      assert.is(appended.attempts, 2);
+      assert.equal((await peer.head('k'))?.data, bytes('on 3'));
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('append whose update returns undefined writes nothing', async ({ consensus, store }) => {
+    await appendVersions(consensus, 'k', 2);
+    const before = await snapshot(store.raw, store.prefix);
+    const stopped = await consensus.append('k', (head) => (head?.data.toString() === 'v1' ? undefined : bytes('no')));
+    assert.equal(stopped, { committed: false, head: { seqno: 1n, data: bytes('v1') }, attempts: 0 });
+    const onEmpty = await consensus.append('empty', () => undefined);
+    assert.equal(onEmpty, { committed: false, head: null, attempts: 0 });
+    assert.is(await snapshot(store.raw, store.prefix), before);
+    assert.equal(await listed(consensus), ['k']);
+  });
+
+  test('append gives up after maxAttempts lost races with a determinate ExternalError naming the bound', async ({ consensus, store }) => {
+    const peer = await backend.peer(store);
+    try {
+      await appendVersions(peer, 'k', 1);
+      let calls = 0;
+      // Every attempt loses: another writer commits between the update and its compare-and-set.
+      await rejectsWith(consensus.append('k', async (head) => {
+        calls++;
+        const seqno = (head?.seqno ?? -1n) + 1n;
+        await peer.compareAndSet('k', head?.seqno ?? null, { seqno, data: bytes(`peer ${seqno}`) });
+        return bytes(`mine ${calls}`);
+      }, { maxAttempts: 3, backoff: { minDelayMs: 0, maxDelayMs: 0 } }), (err) => {
+        assert.instance(err, ExternalError);
+        assert.is((err as ExternalError).determinate, true);
+        assert.match((err as Error).message, /^determinate: append to "k" gave up: maxAttempts \(3\) reached after 3 attempts, 3 lost races/);
+      });
+      assert.is(calls, 3);
+      const all = await peer.scan('k', 0n, SCAN_ALL);
+      assert.equal(seqnos(all), [0n, 1n, 2n, 3n]);
+      assert.not.ok(all.some((version) => version.data.toString().startsWith('mine')));
+    } finally {
+      await peer.close();
+    }
+  });
+
+  test('append gives up when its time bound passes with a determinate ExternalError naming timeoutMs', async ({ consensus, store }) => {
+    const before = await snapshot(store.raw, store.prefix);
+    await rejectsWith(consensus.append('k', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      return bytes('too late');
+    }, { timeoutMs: 30 }), (err) => {
+      assert.instance(err, ExternalError);
+      assert.is((err as ExternalError).determinate, true);
+      assert.match((err as Error).message, /gave up: timeoutMs \(30 ms\) reached after 0 attempts/);
+    });
+    assert.is(await snapshot(store.raw, store.prefix), before);
+  });
+
   // scan
 
   test('scan returns up to limit versions with seqno >= from, ascending', async ({ consensus }) => {
