@@ -42,6 +42,19 @@ export interface WorkloadOptions {
    * instead of `RedisConsensus.connect`. Real Redis only.
    */
   readonly givenClients?: boolean;
+  /**
+   * What each client runs: `mixed` (default), the read-modify-write mix below; or `append`, where
+   * each client runs `writersPerClient` concurrent loops of `append` (single flight inside one
+   * store, races between stores), plus a few bare heads.
+   */
+  readonly mode?: 'mixed' | 'append';
+  /** Concurrent append loops per client in `append` mode. Default 2. */
+  readonly writersPerClient?: number;
+  /**
+   * `append` mode: each client runs at least this long after it is connected, however late its
+   * process started (forked processes on a loaded machine can take seconds to load). Default 0.
+   */
+  readonly minRunMs?: number;
 }
 
 /** A history and what it took to make it. */
@@ -63,6 +76,9 @@ export interface ClientPlan {
   readonly operations: number;
   readonly timeoutMs: number;
   readonly givenClients: boolean;
+  readonly mode: 'mixed' | 'append';
+  readonly writersPerClient: number;
+  readonly minRunMs: number;
   /** `process.hrtime.bigint()` of the parent at the start, as a decimal string. */
   readonly epoch: string;
 }
@@ -87,6 +103,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
     operations: options.operationsPerClient ?? Number.MAX_SAFE_INTEGER,
     timeoutMs: options.timeoutMs ?? 2000,
     givenClients: options.givenClients ?? false,
+    mode: options.mode ?? 'mixed',
+    writersPerClient: options.writersPerClient ?? 2,
+    minRunMs: options.minRunMs ?? 0,
     epoch: epoch.toString(),
   }));
   let histories: Operation[][];
@@ -125,7 +144,8 @@ export async function runClients(plans: readonly ClientPlan[]): Promise<Operatio
     }
   }));
   try {
-    return await Promise.all(plans.map((plan, i) => runClient(stores[i]!, plan)));
+    return await Promise.all(plans.map((plan, i) =>
+      (plan.mode === 'append' ? runAppendClient : runClient)(stores[i]!, plan)));
   } finally {
     await Promise.all(stores.map((store) => store.close()));
     for (const client of given) client.disconnect();
@@ -244,6 +264,69 @@ async function runClient(consensus: RedisConsensus, plan: ClientPlan): Promise<O
       await compareAndSet(key, stale < 0n ? null : stale, lastSeen(key) + 1n);
     }
   }
+  return history;
+}
+
+/**
+ * One client in `append` mode: `writersPerClient` loops, each appending a payload nobody else
+ * writes (a token) to a random key, and sometimes reading the head. A committed append is
+ * recorded as the compare-and-set it amounts to: on top of the head its `update` last saw. So
+ * is an indeterminate one (the version still unknown is the one made from that head); a
+ * determinate failure wrote nothing. An `update` that saw a head other than the one just below
+ * the seqno that committed is recorded as a violation (`update-saw-wrong-head`).
+ */
+async function runAppendClient(consensus: RedisConsensus, plan: ClientPlan): Promise<Operation[]> {
+  const epoch = BigInt(plan.epoch);
+  const now = (): number => Number(process.hrtime.bigint() - epoch) / 1e6;
+  const history: Operation[] = [];
+  let counter = 0;
+  let random = (plan.client + 7) * 2654435761 % 2 ** 32;
+  const rng = (): number => {
+    random ^= random << 13;
+    random ^= random >>> 17;
+    random ^= random << 5;
+    return (random >>> 0) / 2 ** 32;
+  };
+  const stopAt = Math.max(plan.stopAt, now() + plan.minRunMs);
+  const writer = async (): Promise<void> => {
+    while (now() < stopAt && counter < plan.operations) {
+      const key = `k${Math.floor(rng() * plan.keys)}`;
+      const start = now();
+      if (rng() < 0.15) {
+        try {
+          const head = await consensus.head(key);
+          history.push({ key, client: plan.client, op: 'head', start, end: now(), result: head === null ? null : toVersion(head) });
+        } catch (err) {
+          if (!(err instanceof ExternalError)) throw err;
+        }
+        continue;
+      }
+      const token = Buffer.concat([Buffer.from(`a${plan.client}.${counter++}`), Buffer.from([0, 0xff])]);
+      let saw: VersionedData | null = null;
+      const update = (head: VersionedData | null): Buffer => {
+        saw = head;
+        return token;
+      };
+      const base = (): { expected: bigint | null; next: Version } => {
+        const seen = saw as VersionedData | null;
+        return { expected: seen?.seqno ?? null, next: { seqno: seen === null ? 0n : seen.seqno + 1n, data: token.toString('hex') } };
+      };
+      try {
+        const appended = await consensus.append(key, update);
+        if (!appended.committed) throw new Error('update never stops here');
+        const { expected, next } = base();
+        if (next.seqno !== appended.head.seqno || appended.head.data.toString('hex') !== next.data) {
+          throw new Error(`update-saw-wrong-head: committed ${appended.head.seqno}, update last saw ${expected}`);
+        }
+        history.push({ key, client: plan.client, op: 'compareAndSet', start, end: now(), expected, next, result: 'Committed' });
+      } catch (err) {
+        if (!(err instanceof ExternalError)) throw err;
+        // A determinate failure is recorded too: the checker drops it (it wrote nothing).
+        history.push({ key, client: plan.client, op: 'compareAndSet', start, end: now(), ...base(), error: err.determinate ? 'determinate' : 'indeterminate' });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: plan.writersPerClient }, writer));
   return history;
 }
 
