@@ -7,7 +7,7 @@
  *   npm run bench -- --mock            # ioredis-mock (no scale or memory sections)
  *   npm run bench -- --json out.json   # also write every figure as JSON
  *   npm run bench -- --only operations,memory   # some sections only (operations, focus,
- *                                      # breakdown, history, truncate, listKeys, memory)
+ *                                      # breakdown, history, truncate, listKeys, memory, append)
  *
  * Every operation runs through one RedisConsensus with one connection, as a real worker would;
  * "in flight" is how many calls that worker has outstanding at once (a closed loop). Numbers on a
@@ -25,6 +25,8 @@ import type { OperationName } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
 import { COMMANDS, defineScripts } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
+import { appendAcrossProcesses, appendInProcess } from './bench-append.js';
+import type { AppendRow } from './bench-append.js';
 import {
   commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep,
   startServer, table, usedMemory,
@@ -42,7 +44,7 @@ const { values: args } = parseArgs({
 });
 const QUICK = args.quick === true;
 const MOCK = args.mock === true;
-const SECTIONS = new Set((args.only ?? 'operations,focus,breakdown,history,truncate,listKeys,memory').split(','));
+const SECTIONS = new Set((args.only ?? 'operations,focus,breakdown,history,truncate,listKeys,memory,append').split(','));
 /** Ports for the bench's own redis-server (loopback only). */
 const PORTS = { first: 7400, last: 7449 };
 const MOCK_PORT = 7400;
@@ -717,6 +719,40 @@ function targets(
   return out;
 }
 
+/**
+ * `append` against the README's loop (head, compareAndSet, re-read on a mismatch), same run,
+ * interleaved: one writer on a key; 32 writers on one key in one process; 8 processes on one key.
+ */
+async function appendSection(r: Rig, prefix: string): Promise<AppendRow[]> {
+  const space = `${prefix}-append`;
+  const consensus = await r.consensus(space);
+  const rows: AppendRow[] = [];
+  const calls = MOCK ? 100 : QUICK ? 1500 : 4000;
+  const [loop1, append1] = await appendInProcess(consensus, space, 1, calls, ROUNDS, PAYLOAD, progress);
+  rows.push({ scenario: '(a) 1 writer on a key', loop: loop1!, append: append1! });
+  const [loop32, append32] = await appendInProcess(consensus, space, 32, calls, ROUNDS, PAYLOAD, progress);
+  rows.push({ scenario: '(b) 32 writers on one key, one process', loop: loop32!, append: append32! });
+  if (!MOCK) {
+    const [loopP, appendP] = await appendAcrossProcesses(r.url!, space, 8, QUICK ? 1000 : 2000, QUICK ? 2 : 4, progress);
+    rows.push({ scenario: '(c) 8 processes x 1 writer on one key', loop: loopP!, append: appendP! });
+  }
+  await consensus.close();
+  await deletePrefix(r.raw, space);
+  const targetOf = [1.6, 5, 1.4];
+  say('## append against the README loop (head + compareAndSet, re-read on mismatch), 1 KiB payloads');
+  say('Commits per second and latency per commit (retries included), measured in the same run.');
+  say();
+  say(table(['scenario', 'loop commits/s', 'append commits/s', 'x loop', 'target', '', 'loop p50/p99 us', 'append p50/p99 us'],
+    rows.map((row, i) => {
+      const times = row.append.opsPerSec / row.loop.opsPerSec;
+      return [row.scenario, num(row.loop.opsPerSec), num(row.append.opsPerSec), ratio(row.append.opsPerSec, row.loop.opsPerSec),
+        `>= ${targetOf[i]}x`, MOCK ? '' : times >= targetOf[i]! ? 'PASS' : 'MISS',
+        `${num(row.loop.p50us)} / ${num(row.loop.p99us)}`, `${num(row.append.p50us)} / ${num(row.append.p99us)}`];
+    })));
+  say();
+  return rows;
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const r = await rig();
@@ -752,6 +788,8 @@ async function main(): Promise<void> {
     report.listKeys = SECTIONS.has('listKeys') ? await listScale(r, prefix) : [];
     const memory = SECTIONS.has('memory') ? await memoryScale(r, prefix) : [];
     report.memory = memory;
+    gc();
+    report.append = SECTIONS.has('append') ? await appendSection(r, prefix) : [];
     // The compare-and-set targets are judged on the focused measurement when there is one.
     if (MOCK) {
       say('ioredis-mock runs every script in a fresh JavaScript Lua VM: its figures check that the bench');
