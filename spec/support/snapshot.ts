@@ -17,7 +17,7 @@ export async function snapshot(raw: Redis, prefix: string): Promise<string> {
   for (const name of names) {
     const type = await raw.type(name);
     let content: unknown;
-    if (type === 'zset') content = await raw.zrange(name, 0, -1, 'WITHSCORES');
+    if (type === 'zset') content = await raw.zrange(name, '0', '-1', 'WITHSCORES');
     else if (type === 'hash') {
       const entries = Object.entries(await raw.hgetallBuffer(name));
       content = entries.sort(([a], [b]) => (a < b ? -1 : 1)).map(([field, value]) => [field, value.toString('hex')]);
