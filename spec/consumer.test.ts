@@ -150,20 +150,33 @@ const TS_PROJECTS: Array<[string, string, Record<string, unknown>]> = [
   ['commonjs (node10 resolution)', 'commonjs', { module: 'commonjs', moduleResolution: 'node10', esModuleInterop: true }],
 ];
 
-test('TypeScript, strict, under every module resolution; a user unit test on ioredis-mock; an esbuild bundle', async () => {
-  if (!available) return;
-  const projects = TS_PROJECTS.map(([name, type, options], i) => consumers!.project(`ts-${i}`, {
+/** The TypeScript projects, compiled once: tsc's complaints, if any (it emits JavaScript regardless). */
+let compiled: Promise<string[]> | undefined;
+function tsProjects(): { projects: string[]; complaints: Promise<string[]> } {
+  const projects = TS_PROJECTS.map((_, i) => join(consumers!.dir, `ts-${i}`));
+  compiled ??= Promise.all(TS_PROJECTS.map(([name, type, options], i) => tsc(consumers!.project(`ts-${i}`, {
     'package.json': JSON.stringify({ name: `consumer-${i}`, private: true, type }),
     'tsconfig.json': tsconfig(options),
     'src/main.ts': ESM_PROGRAM,
     ...(name === 'nodenext' ? { 'src/mock.test.ts': MOCK_TEST } : {}),
-  }));
+  })).then(() => '', (err: Error) => `${name}: ${err.message}`)));
+  return { projects, complaints: compiled };
+}
+
+test('TypeScript projects type-check with strict under nodenext, bundler and commonjs, the user\'s own client passed in without a cast', async () => {
+  if (!available) return;
+  assert.equal((await tsProjects().complaints).filter((complaint) => complaint !== ''), []);
+});
+
+test('the compiled TypeScript projects, an esbuild single-file bundle and a user unit test on ioredis-mock run', async () => {
+  if (!available) return;
+  const { projects, complaints } = tsProjects();
   const esm = consumers!.project('bundle-source', { 'main.mjs': ESM_PROGRAM });
   // The bundle runs from a directory of its own: no node_modules, no lua/ anywhere above it.
   const bundleDir = mkdtempSync(join(tmpdir(), 'redis-consensus-bundle-'));
   try {
     await Promise.all([
-      ...projects.map((project) => tsc(project)),
+      complaints,
       build({ entryPoints: [join(esm, 'main.mjs')], bundle: true, platform: 'node', format: 'cjs', target: 'node20',
         outfile: join(bundleDir, 'main.cjs'), logLevel: 'silent' }),
     ]);
