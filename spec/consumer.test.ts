@@ -119,11 +119,16 @@ async function runConsumer(file: string, cwd?: string): Promise<Record<string, u
   return JSON.parse(await node(file, { REDIS_URL, CONSUMER_PREFIX: prefix }, cwd)) as Record<string, unknown>;
 }
 
-test('the package ships what it needs and nothing read at run time from lua/', () => {
+test('the package ships its entry points, its bin, what its README links to, and no lua/, maps or specs', () => {
   if (!available) return;
   const files = consumers!.files;
-  for (const file of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'docs/contract.md', 'README.md',
-    'LICENSE', 'CHANGELOG.md']) {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  // Relative links only: anything else (examples/, spec/) must be linked absolutely.
+  const linked = [...readme.matchAll(/\]\((?!https?:|#)([^)#]+)/g)].map((match) => match[1]!);
+  assert.ok(linked.includes('docs/contract.md'), 'the README links to the contract');
+  for (const file of ['package.json', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'README.md', 'LICENSE',
+    'CHANGELOG.md', ...Object.values(manifest.bin).map((bin) => bin.replace(/^\.\//, '')), ...linked]) {
     assert.ok(files.includes(file), `${file} is in the package`);
   }
   assert.ok(!files.some((file) => file.startsWith('lua/') || file.endsWith('.map') || file.startsWith('spec/')),

@@ -19,14 +19,15 @@ const test = suite(`ioredis 6 (installed: ${version})`);
 
 let available = false;
 test.before(async () => {
-  if (!onIoredis6) {
-    console.log(`\n  ioredis ${version} is installed: the RESP3 checks need ioredis 6 (npm run use-ioredis -- 6)\n`);
-    return;
-  }
   available = await realRedisAvailable();
 });
 
-for (const replyMapping of ['legacy', 'resp3'] as const) {
+if (!onIoredis6) {
+  // Not registered rather than passing vacuously: the count of tests run says what was checked.
+  console.log(`\n  ioredis ${version} is installed: the RESP3 checks need ioredis 6 (npm run use-ioredis -- 6)\n`);
+}
+
+for (const replyMapping of onIoredis6 ? ['legacy', 'resp3'] as const : []) {
   test(`a default RESP3 client passed in (replyMapping ${replyMapping}) carries every byte value and empty payloads exactly`, async () => {
     if (!available) return;
     const prefix = freshPrefix('resp3');
@@ -57,7 +58,7 @@ for (const replyMapping of ['legacy', 'resp3'] as const) {
   });
 }
 
-test('the library\'s own connection stays on RESP2 under ioredis 6', async () => {
+if (onIoredis6) test('the library\'s own connection stays on RESP2 under ioredis 6', async () => {
   if (!available) return;
   const name = `rc-resp-${process.pid}-${Date.now().toString(36)}`;
   const consensus = await RedisConsensus.connect(REDIS_URL, { prefix: freshPrefix('resp2') }, { connectionName: name });
