@@ -76,6 +76,20 @@ export const DEFAULT_URL = 'redis://127.0.0.1:6379';
  */
 export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } as const;
 
+/**
+ * What the library's own connections (`connect`, `connectCluster`'s nodes) are tested with, set
+ * explicitly so that a new ioredis major's defaults change nothing: RESP2 (ioredis 6 speaks RESP3
+ * by default; ioredis 5 has no such option and speaks RESP2), ioredis 5's reconnect schedule (50 ms
+ * more per attempt, at most 2 s; calls wait for a reconnect within their deadline), and no TCP
+ * keep-alive (ioredis 6 turns it on; deadlines, not keep-alive, find a dead connection). Unlike
+ * SAFE_WRITE_OPTIONS, the caller's ioredis options may override these.
+ */
+export const OWN_CONNECTION_DEFAULTS = {
+  protocol: 2,
+  retryStrategy: (attempt: number) => Math.min(attempt * 50, 2000),
+  keepAlive: 0,
+} as const;
+
 /** Cluster options that make an ioredis Cluster safe for writes (node options apart). */
 export const SAFE_CLUSTER_OPTIONS = { retryDelayOnFailover: 0 } as const;
 

@@ -2,7 +2,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { Appender } from './append.js';
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
-import { DEFAULT_URL, openClient, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
+import { DEFAULT_URL, openClient, OWN_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
 import { Durability } from './durability.js';
 import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
@@ -84,7 +84,7 @@ export class RedisConsensus {
     options: RedisConsensusOptions = {},
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
-    const client = new Redis(url, { ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
+    const client = new Redis(url, { ...OWN_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
     return RedisConsensus.adopt(await openClient(client, redactUrl(url)), options);
   }
 
@@ -105,7 +105,8 @@ export class RedisConsensus {
     options: RedisConsensusOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
-    const cluster = new Cluster(nodes, { ...safeClusterOptions(clusterOptions), lazyConnect: true });
+    const withDefaults = { ...clusterOptions, redisOptions: { ...OWN_CONNECTION_DEFAULTS, ...clusterOptions.redisOptions } };
+    const cluster = new Cluster(nodes, { ...safeClusterOptions(withDefaults), lazyConnect: true });
     return RedisConsensus.adopt(await openClient(cluster, 'the Redis Cluster'), options);
   }
 

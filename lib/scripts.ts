@@ -1,17 +1,19 @@
 /**
- * The scripts: loading (reads `lua/*.lua`, resolves `--- @include "..."` lines, and defines each
- * script on an ioredis client with `defineCommand`: EVALSHA, with EVAL when Redis answers
- * NOSCRIPT, e.g. after SCRIPT FLUSH or a restart), calling them, and decoding their replies. The
- * reply codes here mirror the `Output:` header of each `.lua` file.
+ * The scripts: loading (defines each script of `lua/` on an ioredis client with `defineCommand`:
+ * EVALSHA, with EVAL when Redis answers NOSCRIPT, e.g. after SCRIPT FLUSH or a restart), calling
+ * them, and decoding their replies. The reply codes here mirror the `Output:` header of each
+ * `.lua` file. The sources, `--- @include "..."` lines resolved, are inlined at build time
+ * (`scripts/build-lua.mjs`), so importing the package reads no file.
  */
-import { readFileSync } from 'node:fs';
 import type { RedisClient } from './client.js';
 import { determinate } from './errors.js';
+import { LUA } from './generated/lua.js';
 import { decodeSeqNo, formatSeqNo } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import type { VersionedData } from './types.js';
 
-/** The scripts, by the name of their file in `lua/` (which ends in their number of keys). */
+/** The scripts, by the name of their file in `lua/` (which ends in their number of keys); a name
+ * missing from the generated sources is a type error. */
 const FILES = {
   head: 'head-2',
   compareAndSet: 'compareAndSet-3',
@@ -31,22 +33,12 @@ export const COMMANDS = Object.fromEntries(Object.keys(FILES).map((script) => {
   return [script, { name, buffer: `${name}Buffer` }];
 })) as Readonly<Record<ScriptName, { readonly name: string; readonly buffer: string }>>;
 
-const LUA_DIR = new URL('../../lua/', import.meta.url);
-const INCLUDE = /^--- @include "([\w/-]+)"$/gm;
-
-function readLua(name: string, seen: Set<string> = new Set()): string {
-  if (seen.has(name)) return '';
-  seen.add(name);
-  const text = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8');
-  return text.replace(INCLUDE, (_line, include: string) => readLua(include, seen));
-}
-
-/** The source of every script, includes resolved, read once. */
+/** The source of every script, includes resolved. */
 export const SCRIPTS: Readonly<Record<ScriptName, { lua: string; numberOfKeys: number }>> =
   Object.fromEntries(
     Object.entries(FILES).map(([script, file]) => [
       script,
-      { lua: readLua(file), numberOfKeys: Number(file.slice(file.lastIndexOf('-') + 1)) },
+      { lua: LUA[file], numberOfKeys: Number(file.slice(file.lastIndexOf('-') + 1)) },
     ]),
   ) as Record<ScriptName, { lua: string; numberOfKeys: number }>;
 

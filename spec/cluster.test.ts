@@ -180,7 +180,7 @@ function durabilitySuite(cluster: TestCluster): void {
         try {
           await reader.connect();
           await reader.call('READONLY');
-          assert.equal(await reader.zrange(names.versions, 0, -1), ['0000000000000000007']);
+          assert.equal(await reader.zrange(names.versions, '0', '-1'), ['0000000000000000007']);
         } finally {
           reader.disconnect();
         }

@@ -1,50 +1,66 @@
 /**
  * The complete examples of the README and of docs/ (the code blocks that import
- * 'redis-consensus') run as written, against the built package, with only the store prefix made
- * unique to this run.
+ * 'redis-consensus') type-check with `strict` against the package's published declarations, in a
+ * project that installed the package as a user's would, and run as written there, with only the
+ * store prefix made unique to this run.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
-import ts from 'typescript';
 import { Redis } from 'ioredis';
+import { consumerRoot, node, root, tsc } from './support/consumer.js';
+import type { ConsumerRoot } from './support/consumer.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
 
-const run = promisify(execFile);
-const root = fileURLToPath(new URL('../../', import.meta.url));
 const readme = ['README.md', ...readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
   .map((file) => readFileSync(join(root, file), 'utf8')).join('\n');
 const programs = [...readme.matchAll(/```ts\n(import [\s\S]*?)```/g)].map((match) => match[1]!)
-  .filter((source) => source.includes("from 'redis-consensus'"));
+  .filter((source) => source.includes("from 'redis-consensus'"))
+  .map((source) => ({ source, prefix: freshPrefix('readme'), needsRedis: !source.includes('ioredis-mock') }));
 const test = suite('README examples');
+
+let consumers: ConsumerRoot | undefined;
+let project = '';
+test.before(async () => {
+  consumers = await consumerRoot('readme');
+  project = consumers.project('readme', {
+    'package.json': JSON.stringify({ name: 'readme-examples', private: true, type: 'module' }),
+    'tsconfig.json': JSON.stringify({
+      compilerOptions: {
+        module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true,
+        outDir: 'out', types: ['node'],
+      },
+      include: ['src'],
+    }),
+    ...Object.fromEntries(programs.map(({ source, prefix }, i) => [
+      `src/example-${i + 1}.ts`,
+      source.replaceAll("prefix: 'myapp'", `prefix: '${prefix}'`)
+        // A program that leaves its connection open would never exit; the README's examples end there.
+        + '\nsetTimeout(() => process.exit(0), 200).unref();\nexport {};\n',
+    ])),
+  });
+});
+
+test.after(() => {
+  consumers?.remove();
+});
 
 test('the README has complete examples to run', () => {
   assert.ok(programs.length >= 3, `found ${programs.length}`);
 });
 
-for (const [i, source] of programs.entries()) {
+test('the examples type-check (strict, nodenext) against the published declarations', async () => {
+  await tsc(project);
+});
+
+for (const [i, { source, prefix, needsRedis }] of programs.entries()) {
   const title = source.split('\n').find((line) => !line.startsWith('import') && line.trim() !== '') ?? '';
   test(`example ${i + 1} runs: ${title.trim().slice(0, 60)}`, async () => {
-    const needsRedis = !source.includes('ioredis-mock');
     if (needsRedis && !(await realRedisAvailable())) return;
-    const prefix = freshPrefix('readme');
-    const js = ts.transpileModule(source.replaceAll("prefix: 'myapp'", `prefix: '${prefix}'`), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-    }).outputText.replaceAll("'redis-consensus'", `'${pathToFileURL(join(root, 'dist/lib/index.js')).href}'`)
-      // A program that leaves its connection open would never exit; the README's examples end there.
-      + '\nsetTimeout(() => process.exit(0), 200).unref();\n';
-    // In the repository, so that the example's own imports (ioredis, prom-client) resolve.
-    const file = join(root, `.readme-example-${process.pid}-${i}.mjs`);
-    writeFileSync(file, js);
     try {
-      const { stderr } = await run(process.execPath, [file], { env: { ...process.env, REDIS_URL }, timeout: 20_000 });
-      assert.is(stderr, '');
+      await node(join(project, 'out', `example-${i + 1}.js`), { REDIS_URL });
     } finally {
-      rmSync(file, { force: true });
       if (needsRedis) {
         const raw = new Redis(REDIS_URL);
         await deletePrefix(raw, prefix);

@@ -109,7 +109,7 @@ function durabilitySuite(): void {
       assert.match(err.message, /only 1 of 2 replicas/);
       const raw = new Redis(url(PRIMARY));
       try {
-        assert.equal(await raw.zrange(keyNames(prefix, 'k').versions, 0, -1), ['0000000000000000001']);
+        assert.equal(await raw.zrange(keyNames(prefix, 'k').versions, '0', '-1'), ['0000000000000000001']);
       } finally {
         raw.disconnect();
       }
