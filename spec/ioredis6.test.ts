@@ -9,7 +9,6 @@ import * as assert from 'uvu/assert';
 import { createRequire } from 'node:module';
 import { Redis } from 'ioredis';
 import { CaSResult, RedisConsensus } from '../lib/index.js';
-import type { RedisClient } from '../lib/index.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
 
 const { version } = createRequire(import.meta.url)('ioredis/package.json') as { version: string };
@@ -33,7 +32,7 @@ for (const replyMapping of onIoredis6 ? ['legacy', 'resp3'] as const : []) {
     const prefix = freshPrefix('resp3');
     // `replyMapping` is an ioredis 6 option; ioredis 5's types do not know it.
     const client = new Redis(REDIS_URL, { replyMapping } as Record<string, unknown>);
-    const consensus = new RedisConsensus(client as unknown as RedisClient, { prefix });
+    const consensus = new RedisConsensus(client, { prefix });
     try {
       assert.match(String(await client.client('INFO')), /\bresp=3\b/, 'the client speaks RESP3');
       assert.is(await consensus.compareAndSet('k', null, { seqno: 0n, data: EVERY_BYTE }), CaSResult.Committed);
