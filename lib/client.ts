@@ -11,7 +11,7 @@
  * TRYAGAIN, CLUSTERDOWN) are still followed.
  */
 import type { ClusterOptions } from 'ioredis';
-import { determinate } from './errors.js';
+import { codeOf, determinate } from './errors.js';
 
 /**
  * What the library needs of a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any
@@ -135,7 +135,7 @@ export async function openClient<C extends { connect(): Promise<unknown>; discon
   } catch (err) {
     client.disconnect();
     const cause = lastError ?? err;
-    throw determinate(`could not connect to ${where}: ${(cause as Error).message}`, cause);
+    throw determinate(codeOf(cause), `could not connect to ${where}: ${(cause as Error).message}`, cause);
   }
   return client;
 }

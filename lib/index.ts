@@ -10,6 +10,7 @@ export type {
   RetryOptions, SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 export { ExternalError } from './errors.js';
+export type { ExternalErrorCode } from './errors.js';
 export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';
 export type { SeqNo } from './seqno.js';

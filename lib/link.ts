@@ -14,7 +14,8 @@ import type { RedisClient } from './client.js';
 import { watchNodeCloses } from './cluster.js';
 import { coalesceWrites } from './coalesce.js';
 import { Deadlines } from './deadlines.js';
-import { determinate, ExternalError, indeterminate, toExternal } from './errors.js';
+import { debug } from './debug.js';
+import { determinate, ExternalError, indeterminate, retryable, toExternal } from './errors.js';
 import type { RetryOptions } from './types.js';
 
 /**
@@ -113,14 +114,16 @@ export class Link {
     for (;;) {
       const failure = toExternal(err, call.isWrite, call.what, call.attempts);
       const delay = backoff(this.retry, call.attempts);
-      if (!failure.determinate || this.closed) throw failure;
+      if (!retryable(failure) || this.closed) throw failure;
       if (call.attempts >= this.retry.attempts || Date.now() + delay >= call.deadline) {
         if (call.attempts <= 1) throw failure;
-        // Same kind and cause, and the caller learns that retrying did not help either.
+        // Same kind, code and cause, and the caller learns that retrying did not help either.
         throw new ExternalError(true, `${failure.message.replace(/^determinate: /, '')} ` +
           `(gave up after ${call.attempts} attempts in ${call.timeoutMs - (call.deadline - Date.now())} ms)`,
-        { cause: failure.cause, attempts: call.attempts });
+        { cause: failure.cause, attempts: call.attempts, code: failure.code });
       }
+      debug('retry %s: attempt %d failed (%s), next in %d ms: %s', call.what, call.attempts, failure.code, delay,
+        failure.message);
       await sleep(delay);
       try {
         return await this.attempt(call);
@@ -149,7 +152,7 @@ export class Link {
   /** Sends the call now, on a connection that is ready (or has no status: ioredis-mock). */
   private send<T>(call: Call<T>): Promise<T> {
     const { client, isWrite, what } = call;
-    if (this.closed) return Promise.reject(determinate(`${what}: this RedisConsensus is closed`, undefined, call.attempts));
+    if (this.closed) return Promise.reject(determinate('closed', `${what}: this RedisConsensus is closed`, undefined, call.attempts));
     const connection = this.connection(client);
     const inFlight = connection.inFlight as ArraySet<Call<T>>;
     return new Promise<T>((resolve, reject) => {
@@ -165,9 +168,9 @@ export class Link {
       call.fail = (err) => settle(() => reject(err));
       const expiry = this.deadlines.add(call.deadline, () => {
         call.fail(isWrite
-          ? indeterminate(`${what}: no reply within ${call.timeoutMs} ms; the write may or may not ` +
+          ? indeterminate('timeout', `${what}: no reply within ${call.timeoutMs} ms; the write may or may not ` +
             'have been applied, re-read to learn which', undefined, call.attempts)
-          : determinate(`${what}: no reply within ${call.timeoutMs} ms`, undefined, call.attempts));
+          : determinate('timeout', `${what}: no reply within ${call.timeoutMs} ms`, undefined, call.attempts));
       });
       inFlight.add(call);
       let sent: Promise<T>;
@@ -192,7 +195,7 @@ export class Link {
     const connection = this.connection(client);
     const notConnected = (): ExternalError => {
       const cause = connection.lastError;
-      return determinate(`${what}: not connected to Redis (connection ${client.status}` +
+      return determinate('unavailable', `${what}: not connected to Redis (connection ${client.status}` +
         `${cause === undefined ? '' : `, last error: ${cause}`}); nothing was sent`);
     };
     if (client.status === 'end') throw notConnected();
@@ -240,9 +243,9 @@ export class Link {
       // ArraySet iterates over a copy: failing a call removes it.
       for (const call of connection.inFlight) {
         call.fail(call.isWrite
-          ? indeterminate(`the connection closed${cause} while the write was in flight; it may or ` +
+          ? indeterminate('connection-lost', `the connection closed${cause} while the write was in flight; it may or ` +
             'may not have been applied, re-read to learn which', undefined, call.attempts)
-          : determinate(`the connection closed${cause} while the read was in flight`, undefined, call.attempts));
+          : determinate('connection-lost', `the connection closed${cause} while the read was in flight`, undefined, call.attempts));
       }
     };
     const listen = (emitter: RedisClient, event: string, listener: (...args: unknown[]) => void): void => {

@@ -121,8 +121,8 @@ export const TRUNCATE_ABOVE_HEAD = -2;
  */
 export function decodeTruncate(deleted: number, upper: SeqNo): number {
   if (deleted === TRUNCATE_NO_DATA) {
-    throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
+    throw determinate('truncate-above-head', `upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
   }
-  if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)}`);
+  if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate('truncate-above-head', `upper bound too high for truncate: ${formatSeqNo(upper)}`);
   return deleted;
 }
