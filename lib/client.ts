@@ -11,6 +11,7 @@
  * TRYAGAIN, CLUSTERDOWN) are still followed.
  */
 import type { ClusterOptions } from 'ioredis';
+import { debug } from './debug.js';
 import { codeOf, determinate } from './errors.js';
 
 /**
@@ -76,6 +77,14 @@ export const DEFAULT_URL = 'redis://127.0.0.1:6379';
  */
 export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enableOfflineQueue: false } as const;
 
+/**
+ * Defaults for connections the library opens (the caller's options win): how long ioredis lets a
+ * socket it disconnects close gracefully before destroying it. ioredis's default, 2 s, holds a
+ * timer (twice, when the ready check fails after the disconnect) that keeps the process alive
+ * for seconds after a connect that gave up on a server that never answers.
+ */
+export const OWNED_CONNECTION_DEFAULTS = { disconnectTimeout: 100 } as const;
+
 /** Cluster options that make an ioredis Cluster safe for writes (node options apart). */
 export const SAFE_CLUSTER_OPTIONS = { retryDelayOnFailover: 0 } as const;
 
@@ -84,7 +93,7 @@ export function safeClusterOptions(options: ClusterOptions = {}): ClusterOptions
   return {
     ...options,
     ...SAFE_CLUSTER_OPTIONS,
-    redisOptions: { ...options.redisOptions, ...SAFE_WRITE_OPTIONS },
+    redisOptions: { ...OWNED_CONNECTION_DEFAULTS, ...options.redisOptions, ...SAFE_WRITE_OPTIONS },
   };
 }
 
@@ -115,28 +124,75 @@ export function duplicateForWrites(client: RedisClient): RedisClient {
   return duplicate.call(client, SAFE_WRITE_OPTIONS);
 }
 
+/** What a client the library opens must offer to be opened within a deadline. */
+export interface Openable {
+  connect(): Promise<unknown>;
+  disconnect(): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/** How `openClient` bounds the opening: a deadline, the caller's signal, checks to pass. */
+export interface OpenOptions<C> {
+  /** How long connecting and the checks may take, in ms. */
+  readonly timeoutMs: number;
+  /** The caller's AbortSignal: aborting gives up, determinate. */
+  readonly signal?: AbortSignal | undefined;
+  /** Runs once the client is ready, within the same deadline; throws to refuse the client. */
+  readonly check?: ((client: C) => Promise<void>) | undefined;
+}
+
 /**
- * Connects a client the library made (created with `lazyConnect`) and waits until it is ready.
- * ioredis rejects a failed first connection with "Connection is closed."; the error event before
- * that says why, and is what the ExternalError reports. Later connection errors surface on the
- * calls that meet them, while ioredis reconnects by itself.
+ * Connects a client the library made (created with `lazyConnect`), waits until it is ready and
+ * runs `check`, all within `timeoutMs`. ioredis's own `connectTimeout` covers the TCP connect only:
+ * a server that accepts and never answers (a black hole, a SIGSTOPped process) leaves its ready
+ * check waiting forever, so the deadline is the library's. ioredis rejects a failed first
+ * connection with "Connection is closed."; the error event before that says why, and is what the
+ * ExternalError reports. Later connection errors surface on the calls that meet them, while
+ * ioredis reconnects by itself.
  *
- * @throws ExternalError (determinate) when it cannot connect; the client is then disconnected.
+ * @throws ExternalError (determinate) when it cannot connect in time (`timeout`), the signal
+ *   aborts (`aborted`), or the check refuses; the client is then disconnected and holds no timer
+ *   or socket.
  */
-export async function openClient<C extends { connect(): Promise<unknown>; disconnect(): void; on(event: 'error', listener: (err: Error) => void): unknown }>(
-  client: C, where: string,
-): Promise<C> {
+export async function openClient<C extends Openable>(client: C, where: string, options: OpenOptions<C>): Promise<C> {
+  const { timeoutMs, signal, check } = options;
   let lastError: Error | undefined;
   client.on('error', (err) => {
     lastError = err;
+    debug('connection to %s: %s', where, err.message);
+  });
+  const because = (): string => (lastError === undefined ? '' : ` (last error: ${lastError.message})`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const givenUp = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(determinate('timeout',
+      `could not connect to ${where}: no answer within ${timeoutMs} ms${because()}`, lastError)), timeoutMs);
+    onAbort = () => reject(determinate('aborted', `connecting to ${where} was aborted${because()}`, signal?.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    await client.connect();
+    if (signal?.aborted === true) onAbort!();
+    const opened = (async () => {
+      try {
+        await client.connect();
+      } catch (err) {
+        const cause = lastError ?? err;
+        const code = codeOf(cause);
+        throw determinate(code === 'permission' ? code : 'unavailable',
+          `could not connect to ${where}: ${(cause as Error).message}`, cause);
+      }
+      await check?.(client);
+    })();
+    // Whichever settles first; the other's rejection is handled by the race.
+    await Promise.race([opened, givenUp]);
   } catch (err) {
     client.disconnect();
-    const cause = lastError ?? err;
-    throw determinate(codeOf(cause), `could not connect to ${where}: ${(cause as Error).message}`, cause);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
+  debug('connected to %s', where);
   return client;
 }
 
@@ -154,30 +210,28 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** How long `close()` waits for a quit connection to end before it disconnects it. */
-const QUIT_WAIT_MS = 1000;
+/** How long `close()` waits for QUIT's reply and the connection's end before it disconnects. */
+export const QUIT_WAIT_MS = 1000;
 
 /**
  * Quits a connection the library made and waits until it has ended (QUIT's reply comes before
- * the socket closes), disconnecting it if it does not end in time.
+ * the socket closes), disconnecting it when that does not happen within QUIT_WAIT_MS: a stalled
+ * Redis never answers QUIT, and `close()` must settle anyway.
  */
 export async function quit(client: RedisClient): Promise<void> {
   const ended = isConnection(client) && client.status !== 'end'
     ? new Promise<void>((resolve) => client.once?.('end', () => resolve()))
     : undefined;
-  try {
-    await client.quit();
-  } catch {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), QUIT_WAIT_MS);
+  });
+  const quitted = client.quit().then(() => ended, () => {
+    client.disconnect?.();
+  });
+  if (await Promise.race([quitted, late]) === 'late') {
+    debug('QUIT had no answer within %d ms: disconnecting', QUIT_WAIT_MS);
     client.disconnect?.();
   }
-  if (ended === undefined || client.status === 'end') return;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      client.disconnect?.();
-      resolve();
-    }, QUIT_WAIT_MS);
-  });
-  await Promise.race([ended, late]);
   clearTimeout(timer);
 }

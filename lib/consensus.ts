@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
-import { DEFAULT_URL, openClient, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
+import { DEFAULT_URL, openClient, OWNED_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
 import { Durability } from './durability.js';
 import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
@@ -16,7 +16,7 @@ import type { CompareAndSetReply, HeadReply, ScanReply, ScriptArgs, ScriptName }
 import { encodeSeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
-  CallOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
+  CallOptions, ConnectOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 
 /**
@@ -75,11 +75,13 @@ export class RedisConsensus {
    */
   static async connect(
     url: string = DEFAULT_URL,
-    options: RedisConsensusOptions = {},
+    options: ConnectOptions = {},
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
-    const client = new Redis(url, { ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
-    return RedisConsensus.adopt(await openClient(client, redactUrl(url)), options);
+    const settings = resolveOptions(options);
+    const client = new Redis(url, { ...OWNED_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
+    await openClient(client, redactUrl(url), { timeoutMs: settings.timeoutMs, signal: options.signal });
+    return RedisConsensus.adopt(client, options);
   }
 
   /**
@@ -96,11 +98,13 @@ export class RedisConsensus {
    */
   static async connectCluster(
     nodes: ClusterNode[],
-    options: RedisConsensusOptions = {},
+    options: ConnectOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
+    const settings = resolveOptions(options);
     const cluster = new Cluster(nodes, { ...safeClusterOptions(clusterOptions), lazyConnect: true });
-    return RedisConsensus.adopt(await openClient(cluster, 'the Redis Cluster'), options);
+    await openClient(cluster, 'the Redis Cluster', { timeoutMs: settings.timeoutMs, signal: options.signal });
+    return RedisConsensus.adopt(cluster, options);
   }
 
   /** Wraps a client that `connect` or `connectCluster` opened: the instance owns and closes it. */

@@ -6,7 +6,7 @@
 export { RedisConsensus } from './consensus.js';
 export { CaSResult, OPERATIONS } from './types.js';
 export type {
-  CallOptions, DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
+  CallOptions, ConnectOptions, DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
   RetryOptions, SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 export { ExternalError } from './errors.js';

@@ -58,6 +58,9 @@ export class Link {
   private readonly connections = new Map<RedisClient, Connection>();
   private readonly watched: Array<[RedisClient, string, (...args: unknown[]) => void]> = [];
   private closed = false;
+  /** Resolves when `close()` starts: calls waiting for a connection stop waiting. */
+  private readonly closing: Promise<void>;
+  private markClosing!: () => void;
   /** One timer for the deadlines of every call in flight (see deadlines.ts). */
   private readonly deadlines = new Deadlines();
 
@@ -66,6 +69,9 @@ export class Link {
    * @param owns    whether the library created `client` (and so closes it).
    */
   constructor(client: RedisClient, owns: boolean, private readonly retry: Required<RetryOptions>) {
+    this.closing = new Promise<void>((resolve) => {
+      this.markClosing = resolve;
+    });
     this.reader = client;
     if (owns) this.owned.add(client);
     if (resendsNothing(client)) {
@@ -217,8 +223,9 @@ export class Link {
     const timedOut = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
     });
-    await Promise.race([connection.change, timedOut]);
+    await Promise.race([connection.change, timedOut, this.closing]);
     clearTimeout(timer);
+    if (this.closed) throw determinate('closed', `${what}: this RedisConsensus was closed while the call waited for a connection; nothing was sent`);
     if (client.status !== 'ready') throw notConnected();
   }
 
@@ -266,12 +273,27 @@ export class Link {
     else listen(client, 'close', onClose);
   }
 
-  /** Stops using the clients; quits the ones the library created. */
+  /**
+   * Stops using the clients; quits the ones the library created, each within QUIT_WAIT_MS (then
+   * disconnected). Calls waiting for a connection fail at once (determinate: nothing was sent);
+   * calls still in flight once the connections are quit get no reply any more and fail too,
+   * writes indeterminate.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.markClosing();
     for (const [client, event, listener] of this.watched) client.off?.(event, listener);
     await Promise.all([...this.owned].map(quit));
+    for (const connection of this.connections.values()) {
+      for (const call of connection.inFlight) {
+        call.fail(call.isWrite
+          ? indeterminate('closed', `${call.what}: this RedisConsensus was closed while the write was in flight; ` +
+            'it may or may not have been applied, re-read to learn which', undefined, call.attempts)
+          : determinate('closed', `${call.what}: this RedisConsensus was closed while the read was in flight`,
+            undefined, call.attempts));
+      }
+    }
   }
 }
 

@@ -111,4 +111,18 @@ export interface RedisConsensusOptions {
 export interface CallOptions {
   /** Overrides the store's `timeoutMs` for this call. */
   timeoutMs?: number;
+  /**
+   * Gives up when it aborts: before the request is sent, or for a read, the call fails
+   * determinate (code `aborted`); a write already sent fails indeterminate, as on a timeout.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Settings of `connect` / `connectCluster`: the store's, and a signal for the connecting. Connecting
+ * (and the checks made at connect) must finish within the store's `timeoutMs`.
+ */
+export interface ConnectOptions extends RedisConsensusOptions {
+  /** Gives up connecting when it aborts (determinate, code `aborted`); no connection is left. */
+  signal?: AbortSignal;
 }

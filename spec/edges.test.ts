@@ -3,6 +3,10 @@
  * stable codes that say whether retrying can help, payload limits, eviction, a wrong database,
  * abort signals and debug logging. Disruptive cases run on a private redis-server.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ReplyError } from 'ioredis';
@@ -10,6 +14,8 @@ import RedisMock from 'ioredis-mock';
 import { ExternalError, RedisConsensus } from '../lib/index.js';
 import type { ExternalErrorCode } from '../lib/index.js';
 import { codeOf, toExternal } from '../lib/errors.js';
+import { REQUIRE_REDIS } from './support/backends.js';
+import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -97,3 +103,160 @@ codes('retried refusals keep their code; a closed store says closed; truncate ab
 });
 
 codes.run();
+
+/** A server that accepts TCP connections and never answers. */
+async function blackHole(): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Runs an ES module in a child Node, returns its stdout, exit code, and wall time to exit. */
+async function runChild(source: string, env: NodeJS.ProcessEnv = {}, limitMs = 15000): Promise<{ out: string; err: string; code: number | null; ms: number }> {
+  const started = Date.now();
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source], {
+    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString(); });
+  const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+  const [code] = await once(child, 'exit') as [number | null];
+  clearTimeout(killer);
+  return { out, err, code, ms: Date.now() - started };
+}
+
+const LIB = new URL('../lib/index.js', import.meta.url).href;
+
+const hangs = suite('edges: never hang');
+
+hangs('connect() to a server that never answers rejects as a determinate timeout within timeoutMs, and lets the process exit', async () => {
+  const hole = await blackHole();
+  try {
+    const { out, err, code, ms } = await runChild(`
+      import { RedisConsensus } from ${JSON.stringify(LIB)};
+      const started = Date.now();
+      try {
+        await RedisConsensus.connect(${JSON.stringify(hole.url)}, { timeoutMs: 1000 }, { connectTimeout: 10000 });
+        console.log(JSON.stringify({ connected: true }));
+      } catch (e) {
+        console.log(JSON.stringify({ name: e.name, code: e.code, determinate: e.determinate, ms: Date.now() - started, message: e.message }));
+      }
+      // No process.exit: the child must end by itself, with nothing left holding it open.
+    `);
+    assert.is(code, 0, err);
+    const result = JSON.parse(out.trim()) as { name: string; code: string; determinate: boolean; ms: number; message: string };
+    assert.is(result.name, 'ExternalError');
+    assert.is(result.code, 'timeout');
+    assert.is(result.determinate, true);
+    assert.ok(result.ms >= 950 && result.ms < 1600, `rejected after ${result.ms} ms`);
+    assert.match(result.message, /no answer within 1000 ms/);
+    // Node's start-up plus the 1 s deadline: nothing kept it alive afterwards.
+    assert.ok(ms < 4000, `the child took ${ms} ms to exit`);
+  } finally {
+    await hole.close();
+  }
+});
+
+hangs('connectCluster() to a node that never answers rejects within timeoutMs', async () => {
+  const hole = await blackHole();
+  try {
+    const port = Number(new URL(hole.url).port);
+    const started = Date.now();
+    const err = await rejection(RedisConsensus.connectCluster([{ host: '127.0.0.1', port }], { timeoutMs: 1000 }));
+    assertExternal(err, true, 'timeout');
+    assert.ok(Date.now() - started < 1600, `${Date.now() - started} ms`);
+  } finally {
+    await hole.close();
+  }
+});
+
+hangs('connect() honours an AbortSignal', async () => {
+  const hole = await blackHole();
+  try {
+    const started = Date.now();
+    const err = await rejection(RedisConsensus.connect(hole.url, { timeoutMs: 5000, signal: AbortSignal.timeout(200) }));
+    assertExternal(err, true, 'aborted');
+    assert.ok(Date.now() - started < 1000);
+    const already = await rejection(RedisConsensus.connect(hole.url, { signal: AbortSignal.abort() }));
+    assertExternal(already, true, 'aborted');
+  } finally {
+    await hole.close();
+  }
+});
+
+const serverAvailable = redisServerAvailable();
+if (!serverAvailable && REQUIRE_REDIS) throw new Error('REQUIRE_REDIS=1 but redis-server is not on PATH');
+
+if (serverAvailable) {
+  let server: RedisServer;
+  hangs.before(async () => {
+    server = await RedisServer.startInRange(31_000, 31_999);
+  });
+  hangs.after(async () => {
+    server.resume();
+    await server.stop();
+  });
+
+  hangs('connect() to a SIGSTOPped redis-server rejects within timeoutMs', async () => {
+    server.pause();
+    try {
+      const started = Date.now();
+      const err = await rejection(RedisConsensus.connect(server.url, { timeoutMs: 1000 }));
+      assertExternal(err, true, 'timeout');
+      assert.ok(Date.now() - started < 1600, `${Date.now() - started} ms`);
+    } finally {
+      server.resume();
+    }
+  });
+
+  hangs('close() settles within a bound while Redis is stalled, and fails what was in flight', async () => {
+    const consensus = await RedisConsensus.connect(server.url, { prefix: 'edges-close', timeoutMs: 30_000 });
+    server.pause();
+    try {
+      const write = rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }));
+      const read = rejection(consensus.head('k'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = Date.now();
+      await consensus.close();
+      const closeMs = Date.now() - started;
+      assert.ok(closeMs < 1500, `close() took ${closeMs} ms`);
+      assertExternal(await write, false, 'closed');
+      assertExternal(await read, true, 'closed');
+      assert.ok(Date.now() - started < 1600);
+    } finally {
+      server.resume();
+    }
+  });
+
+  hangs('close() releases calls waiting for a reconnect: determinate, closed', async () => {
+    const consensus = await RedisConsensus.connect(server.url, { prefix: 'edges-close', timeoutMs: 30_000 });
+    await server.crash();
+    try {
+      const waiting = rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      await consensus.close();
+      assertExternal(await waiting, true, 'closed');
+      assert.ok(Date.now() - started < 1500, `${Date.now() - started} ms`);
+    } finally {
+      await server.start();
+    }
+  });
+}
+
+hangs.run();
