@@ -44,7 +44,7 @@ export interface RedisClient {
   /** Listens to one event once. */
   once?(event: string, listener: (...args: unknown[]) => void): unknown;
   /** A Cluster's node connections. */
-  nodes?(role?: 'all'): RedisClient[];
+  nodes?(role?: 'all' | 'master'): RedisClient[];
   /** ioredis's connection status (`ready`, `reconnecting`, `end`...); ioredis-mock has none. */
   readonly status?: string;
   /** True for an ioredis `Cluster`. */

@@ -3,6 +3,8 @@ import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import { DEFAULT_URL, openClient, OWNED_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
+import { checkEvictionPolicy, databaseOf, selectDatabase } from './checks.js';
+import type { EvictionPolicyAction } from './checks.js';
 import { Durability } from './durability.js';
 import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
 import { Link } from './link.js';
@@ -42,6 +44,8 @@ export class RedisConsensus {
   private readonly durability: Durability | undefined;
   private readonly observer: Observer | undefined;
   private readonly names: KeyNamesCache;
+  private readonly maxPayloadBytes: number;
+  private readonly evictionPolicy: EvictionPolicyAction;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -57,6 +61,8 @@ export class RedisConsensus {
     this.timeoutMs = settings.timeoutMs;
     this.observer = settings.observer;
     this.names = new KeyNamesCache(this.prefix);
+    this.maxPayloadBytes = settings.maxPayloadBytes;
+    this.evictionPolicy = settings.evictionPolicy;
     const owns = ownedClients.has(client);
     ownedClients.delete(client);
     this.link = new Link(client, owns, settings.retry);
@@ -79,8 +85,17 @@ export class RedisConsensus {
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
     const settings = resolveOptions(options);
+    const where = redactUrl(url);
+    const db = redisOptions.db ?? databaseOf(url);
     const client = new Redis(url, { ...OWNED_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
-    await openClient(client, redactUrl(url), { timeoutMs: settings.timeoutMs, signal: options.signal });
+    await openClient(client, where, {
+      timeoutMs: settings.timeoutMs,
+      signal: options.signal,
+      check: async (opened) => {
+        if (db !== undefined && db !== 0) await selectDatabase(opened, db, where);
+        await checkEvictionPolicy([opened], settings.evictionPolicy, where);
+      },
+    });
     return RedisConsensus.adopt(client, options);
   }
 
@@ -103,7 +118,11 @@ export class RedisConsensus {
   ): Promise<RedisConsensus> {
     const settings = resolveOptions(options);
     const cluster = new Cluster(nodes, { ...safeClusterOptions(clusterOptions), lazyConnect: true });
-    await openClient(cluster, 'the Redis Cluster', { timeoutMs: settings.timeoutMs, signal: options.signal });
+    await openClient(cluster, 'the Redis Cluster', {
+      timeoutMs: settings.timeoutMs,
+      signal: options.signal,
+      check: (opened) => checkEvictionPolicy(opened.nodes('master'), settings.evictionPolicy, 'a Redis Cluster primary'),
+    });
     return RedisConsensus.adopt(cluster, options);
   }
 
@@ -129,7 +148,7 @@ export class RedisConsensus {
     const names = this.names.get(checkKey(key));
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
-      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data]));
+      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data]), key);
       return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
     });
   }
@@ -152,7 +171,7 @@ export class RedisConsensus {
   ): Promise<CaSResult> {
     const names = this.names.get(checkKey(key));
     const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo);
+    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult>> => {
       const mark = this.durability?.mark(names.versions);
@@ -182,7 +201,7 @@ export class RedisConsensus {
       if (count === 0n) return { result: [] };
       const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
       const versions = decodeScan(await this.script<ScanReply>('scan', false, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg]));
+        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg]), key);
       let bytesRead = 0;
       for (const version of versions) bytesRead += version.data.length;
       return { result: versions, bytesRead, count: versions.length };
@@ -260,6 +279,26 @@ export class RedisConsensus {
     const started = performance.now();
     await this.link.run(false, 'ping', timeoutMs, (client) => client.ping());
     return performance.now() - started;
+  }
+
+  /**
+   * Checks the server as `connect` does: refuses (or, with `evictionPolicy: 'warn'`, warns about) a
+   * `maxmemory-policy` that may evict the store's keys (`allkeys-*`). `connect` and
+   * `connectCluster` check by themselves; a client passed to the constructor is not checked until
+   * this is called, so call it once after constructing.
+   *
+   * @throws ExternalError (determinate, code `eviction-policy`) when the policy is refused, or as
+   *   for a read when the server cannot be asked.
+   * @example
+   * ```ts
+   * const consensus = new RedisConsensus(client, { prefix: 'myapp' });
+   * await consensus.check();
+   * ```
+   */
+  async check(options?: CallOptions): Promise<void> {
+    const timeoutMs = this.callTimeout(options);
+    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
+      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'));
   }
 
   /**

@@ -2,7 +2,9 @@
  * Settings: the defaults of every option, and a store's options checked and merged with them once,
  * in the constructor.
  */
-import { checkDurability, checkPrefix, checkRetry, checkTimeout } from './arguments.js';
+import {
+  checkDurability, checkEvictionPolicyAction, checkMaxPayloadBytes, checkPrefix, checkRetry, checkTimeout,
+} from './arguments.js';
 import { DEFAULT_PREFIX } from './layout.js';
 import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions } from './types.js';
 
@@ -12,6 +14,15 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 /** Retries of failures known not to have run, unless the options say otherwise. */
 export const DEFAULT_RETRY: Readonly<Required<RetryOptions>> = { attempts: 5, minDelayMs: 10, maxDelayMs: 500 };
 
+/**
+ * The largest payload `compareAndSet` sends, unless the options say otherwise: 64 MiB. Redis's own
+ * limit (`proto-max-bulk-len`) is 512 MiB, and a payload near it takes the connection down; well
+ * below it, Redis is single-threaded and a large payload blocks every other client while it is
+ * read, copied into the hash and (with durability) replicated: tens of ms per 64 MiB here (see
+ * docs/deployment.md). A state that large belongs in blob storage, with its address here.
+ */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024;
+
 /** A store's settings, checked and complete. */
 export interface Settings {
   readonly prefix: string;
@@ -19,6 +30,8 @@ export interface Settings {
   readonly retry: Required<RetryOptions>;
   readonly durability: Required<DurabilityOptions> | undefined;
   readonly observer: Observer | undefined;
+  readonly maxPayloadBytes: number;
+  readonly evictionPolicy: 'refuse' | 'warn';
 }
 
 /** @throws TypeError or RangeError for invalid options. */
@@ -29,5 +42,7 @@ export function resolveOptions(options: RedisConsensusOptions): Settings {
     retry: checkRetry({ ...DEFAULT_RETRY, ...options.retry }),
     durability: checkDurability(options.durability),
     observer: options.observer,
+    maxPayloadBytes: checkMaxPayloadBytes(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES),
+    evictionPolicy: checkEvictionPolicyAction(options.evictionPolicy ?? 'refuse'),
   };
 }

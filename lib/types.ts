@@ -105,6 +105,18 @@ export interface RedisConsensusOptions {
   durability?: DurabilityOptions;
   /** Metrics hooks. */
   observer?: Observer;
+  /**
+   * The largest `next.data` that `compareAndSet` sends, in bytes; a larger one is a RangeError
+   * before anything is sent. Default 64 MiB (Redis's own limit is 512 MiB; see docs/deployment.md
+   * for what large payloads cost).
+   */
+  maxPayloadBytes?: number;
+  /**
+   * What `connect`, `connectCluster` and `check()` do when the server's `maxmemory-policy` may
+   * evict the store's keys (`allkeys-*`): `'refuse'` (default) rejects with an ExternalError (code
+   * `eviction-policy`); `'warn'` emits a process warning and goes on.
+   */
+  evictionPolicy?: 'refuse' | 'warn';
 }
 
 /** Per-call settings. */

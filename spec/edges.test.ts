@@ -9,11 +9,12 @@ import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ReplyError } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import RedisMock from 'ioredis-mock';
-import { ExternalError, RedisConsensus } from '../lib/index.js';
+import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
 import type { ExternalErrorCode } from '../lib/index.js';
 import { codeOf, toExternal } from '../lib/errors.js';
+import { KeyNamesCache } from '../lib/layout.js';
 import { REQUIRE_REDIS } from './support/backends.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 
@@ -260,3 +261,113 @@ if (serverAvailable) {
 }
 
 hangs.run();
+
+const places = suite('edges: wrong place, wrong class of error');
+
+places('a payload above maxPayloadBytes is a RangeError and is never sent', async () => {
+  const client = new RedisMock({ port: 39_821 });
+  const consensus = new RedisConsensus(client, { maxPayloadBytes: 10 });
+  let sent = 0;
+  const original = (client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>).redisConsensus_compareAndSet_v1!;
+  Object.assign(client, { redisConsensus_compareAndSet_v1: (...args: unknown[]) => { sent++; return original.apply(client, args); } });
+  const err = await rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.alloc(11) }));
+  assert.instance(err, RangeError);
+  assert.match((err as Error).message, /11 bytes, above maxPayloadBytes \(10\)/);
+  assert.is(sent, 0);
+  assert.is(await consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.alloc(10) }), CaSResult.Committed);
+  assert.is(sent, 1);
+  await consensus.close();
+  const byDefault = new RedisConsensus(new RedisMock({ port: 39_822 }));
+  assert.instance(await rejection(byDefault.compareAndSet('k', null, { seqno: 0, data: new Uint8Array(64 * 1024 * 1024 + 1) })), RangeError);
+  await byDefault.close();
+  assert.throws(() => new RedisConsensus(new RedisMock({ port: 39_823 }), { maxPayloadBytes: 0 }), RangeError);
+  assert.throws(() => new RedisConsensus(new RedisMock({ port: 39_823 }), { evictionPolicy: 'maybe' as 'warn' }), RangeError);
+});
+
+places('redis://host/abc is a RangeError before connecting', async () => {
+  const err = await rejection(RedisConsensus.connect('redis://127.0.0.1:1/abc', { timeoutMs: 500 }));
+  assert.instance(err, RangeError);
+  assert.match((err as Error).message, /database .* non-negative integer; got "abc"/);
+});
+
+if (serverAvailable) {
+  let server: RedisServer;
+  let admin: Redis;
+  places.before(async () => {
+    server = await RedisServer.startInRange(32_000, 32_999);
+    admin = new Redis(server.url);
+  });
+  places.after(async () => {
+    admin.disconnect();
+    await server.stop();
+  });
+
+  places('a database out of range is a determinate error at connect, not writes to database 0', async () => {
+    const err = await rejection(RedisConsensus.connect(`${server.url}/99`, { timeoutMs: 2000 }));
+    const external = assertExternal(err, true, 'wrong-database');
+    assert.match(external.message, /has no database 99/);
+    const consensus = await RedisConsensus.connect(`${server.url}/3`, { prefix: 'edges-db' });
+    try {
+      await consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') });
+      const db3 = new Redis(`${server.url}/3`);
+      assert.ok((await db3.keys('edges-db:*')).length > 0);
+      assert.is((await admin.keys('edges-db:*')).length, 0, 'nothing in database 0');
+      db3.disconnect();
+    } finally {
+      await consensus.close();
+    }
+  });
+
+  places('an allkeys-* eviction policy is refused at connect, or only warned about; volatile-* and noeviction pass', async () => {
+    try {
+      await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+      const err = assertExternal(await rejection(RedisConsensus.connect(server.url, { timeoutMs: 2000 })), true, 'eviction-policy');
+      assert.match(err.message, /maxmemory-policy allkeys-lru/);
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error): void => { warnings.push(warning); };
+      process.on('warning', onWarning);
+      try {
+        const warned = await RedisConsensus.connect(server.url, { evictionPolicy: 'warn' });
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.ok(warnings.some((warning) => /allkeys-lru/.test(warning.message)), 'a warning was emitted');
+        await warned.close();
+      } finally {
+        process.off('warning', onWarning);
+      }
+      // A client passed in is checked by check().
+      const client = new Redis(server.url, { autoResendUnfulfilledCommands: false });
+      const wrapped = new RedisConsensus(client);
+      assertExternal(await rejection(wrapped.check()), true, 'eviction-policy');
+      await wrapped.close();
+      client.disconnect();
+      for (const policy of ['volatile-lru', 'noeviction']) {
+        await admin.config('SET', 'maxmemory-policy', policy);
+        const consensus = await RedisConsensus.connect(server.url);
+        await consensus.check();
+        await consensus.close();
+      }
+    } finally {
+      await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    }
+  });
+
+  places('a seqno whose payload was evicted is a payload-missing ExternalError naming key and seqno, never a TypeError', async () => {
+    const prefix = 'edges-missing';
+    const consensus = await RedisConsensus.connect(server.url, { prefix });
+    try {
+      await consensus.compareAndSet('shard', null, { seqno: 0, data: Buffer.from('a') });
+      await consensus.compareAndSet('shard', 0, { seqno: 1, data: Buffer.from('b') });
+      const data = new KeyNamesCache(prefix).get('shard').data;
+      await admin.hdel(data, '0000000000000000001');
+      const head = assertExternal(await rejection(consensus.head('shard')), true, 'payload-missing');
+      assert.match(head.message, /"shard" at SeqNo\(1\) is missing/);
+      const scan = assertExternal(await rejection(consensus.scan('shard', 0, 10)), true, 'payload-missing');
+      assert.match(scan.message, /SeqNo\(1\)/);
+      assert.is((await consensus.scan('shard', 0, 1))[0]?.data.toString(), 'a');
+    } finally {
+      await consensus.close();
+    }
+  });
+}
+
+places.run();
