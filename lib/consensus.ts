@@ -148,7 +148,7 @@ export class RedisConsensus {
     const names = this.names.get(checkKey(key));
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
-      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data]), key);
+      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data], options?.signal), key);
       return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
     });
   }
@@ -178,7 +178,7 @@ export class RedisConsensus {
       const reply = await this.script<CompareAndSetReply>('compareAndSet', true, timeoutMs, [
         names.versions, names.data, names.registry,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
-      ]);
+      ], options?.signal);
       if (reply !== CAS_COMMITTED) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
       if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
       return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
@@ -201,7 +201,7 @@ export class RedisConsensus {
       if (count === 0n) return { result: [] };
       const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
       const versions = decodeScan(await this.script<ScanReply>('scan', false, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg]), key);
+        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg], options?.signal), key);
       let bytesRead = 0;
       for (const version of versions) bytesRead += version.data.length;
       return { result: versions, bytesRead, count: versions.length };
@@ -224,7 +224,7 @@ export class RedisConsensus {
     return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
       const mark = this.durability?.mark(names.versions);
       const deleted = decodeTruncate(await this.script<number>('truncate', true, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(upper)]), upper);
+        [names.versions, names.data, encodeSeqNo(upper)], options?.signal), upper);
       if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
@@ -245,7 +245,7 @@ export class RedisConsensus {
     try {
       for (let first = 0; first < BUCKETS; first += LIST_WINDOW) {
         const buckets = Array.from({ length: Math.min(LIST_WINDOW, BUCKETS - first) }, (_, i) => first + i);
-        const members = await Promise.all(buckets.map((bucket) => this.registryMembers(bucket, timeoutMs)));
+        const members = await Promise.all(buckets.map((bucket) => this.registryMembers(bucket, timeoutMs, options?.signal)));
         for (const bucket of members) {
           for (const member of bucket) {
             yielded++;
@@ -277,7 +277,7 @@ export class RedisConsensus {
   async ping(options?: CallOptions): Promise<number> {
     const timeoutMs = this.callTimeout(options);
     const started = performance.now();
-    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping());
+    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping(), options?.signal);
     return performance.now() - started;
   }
 
@@ -298,7 +298,7 @@ export class RedisConsensus {
   async check(options?: CallOptions): Promise<void> {
     const timeoutMs = this.callTimeout(options);
     await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
-      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'));
+      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
   }
 
   /**
@@ -309,13 +309,13 @@ export class RedisConsensus {
     await this.link.close();
   }
 
-  private async registryMembers(bucket: number, timeoutMs: number): Promise<Set<string>> {
+  private async registryMembers(bucket: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Set<string>> {
     const registry = registryOf(this.prefix, bucket);
     const members = new Set<string>();
     let cursor = '0';
     do {
       const [nextCursor, page] = await this.link.run(false, 'listKeys', timeoutMs,
-        (client) => client.sscan(registry, cursor, 'COUNT', 1000));
+        (client) => client.sscan(registry, cursor, 'COUNT', 1000), signal);
       for (const member of page) members.add(member);
       cursor = nextCursor;
     } while (cursor !== '0');
@@ -327,8 +327,10 @@ export class RedisConsensus {
     return checkTimeout(options.timeoutMs, 'options.timeoutMs');
   }
 
-  private script<T>(script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs): Promise<T> {
-    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args));
+  private script<T>(
+    script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs, signal: AbortSignal | undefined,
+  ): Promise<T> {
+    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args), signal);
   }
 }
 

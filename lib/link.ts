@@ -35,6 +35,8 @@ interface Call<T> extends Indexed {
   attempts: number;
   /** Fails the attempt in flight: set while one is. */
   fail: (err: ExternalError) => void;
+  /** The caller's AbortSignal, if any. */
+  readonly signal: AbortSignal | undefined;
 }
 
 /** What the Link knows of one connection (or one Cluster client). */
@@ -92,8 +94,12 @@ export class Link {
    * Runs one operation against Redis within `timeoutMs`, retrying failures known not to have
    * run, and maps every failure to an ExternalError (which says how many attempts were made).
    */
-  run<T>(isWrite: boolean, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>): Promise<T> {
-    const call = this.call(isWrite ? this.writer : this.reader, isWrite, what, timeoutMs, send);
+  run<T>(
+    isWrite: boolean, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const call = this.call(isWrite ? this.writer : this.reader, isWrite, what, timeoutMs, send, signal);
+    if (signal?.aborted === true) return Promise.reject(abortedBeforeSending(call));
     // The first attempt, which nearly always succeeds, without an async frame around it.
     return this.attempt(call).catch((err: unknown) => this.retryAfter(call, err));
   }
@@ -108,10 +114,11 @@ export class Link {
 
   private call<T>(
     client: RedisClient, isWrite: boolean, what: string, timeoutMs: number, send: (client: RedisClient) => Promise<T>,
+    signal?: AbortSignal,
   ): Call<T> {
     return {
       isWrite, what, client, deadline: Date.now() + timeoutMs, timeoutMs, send,
-      attempts: 0, fail: failNothing, index: -1,
+      attempts: 0, fail: failNothing, index: -1, signal,
     };
   }
 
@@ -130,7 +137,8 @@ export class Link {
       }
       debug('retry %s: attempt %d failed (%s), next in %d ms: %s', call.what, call.attempts, failure.code, delay,
         failure.message);
-      await sleep(delay);
+      await sleep(delay, call.signal);
+      if (call.signal?.aborted === true) throw abortedBeforeSending(call);
       try {
         return await this.attempt(call);
       } catch (next) {
@@ -150,7 +158,7 @@ export class Link {
     if (this.closed) return this.send(call);
     // Reads wait too: a read parked in an offline queue would only answer after its deadline.
     if (client.status !== undefined && client.status !== 'ready') {
-      return this.ready(client, call.what, call.deadline).then(() => this.send(call));
+      return this.ready(client, call.what, call.deadline, call.signal).then(() => this.send(call));
     }
     return this.send(call);
   }
@@ -159,19 +167,30 @@ export class Link {
   private send<T>(call: Call<T>): Promise<T> {
     const { client, isWrite, what } = call;
     if (this.closed) return Promise.reject(determinate('closed', `${what}: this RedisConsensus is closed`, undefined, call.attempts));
+    if (call.signal?.aborted === true) return Promise.reject(abortedBeforeSending(call));
     const connection = this.connection(client);
     const inFlight = connection.inFlight as ArraySet<Call<T>>;
     return new Promise<T>((resolve, reject) => {
       let settled = false;
+      let onAbort: (() => void) | undefined;
       const settle = (finish: () => void): void => {
         if (settled) return;
         settled = true;
         this.deadlines.delete(expiry);
         inFlight.delete(call);
         call.fail = failNothing;
+        if (onAbort !== undefined) call.signal!.removeEventListener('abort', onAbort);
         finish();
       };
       call.fail = (err) => settle(() => reject(err));
+      // Only with a signal: the hot path without one adds nothing.
+      if (call.signal !== undefined) {
+        onAbort = () => call.fail(isWrite
+          ? indeterminate('aborted', `${what}: aborted after the write was sent; it may or may not have been ` +
+            'applied, re-read to learn which', call.signal!.reason, call.attempts)
+          : determinate('aborted', `${what}: aborted`, call.signal!.reason, call.attempts));
+        call.signal.addEventListener('abort', onAbort, { once: true });
+      }
       const expiry = this.deadlines.add(call.deadline, () => {
         call.fail(isWrite
           ? indeterminate('timeout', `${what}: no reply within ${call.timeoutMs} ms; the write may or may not ` +
@@ -196,7 +215,7 @@ export class Link {
    * Waits until a connection can take a command now, rather than queue it to send after a
    * reconnect, or fails determinate at the deadline: nothing was sent.
    */
-  private async ready(client: RedisClient, what: string, deadline: number): Promise<void> {
+  private async ready(client: RedisClient, what: string, deadline: number, signal: AbortSignal | undefined): Promise<void> {
     if (!isConnection(client) || client.status === 'ready') return;
     const connection = this.connection(client);
     const notConnected = (): ExternalError => {
@@ -220,11 +239,18 @@ export class Link {
       client.on?.('end', onChange);
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
     const timedOut = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      onAbort = resolve;
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
     await Promise.race([connection.change, timedOut, this.closing]);
     clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort!);
+    if (signal?.aborted === true) {
+      throw determinate('aborted', `${what}: aborted while waiting for a connection; nothing was sent`, signal.reason);
+    }
     if (this.closed) throw determinate('closed', `${what}: this RedisConsensus was closed while the call waited for a connection; nothing was sent`);
     if (client.status !== 'ready') throw notConnected();
   }
@@ -305,6 +331,20 @@ function backoff(retry: Required<RetryOptions>, attempt: number): number {
   return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits `ms`, or less when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** The caller aborted before (another attempt of) the call was sent: it had no effect. */
+function abortedBeforeSending(call: Call<unknown>): ExternalError {
+  return determinate('aborted', `${call.what}: aborted before it was sent`, call.signal?.reason, call.attempts);
 }

@@ -371,3 +371,47 @@ if (serverAvailable) {
 }
 
 places.run();
+
+const signals = suite('edges: AbortSignal');
+
+signals('aborted before sending: determinate, nothing sent', async () => {
+  const { consensus, sent } = refusingStore(39_831, 'compareAndSet', () => new Error('must not be sent'));
+  const signal = AbortSignal.abort();
+  assertExternal(await rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }, { signal })), true, 'aborted');
+  assertExternal(await rejection(consensus.head('k', { signal })), true, 'aborted');
+  assertExternal(await rejection(consensus.ping({ signal })), true, 'aborted');
+  assert.is(sent(), 0);
+  await consensus.close();
+});
+
+signals('a write aborted after it was sent is indeterminate; an aborted read is determinate', async () => {
+  const client = new RedisMock({ port: 39_832 });
+  const consensus = new RedisConsensus(client, { timeoutMs: 10_000 });
+  Object.assign(client, {
+    redisConsensus_compareAndSet_v1: () => new Promise(() => {}),
+    redisConsensus_head_v1: () => new Promise(() => {}),
+  });
+  const controller = new AbortController();
+  const write = rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }, { signal: controller.signal }));
+  const read = rejection(consensus.head('k', { signal: controller.signal }));
+  const started = Date.now();
+  setTimeout(() => controller.abort(), 50);
+  const written = assertExternal(await write, false, 'aborted');
+  assert.match(written.message, /may or may not have been applied/);
+  assertExternal(await read, true, 'aborted');
+  assert.ok(Date.now() - started < 1000);
+  await consensus.close();
+});
+
+signals('an abort during a retry backoff ends the call at once, determinate', async () => {
+  const client = new RedisMock({ port: 39_833 });
+  const consensus = new RedisConsensus(client, { retry: { attempts: 5, minDelayMs: 2000, maxDelayMs: 2000 } });
+  Object.assign(client, { redisConsensus_head_v1: () => Promise.reject(new ReplyError('LOADING Redis is loading')) });
+  const started = Date.now();
+  const err = assertExternal(await rejection(consensus.head('k', { signal: AbortSignal.timeout(100) })), true, 'aborted');
+  assert.is(err.attempts, 1);
+  assert.ok(Date.now() - started < 800, `${Date.now() - started} ms`);
+  await consensus.close();
+});
+
+signals.run();
