@@ -124,6 +124,60 @@ export function duplicateForWrites(client: RedisClient): RedisClient {
   return duplicate.call(client, SAFE_WRITE_OPTIONS);
 }
 
+/** The write connection made for a client passed in, shared by every store that wraps it. */
+interface SharedWriter {
+  readonly writer: RedisClient;
+  /** Stores using it; the last to release it quits it. */
+  users: number;
+  /** Stops ending it when the caller's client ends. */
+  readonly unfollow: () => void;
+}
+
+const sharedWriters = new WeakMap<RedisClient, SharedWriter>();
+
+/**
+ * The write connection for a client passed in that would re-send commands: one per client, shared
+ * by every store that wraps it (50 stores on one client open one extra connection, not 50), and
+ * following the client: when the caller's client ends (they quit it without closing the stores),
+ * the write connection is disconnected too, so it never keeps the process alive by itself.
+ * Release it with `releaseWriter`.
+ */
+export function acquireWriter(client: RedisClient): RedisClient {
+  let shared = sharedWriters.get(client);
+  if (shared === undefined || shared.writer.status === 'end') {
+    const writer = duplicateForWrites(client);
+    writer.on?.('error', (err: unknown) => {
+      // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
+      debug('write connection: %s', err instanceof Error ? err.message : String(err));
+    });
+    const follow = (): void => {
+      debug('the client passed in ended: ending its write connection');
+      writer.disconnect?.();
+    };
+    client.on?.('end', follow);
+    shared = { writer, users: 0, unfollow: () => client.off?.('end', follow) };
+    sharedWriters.set(client, shared);
+    debug('opened an extra write connection (the client passed in re-sends commands after reconnects)');
+  }
+  shared.users++;
+  return shared.writer;
+}
+
+/** Releases a store's use of the shared write connection; the last user quits it. */
+export async function releaseWriter(client: RedisClient, writer: RedisClient): Promise<void> {
+  const shared = sharedWriters.get(client);
+  if (shared === undefined || shared.writer !== writer) {
+    // Replaced after it ended: this store was its last user.
+    await quit(writer);
+    return;
+  }
+  if (--shared.users > 0) return;
+  sharedWriters.delete(client);
+  shared.unfollow();
+  debug('quitting the extra write connection: its last store closed');
+  await quit(writer);
+}
+
 /** What a client the library opens must offer to be opened within a deadline. */
 export interface Openable {
   connect(): Promise<unknown>;

@@ -9,7 +9,7 @@
  */
 import { ArraySet } from './array-set.js';
 import type { Indexed } from './array-set.js';
-import { duplicateForWrites, isConnection, quit, resendsNothing } from './client.js';
+import { acquireWriter, isConnection, quit, releaseWriter, resendsNothing } from './client.js';
 import type { RedisClient } from './client.js';
 import { watchNodeCloses } from './cluster.js';
 import { coalesceWrites } from './coalesce.js';
@@ -58,7 +58,10 @@ export class Link {
   readonly writer: RedisClient;
   private readonly owned = new Set<RedisClient>();
   private readonly connections = new Map<RedisClient, Connection>();
-  private readonly watched: Array<[RedisClient, string, (...args: unknown[]) => void]> = [];
+  /** Removes each listener this Link added. */
+  private readonly watched: Array<() => void> = [];
+  /** Whether `writer` is the write connection shared by the stores wrapping `reader`. */
+  private readonly sharesWriter: boolean;
   private closed = false;
   /** Resolves when `close()` starts: calls waiting for a connection stop waiting. */
   private readonly closing: Promise<void>;
@@ -76,16 +79,9 @@ export class Link {
     });
     this.reader = client;
     if (owns) this.owned.add(client);
-    if (resendsNothing(client)) {
-      this.writer = client;
-    } else {
-      // A client we were given re-sends after reconnects; writes get their own connection.
-      this.writer = duplicateForWrites(client);
-      this.owned.add(this.writer);
-      this.writer.on?.('error', () => {
-        // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
-      });
-    }
+    // A client we were given that re-sends after reconnects: writes get a connection of their own.
+    this.sharesWriter = !resendsNothing(client);
+    this.writer = this.sharesWriter ? acquireWriter(client) : client;
     this.watch(this.writer);
     if (this.reader !== this.writer) this.watch(this.reader);
   }
@@ -229,14 +225,12 @@ export class Link {
     // One pair of listeners per connection, however many calls wait for it (a burst of calls
     // on a connection that is not ready would otherwise exceed the emitter's listener limit).
     connection.change ??= new Promise<void>((resolve) => {
-      const onChange = (): void => {
-        client.off?.('ready', onChange);
-        client.off?.('end', onChange);
+      const unsubscribe = [subscribe(client, 'ready', onChange), subscribe(client, 'end', onChange)];
+      function onChange(): void {
+        for (const stop of unsubscribe) stop();
         connection.change = undefined;
         resolve();
-      };
-      client.on?.('ready', onChange);
-      client.on?.('end', onChange);
+      }
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
     let onAbort: (() => void) | undefined;
@@ -258,7 +252,8 @@ export class Link {
   private connection(client: RedisClient): Connection {
     let connection = this.connections.get(client);
     if (connection === undefined) {
-      connection = { inFlight: new ArraySet(), owned: this.owned.has(client), lastError: undefined };
+      const owned = this.owned.has(client) || (this.sharesWriter && client === this.writer);
+      connection = { inFlight: new ArraySet(), owned, lastError: undefined };
       this.connections.set(client, connection);
     }
     return connection;
@@ -282,8 +277,7 @@ export class Link {
       }
     };
     const listen = (emitter: RedisClient, event: string, listener: (...args: unknown[]) => void): void => {
-      emitter.on?.(event, listener);
-      this.watched.push([emitter, event, listener]);
+      this.watched.push(subscribe(emitter, event, listener));
     };
     if (connection.owned) {
       // Only on connections the library made: a listener on the caller's client would silence
@@ -309,8 +303,11 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     this.markClosing();
-    for (const [client, event, listener] of this.watched) client.off?.(event, listener);
-    await Promise.all([...this.owned].map(quit));
+    for (const unsubscribe of this.watched.splice(0)) unsubscribe();
+    await Promise.all([
+      ...[...this.owned].map(quit),
+      ...(this.sharesWriter ? [releaseWriter(this.reader, this.writer)] : []),
+    ]);
     for (const connection of this.connections.values()) {
       for (const call of connection.inFlight) {
         call.fail(call.isWrite
@@ -321,6 +318,43 @@ export class Link {
       }
     }
   }
+}
+
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * Listeners of every Link, by emitter and event: each emitter gets one listener per event, which
+ * calls theirs. Many stores on one client (or on one shared write connection) would otherwise add
+ * a listener each and trip Node's MaxListenersExceededWarning at 11.
+ */
+const hubs = new WeakMap<RedisClient, Map<string, { listeners: Set<Listener>; fanOut: Listener }>>();
+
+/** Adds `listener` to `event` of `emitter` through its hub; returns what removes it. */
+function subscribe(emitter: RedisClient, event: string, listener: Listener): () => void {
+  let events = hubs.get(emitter);
+  if (events === undefined) hubs.set(emitter, events = new Map());
+  let hub = events.get(event);
+  if (hub === undefined) {
+    const listeners = new Set<Listener>();
+    const fanOut: Listener = (...args) => {
+      for (const each of [...listeners]) each(...args);
+    };
+    hub = { listeners, fanOut };
+    events.set(event, hub);
+    emitter.on?.(event, fanOut);
+  }
+  // A wrapper per subscription: the same function may be subscribed twice.
+  const entry: Listener = (...args) => listener(...args);
+  hub.listeners.add(entry);
+  const current = hub;
+  const byEvent = events;
+  return () => {
+    current.listeners.delete(entry);
+    if (current.listeners.size === 0 && byEvent.get(event) === current) {
+      byEvent.delete(event);
+      emitter.off?.(event, current.fanOut);
+    }
+  };
 }
 
 /** A call's `fail` while no attempt of it is in flight. */

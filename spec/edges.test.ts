@@ -15,7 +15,7 @@ import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
 import type { ExternalErrorCode } from '../lib/index.js';
 import { codeOf, toExternal } from '../lib/errors.js';
 import { KeyNamesCache } from '../lib/layout.js';
-import { REQUIRE_REDIS } from './support/backends.js';
+import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable, REQUIRE_REDIS } from './support/backends.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -415,3 +415,62 @@ signals('an abort during a retry backoff ends the call at once, determinate', as
 });
 
 signals.run();
+
+const shared = suite('edges: the extra write connection');
+
+const realRedis = await realRedisAvailable();
+if (realRedis) {
+  const writerOf = (consensus: RedisConsensus): Redis => (consensus as unknown as { link: { writer: Redis } }).link.writer;
+  const ended = async (client: Redis): Promise<string> => {
+    if (client.status !== 'end') await Promise.race([once(client, 'end'), new Promise((resolve) => setTimeout(resolve, 2000))]);
+    return client.status;
+  };
+
+  shared('50 stores on one client share one write connection, add no listener each, and the last close() quits it', async () => {
+    const name = `rc-edges-shared-${process.pid}`;
+    const client = new Redis(REDIS_URL, { connectionName: name });
+    const prefix = freshPrefix('edges');
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => { warnings.push(warning.name); };
+    process.on('warning', onWarning);
+    const stores = Array.from({ length: 50 }, () => new RedisConsensus(client, { prefix }));
+    try {
+      const writer = writerOf(stores[0]!);
+      assert.is.not(writer, client);
+      assert.ok(stores.every((store) => writerOf(store) === writer));
+      const results = await Promise.all(stores.map((store, i) => store.compareAndSet(`k${i}`, null, { seqno: 0, data: Buffer.from('x') })));
+      assert.ok(results.every((result) => result === CaSResult.Committed));
+      const list = String(await client.client('LIST'));
+      assert.is(list.split('\n').filter((line) => line.includes(`name=${name} `)).length, 2, 'the client and one write connection');
+      assert.ok(client.listenerCount('close') <= 2, `${client.listenerCount('close')} close listeners`);
+      assert.ok(writer.listenerCount('close') <= 2, `${writer.listenerCount('close')} close listeners on the writer`);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.not.ok(warnings.includes('MaxListenersExceededWarning'));
+      for (const store of stores.slice(1)) await store.close();
+      assert.is(writer.status, 'ready', 'still used by one store');
+      assert.is(await stores[0]!.compareAndSet('k0', 0, { seqno: 1, data: Buffer.from('y') }), CaSResult.Committed);
+      await stores[0]!.close();
+      assert.is(await ended(writer), 'end');
+      assert.is(client.status, 'ready');
+    } finally {
+      process.off('warning', onWarning);
+      await Promise.all(stores.map((store) => store.close()));
+      await deletePrefix(client, prefix);
+      await client.quit();
+    }
+  });
+
+  shared('the write connection ends when the caller quits their client without close()', async () => {
+    const client = new Redis(REDIS_URL);
+    const consensus = new RedisConsensus(client, { prefix: freshPrefix('edges') });
+    const writer = writerOf(consensus);
+    await consensus.head('k');
+    await client.quit();
+    assert.is(await ended(writer), 'end');
+    // A write now fails determinate: the connection is gone, nothing was sent.
+    assertExternal(await rejection(consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') })), true, 'unavailable');
+    await consensus.close();
+  });
+}
+
+shared.run();
