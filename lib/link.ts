@@ -268,6 +268,7 @@ export class Link {
     const connection = this.connection(client);
     const onClose = (): void => {
       const cause = connection.lastError === undefined ? '' : ` (${connection.lastError})`;
+      debug('a connection closed%s; %d calls in flight on it fail', cause, connection.inFlight.size);
       // ArraySet iterates over a copy: failing a call removes it.
       for (const call of connection.inFlight) {
         call.fail(call.isWrite
@@ -286,6 +287,7 @@ export class Link {
         connection.lastError = err instanceof Error ? err.message : String(err);
       });
       listen(client, 'ready', () => {
+        debug('a connection is ready');
         connection.lastError = undefined;
       });
     }

@@ -138,7 +138,8 @@ async function runChild(source: string, env: NodeJS.ProcessEnv = {}, limitMs = 1
   const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
   const [code] = await once(child, 'exit') as [number | null];
   clearTimeout(killer);
-  return { out, err, code, ms: Date.now() - started };
+  // Without colour codes (the test runner may force colours on its children).
+  return { out, err: err.replace(/\x1b\[[0-9;]*m/g, ''), code, ms: Date.now() - started };
 }
 
 const LIB = new URL('../lib/index.js', import.meta.url).href;
@@ -474,3 +475,31 @@ if (realRedis) {
 }
 
 shared.run();
+
+const debugging = suite('edges: NODE_DEBUG=redis-consensus');
+
+debugging('logs retries and indeterminate decisions to stderr, and nothing without NODE_DEBUG', async () => {
+  const source = `
+    import { ReplyError } from 'ioredis';
+    import RedisMock from 'ioredis-mock';
+    import { RedisConsensus } from ${JSON.stringify(LIB)};
+    const client = new RedisMock({ port: 39_841 });
+    const consensus = new RedisConsensus(client, { retry: { attempts: 2, minDelayMs: 1, maxDelayMs: 1 } });
+    Object.assign(client, {
+      redisConsensus_head_v1: () => Promise.reject(new ReplyError('LOADING Redis is loading')),
+      redisConsensus_compareAndSet_v1: () => Promise.reject(new Error('Connection is closed.')),
+    });
+    await consensus.head('k').catch(() => {});
+    await consensus.compareAndSet('k', null, { seqno: 0, data: Buffer.from('x') }).catch(() => {});
+    await consensus.close();
+  `;
+  const on = await runChild(source, { NODE_DEBUG: 'redis-consensus' });
+  assert.is(on.code, 0, on.err);
+  assert.match(on.err, /REDIS-CONSENSUS \d+: retry head: attempt 1 failed \(unavailable\)/);
+  assert.match(on.err, /REDIS-CONSENSUS \d+: indeterminate \(connection-lost\): indeterminate: compareAndSet failed after it was sent/);
+  const off = await runChild(source, { NODE_DEBUG: '' });
+  assert.is(off.code, 0, off.err);
+  assert.not.match(off.err, /REDIS-CONSENSUS/);
+});
+
+debugging.run();
