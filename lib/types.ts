@@ -107,7 +107,7 @@ export interface RedisConsensusOptions {
   observer?: Observer;
   /**
    * The largest `next.data` that `compareAndSet` sends, in bytes; a larger one is a RangeError
-   * before anything is sent. Default 64 MiB (Redis's own limit is 512 MiB; see docs/deployment.md
+   * before anything is sent. Default 16 MiB (Redis's own limit is 512 MiB; see docs/deployment.md
    * for what large payloads cost).
    */
   maxPayloadBytes?: number;

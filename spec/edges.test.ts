@@ -279,7 +279,7 @@ places('a payload above maxPayloadBytes is a RangeError and is never sent', asyn
   assert.is(sent, 1);
   await consensus.close();
   const byDefault = new RedisConsensus(new RedisMock({ port: 39_822 }));
-  assert.instance(await rejection(byDefault.compareAndSet('k', null, { seqno: 0, data: new Uint8Array(64 * 1024 * 1024 + 1) })), RangeError);
+  assert.instance(await rejection(byDefault.compareAndSet('k', null, { seqno: 0, data: new Uint8Array(16 * 1024 * 1024 + 1) })), RangeError);
   await byDefault.close();
   assert.throws(() => new RedisConsensus(new RedisMock({ port: 39_823 }), { maxPayloadBytes: 0 }), RangeError);
   assert.throws(() => new RedisConsensus(new RedisMock({ port: 39_823 }), { evictionPolicy: 'maybe' as 'warn' }), RangeError);
