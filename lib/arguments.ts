@@ -85,7 +85,7 @@ export interface NextVersion {
  * Checks `next` of a compare-and-set against `expected`.
  * @throws TypeError for a wrong shape; RangeError when `next.seqno <= expected`.
  */
-export function toNext(next: VersionedDataInput, expected: SeqNo | null): NextVersion {
+export function toNext(next: VersionedDataInput, expected: SeqNo | null, maxPayloadBytes: number): NextVersion {
   if (typeof next !== 'object' || next === null) {
     throw new TypeError(`next must be an object { seqno, data }; got ${describe(next)}`);
   }
@@ -93,6 +93,10 @@ export function toNext(next: VersionedDataInput, expected: SeqNo | null): NextVe
   const data: unknown = next.data;
   if (!(data instanceof Uint8Array)) {
     throw new TypeError(`next.data must be a Uint8Array (or Buffer); got ${describe(data)}`);
+  }
+  if (data.byteLength > maxPayloadBytes) {
+    throw new RangeError(`next.data is ${data.byteLength} bytes, above maxPayloadBytes (${maxPayloadBytes}); ` +
+      'nothing was sent');
   }
   if (expected !== null && seqno <= expected) {
     throw new RangeError('new seqno must be strictly greater than expected. ' +
@@ -120,6 +124,22 @@ export function checkPrefix(prefix: unknown): string {
 export function checkTimeout(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw new RangeError(`${name} must be a positive number of milliseconds; got ${String(value)}`);
+  }
+  return value;
+}
+
+/** @throws RangeError unless `value` is a positive safe integer of bytes. */
+export function checkMaxPayloadBytes(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`maxPayloadBytes must be a positive integer; got ${String(value)}`);
+  }
+  return value;
+}
+
+/** @throws RangeError unless `value` is `'refuse'` or `'warn'`. */
+export function checkEvictionPolicyAction(value: unknown): 'refuse' | 'warn' {
+  if (value !== 'refuse' && value !== 'warn') {
+    throw new RangeError(`evictionPolicy must be 'refuse' or 'warn'; got ${String(value)}`);
   }
   return value;
 }

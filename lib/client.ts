@@ -11,7 +11,8 @@
  * TRYAGAIN, CLUSTERDOWN) are still followed.
  */
 import type { ClusterOptions } from 'ioredis';
-import { determinate } from './errors.js';
+import { debug } from './debug.js';
+import { codeOf, determinate } from './errors.js';
 
 /**
  * What the library needs of a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any
@@ -43,7 +44,7 @@ export interface RedisClient {
   /** Listens to one event once. */
   once?(event: string, listener: (...args: unknown[]) => void): unknown;
   /** A Cluster's node connections. */
-  nodes?(role?: 'all'): RedisClient[];
+  nodes?(role?: 'all' | 'master'): RedisClient[];
   /** ioredis's connection status (`ready`, `reconnecting`, `end`...); ioredis-mock has none. */
   readonly status?: string;
   /** True for an ioredis `Cluster`. */
@@ -81,13 +82,17 @@ export const SAFE_WRITE_OPTIONS = { autoResendUnfulfilledCommands: false, enable
  * explicitly so that a new ioredis major's defaults change nothing: RESP2 (ioredis 6 speaks RESP3
  * by default; ioredis 5 has no such option and speaks RESP2), ioredis 5's reconnect schedule (50 ms
  * more per attempt, at most 2 s; calls wait for a reconnect within their deadline), and no TCP
- * keep-alive (ioredis 6 turns it on; deadlines, not keep-alive, find a dead connection). Unlike
- * SAFE_WRITE_OPTIONS, the caller's ioredis options may override these.
+ * keep-alive (ioredis 6 turns it on; deadlines, not keep-alive, find a dead connection). And a
+ * short `disconnectTimeout`: ioredis's default, 2 s, holds a timer (twice, when the ready check
+ * fails after the disconnect) that keeps the process alive for seconds after a connect that gave
+ * up on a server that never answers. Unlike SAFE_WRITE_OPTIONS, the caller's ioredis options may
+ * override these.
  */
 export const OWN_CONNECTION_DEFAULTS = {
   protocol: 2,
   retryStrategy: (attempt: number) => Math.min(attempt * 50, 2000),
   keepAlive: 0,
+  disconnectTimeout: 100,
 } as const;
 
 /** Cluster options that make an ioredis Cluster safe for writes (node options apart). */
@@ -129,28 +134,129 @@ export function duplicateForWrites(client: RedisClient): RedisClient {
   return duplicate.call(client, SAFE_WRITE_OPTIONS);
 }
 
+/** The write connection made for a client passed in, shared by every store that wraps it. */
+interface SharedWriter {
+  readonly writer: RedisClient;
+  /** Stores using it; the last to release it quits it. */
+  users: number;
+  /** Stops ending it when the caller's client ends. */
+  readonly unfollow: () => void;
+}
+
+const sharedWriters = new WeakMap<RedisClient, SharedWriter>();
+
 /**
- * Connects a client the library made (created with `lazyConnect`) and waits until it is ready.
- * ioredis rejects a failed first connection with "Connection is closed."; the error event before
- * that says why, and is what the ExternalError reports. Later connection errors surface on the
- * calls that meet them, while ioredis reconnects by itself.
- *
- * @throws ExternalError (determinate) when it cannot connect; the client is then disconnected.
+ * The write connection for a client passed in that would re-send commands: one per client, shared
+ * by every store that wraps it (50 stores on one client open one extra connection, not 50), and
+ * following the client: when the caller's client ends (they quit it without closing the stores),
+ * the write connection is disconnected too, so it never keeps the process alive by itself.
+ * Release it with `releaseWriter`.
  */
-export async function openClient<C extends { connect(): Promise<unknown>; disconnect(): void; on(event: 'error', listener: (err: Error) => void): unknown }>(
-  client: C, where: string,
-): Promise<C> {
+export function acquireWriter(client: RedisClient): RedisClient {
+  let shared = sharedWriters.get(client);
+  if (shared === undefined || shared.writer.status === 'end') {
+    const writer = duplicateForWrites(client);
+    writer.on?.('error', (err: unknown) => {
+      // Connection errors surface on the calls that meet them; ioredis reconnects by itself.
+      debug('write connection: %s', err instanceof Error ? err.message : String(err));
+    });
+    const follow = (): void => {
+      debug('the client passed in ended: ending its write connection');
+      writer.disconnect?.();
+    };
+    client.on?.('end', follow);
+    shared = { writer, users: 0, unfollow: () => client.off?.('end', follow) };
+    sharedWriters.set(client, shared);
+    debug('opened an extra write connection (the client passed in re-sends commands after reconnects)');
+  }
+  shared.users++;
+  return shared.writer;
+}
+
+/** Releases a store's use of the shared write connection; the last user quits it. */
+export async function releaseWriter(client: RedisClient, writer: RedisClient): Promise<void> {
+  const shared = sharedWriters.get(client);
+  if (shared === undefined || shared.writer !== writer) {
+    // Replaced after it ended: this store was its last user.
+    await quit(writer);
+    return;
+  }
+  if (--shared.users > 0) return;
+  sharedWriters.delete(client);
+  shared.unfollow();
+  debug('quitting the extra write connection: its last store closed');
+  await quit(writer);
+}
+
+/** What a client the library opens must offer to be opened within a deadline. */
+export interface Openable {
+  connect(): Promise<unknown>;
+  disconnect(): void;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/** How `openClient` bounds the opening: a deadline, the caller's signal, checks to pass. */
+export interface OpenOptions<C> {
+  /** How long connecting and the checks may take, in ms. */
+  readonly timeoutMs: number;
+  /** The caller's AbortSignal: aborting gives up, determinate. */
+  readonly signal?: AbortSignal | undefined;
+  /** Runs once the client is ready, within the same deadline; throws to refuse the client. */
+  readonly check?: ((client: C) => Promise<void>) | undefined;
+}
+
+/**
+ * Connects a client the library made (created with `lazyConnect`), waits until it is ready and
+ * runs `check`, all within `timeoutMs`. ioredis's own `connectTimeout` covers the TCP connect only:
+ * a server that accepts and never answers (a black hole, a SIGSTOPped process) leaves its ready
+ * check waiting forever, so the deadline is the library's. ioredis rejects a failed first
+ * connection with "Connection is closed."; the error event before that says why, and is what the
+ * ExternalError reports. Later connection errors surface on the calls that meet them, while
+ * ioredis reconnects by itself.
+ *
+ * @throws ExternalError (determinate) when it cannot connect in time (`timeout`), the signal
+ *   aborts (`aborted`), or the check refuses; the client is then disconnected and holds no timer
+ *   or socket.
+ */
+export async function openClient<C extends Openable>(client: C, where: string, options: OpenOptions<C>): Promise<C> {
+  const { timeoutMs, signal, check } = options;
   let lastError: Error | undefined;
   client.on('error', (err) => {
     lastError = err;
+    debug('connection to %s: %s', where, err.message);
+  });
+  const because = (): string => (lastError === undefined ? '' : ` (last error: ${lastError.message})`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const givenUp = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(determinate('timeout',
+      `could not connect to ${where}: no answer within ${timeoutMs} ms${because()}`, lastError)), timeoutMs);
+    onAbort = () => reject(determinate('aborted', `connecting to ${where} was aborted${because()}`, signal?.reason));
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    await client.connect();
+    if (signal?.aborted === true) onAbort!();
+    const opened = (async () => {
+      try {
+        await client.connect();
+      } catch (err) {
+        const cause = lastError ?? err;
+        const code = codeOf(cause);
+        throw determinate(code === 'permission' ? code : 'unavailable',
+          `could not connect to ${where}: ${(cause as Error).message}`, cause);
+      }
+      await check?.(client);
+    })();
+    // Whichever settles first; the other's rejection is handled by the race.
+    await Promise.race([opened, givenUp]);
   } catch (err) {
     client.disconnect();
-    const cause = lastError ?? err;
-    throw determinate(`could not connect to ${where}: ${(cause as Error).message}`, cause);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
   }
+  debug('connected to %s', where);
   return client;
 }
 
@@ -168,30 +274,28 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** How long `close()` waits for a quit connection to end before it disconnects it. */
-const QUIT_WAIT_MS = 1000;
+/** How long `close()` waits for QUIT's reply and the connection's end before it disconnects. */
+export const QUIT_WAIT_MS = 1000;
 
 /**
  * Quits a connection the library made and waits until it has ended (QUIT's reply comes before
- * the socket closes), disconnecting it if it does not end in time.
+ * the socket closes), disconnecting it when that does not happen within QUIT_WAIT_MS: a stalled
+ * Redis never answers QUIT, and `close()` must settle anyway.
  */
 export async function quit(client: RedisClient): Promise<void> {
   const ended = isConnection(client) && client.status !== 'end'
     ? new Promise<void>((resolve) => client.once?.('end', () => resolve()))
     : undefined;
-  try {
-    await client.quit();
-  } catch {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), QUIT_WAIT_MS);
+  });
+  const quitted = client.quit().then(() => ended, () => {
+    client.disconnect?.();
+  });
+  if (await Promise.race([quitted, late]) === 'late') {
+    debug('QUIT had no answer within %d ms: disconnecting', QUIT_WAIT_MS);
     client.disconnect?.();
   }
-  if (ended === undefined || client.status === 'end') return;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      client.disconnect?.();
-      resolve();
-    }, QUIT_WAIT_MS);
-  });
-  await Promise.race([ended, late]);
   clearTimeout(timer);
 }

@@ -42,7 +42,7 @@ export function primaryFor(cluster: RedisClient, key: string): RedisClient {
     const { host, port } = optionsOf(node) as { host?: string; port?: number };
     return `${host}:${port}` === address;
   });
-  if (primary === undefined) throw indeterminate(`no known primary serves the slot of ${key}`);
+  if (primary === undefined) throw indeterminate('unavailable', `no known primary serves the slot of ${key}`);
   return primary;
 }
 

@@ -4,6 +4,8 @@ import { Appender } from './append.js';
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import { DEFAULT_URL, openClient, OWN_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
+import { checkEvictionPolicy, databaseOf, selectDatabase } from './checks.js';
+import type { EvictionPolicyAction } from './checks.js';
 import { Durability } from './durability.js';
 import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
 import { Link } from './link.js';
@@ -19,8 +21,8 @@ import type {
 import { encodeSeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
-  AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, Observer, RedisConsensusOptions,
-  SeqNoInput, VersionedData, VersionedDataInput,
+  AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions, Observer,
+  RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 
 /**
@@ -47,6 +49,8 @@ export class RedisConsensus {
   private readonly observer: Observer | undefined;
   private readonly names: KeyNamesCache;
   private readonly appender: Appender;
+  private readonly maxPayloadBytes: number;
+  private readonly evictionPolicy: EvictionPolicyAction;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -62,6 +66,8 @@ export class RedisConsensus {
     this.timeoutMs = settings.timeoutMs;
     this.observer = settings.observer;
     this.names = new KeyNamesCache(this.prefix);
+    this.maxPayloadBytes = settings.maxPayloadBytes;
+    this.evictionPolicy = settings.evictionPolicy;
     const owns = ownedClients.has(client);
     ownedClients.delete(client);
     this.link = new Link(client, owns, settings.retry);
@@ -81,11 +87,22 @@ export class RedisConsensus {
    */
   static async connect(
     url: string = DEFAULT_URL,
-    options: RedisConsensusOptions = {},
+    options: ConnectOptions = {},
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
+    const settings = resolveOptions(options);
+    const where = redactUrl(url);
+    const db = redisOptions.db ?? databaseOf(url);
     const client = new Redis(url, { ...OWN_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
-    return RedisConsensus.adopt(await openClient(client, redactUrl(url)), options);
+    await openClient(client, where, {
+      timeoutMs: settings.timeoutMs,
+      signal: options.signal,
+      check: async (opened) => {
+        if (db !== undefined && db !== 0) await selectDatabase(opened, db, where);
+        await checkEvictionPolicy([opened], settings.evictionPolicy, where);
+      },
+    });
+    return RedisConsensus.adopt(client, options);
   }
 
   /**
@@ -102,12 +119,18 @@ export class RedisConsensus {
    */
   static async connectCluster(
     nodes: ClusterNode[],
-    options: RedisConsensusOptions = {},
+    options: ConnectOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
+    const settings = resolveOptions(options);
     const withDefaults = { ...clusterOptions, redisOptions: { ...OWN_CONNECTION_DEFAULTS, ...clusterOptions.redisOptions } };
     const cluster = new Cluster(nodes, { ...safeClusterOptions(withDefaults), lazyConnect: true });
-    return RedisConsensus.adopt(await openClient(cluster, 'the Redis Cluster'), options);
+    await openClient(cluster, 'the Redis Cluster', {
+      timeoutMs: settings.timeoutMs,
+      signal: options.signal,
+      check: (opened) => checkEvictionPolicy(opened.nodes('master'), settings.evictionPolicy, 'a Redis Cluster primary'),
+    });
+    return RedisConsensus.adopt(cluster, options);
   }
 
   /** Wraps a client that `connect` or `connectCluster` opened: the instance owns and closes it. */
@@ -132,7 +155,7 @@ export class RedisConsensus {
     const names = this.names.get(checkKey(key));
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
-      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data]));
+      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data], options?.signal), key);
       return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
     });
   }
@@ -155,14 +178,14 @@ export class RedisConsensus {
   ): Promise<CaSResult> {
     const names = this.names.get(checkKey(key));
     const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo);
+    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult>> => {
       const mark = this.durability?.mark(names.versions);
       const reply = await this.script<CompareAndSetReply>('compareAndSet', true, timeoutMs, [
         names.versions, names.data, names.registry,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
-      ]);
+      ], options?.signal);
       if (reply !== CAS_COMMITTED) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
       if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
       return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
@@ -197,16 +220,16 @@ export class RedisConsensus {
   ): Promise<CompareAndSetOutcome> {
     const names = this.names.get(checkKey(key));
     const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo);
+    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
       const reply = await this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, [
         names.versions, names.data, names.registry,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, CAS_WITH_HEAD,
-      ]);
+      ], options?.signal);
       if (reply !== CAS_COMMITTED) {
-        const head = decodeHead(reply);
+        const head = decodeHead(reply, key);
         return {
           result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
           bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
@@ -272,7 +295,7 @@ export class RedisConsensus {
       if (count === 0n) return { result: [] };
       const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
       const versions = decodeScan(await this.script<ScanReply>('scan', false, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg]));
+        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg], options?.signal), key);
       let bytesRead = 0;
       for (const version of versions) bytesRead += version.data.length;
       return { result: versions, bytesRead, count: versions.length };
@@ -295,7 +318,7 @@ export class RedisConsensus {
     return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
       const mark = this.durability?.mark(names.versions);
       const deleted = decodeTruncate(await this.script<number>('truncate', true, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(upper)]), upper);
+        [names.versions, names.data, encodeSeqNo(upper)], options?.signal), upper);
       if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
@@ -316,7 +339,7 @@ export class RedisConsensus {
     try {
       for (let first = 0; first < BUCKETS; first += LIST_WINDOW) {
         const buckets = Array.from({ length: Math.min(LIST_WINDOW, BUCKETS - first) }, (_, i) => first + i);
-        const members = await Promise.all(buckets.map((bucket) => this.registryMembers(bucket, timeoutMs)));
+        const members = await Promise.all(buckets.map((bucket) => this.registryMembers(bucket, timeoutMs, options?.signal)));
         for (const bucket of members) {
           for (const member of bucket) {
             yielded++;
@@ -348,8 +371,28 @@ export class RedisConsensus {
   async ping(options?: CallOptions): Promise<number> {
     const timeoutMs = this.callTimeout(options);
     const started = performance.now();
-    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping());
+    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping(), options?.signal);
     return performance.now() - started;
+  }
+
+  /**
+   * Checks the server as `connect` does: refuses (or, with `evictionPolicy: 'warn'`, warns about) a
+   * `maxmemory-policy` that may evict the store's keys (`allkeys-*`). `connect` and
+   * `connectCluster` check by themselves; a client passed to the constructor is not checked until
+   * this is called, so call it once after constructing.
+   *
+   * @throws ExternalError (determinate, code `eviction-policy`) when the policy is refused, or as
+   *   for a read when the server cannot be asked.
+   * @example
+   * ```ts
+   * const consensus = new RedisConsensus(client, { prefix: 'myapp' });
+   * await consensus.check();
+   * ```
+   */
+  async check(options?: CallOptions): Promise<void> {
+    const timeoutMs = this.callTimeout(options);
+    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
+      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
   }
 
   /**
@@ -360,13 +403,13 @@ export class RedisConsensus {
     await this.link.close();
   }
 
-  private async registryMembers(bucket: number, timeoutMs: number): Promise<Set<string>> {
+  private async registryMembers(bucket: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Set<string>> {
     const registry = registryOf(this.prefix, bucket);
     const members = new Set<string>();
     let cursor = '0';
     do {
       const [nextCursor, page] = await this.link.run(false, 'listKeys', timeoutMs,
-        (client) => client.sscan(registry, cursor, 'COUNT', 1000));
+        (client) => client.sscan(registry, cursor, 'COUNT', 1000), signal);
       for (const member of page) members.add(member);
       cursor = nextCursor;
     } while (cursor !== '0');
@@ -378,8 +421,10 @@ export class RedisConsensus {
     return checkTimeout(options.timeoutMs, 'options.timeoutMs');
   }
 
-  private script<T>(script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs): Promise<T> {
-    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args));
+  private script<T>(
+    script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs, signal: AbortSignal | undefined,
+  ): Promise<T> {
+    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args), signal);
   }
 }
 

@@ -53,7 +53,7 @@ export class Durability {
     const { replicas, timeoutMs } = this.options;
     const acknowledged = await this.waitForReplicas(what, routingKey, mark);
     if (acknowledged < replicas) {
-      throw indeterminate(
+      throw indeterminate('replicas-short',
         `${what} committed on the primary but only ${acknowledged} of ${replicas} replicas ` +
         `acknowledged it within ${timeoutMs} ms; a failover may lose it`);
     }
@@ -78,7 +78,7 @@ export class Durability {
         this.link.runOnce(connection, 'WAIT', budgetMs, (client) => client.call!('WAIT', replicas, timeoutMs))));
       return Math.min(...counts.map(Number));
     } catch (err) {
-      throw indeterminate(`${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
+      throw indeterminate('replicas-short', `${what} committed on the primary, but waiting for replicas failed: ${(err as Error).message}`, err);
     }
   }
 }

@@ -4,6 +4,33 @@
  * take effect (determinate) or might have (indeterminate).
  */
 
+import { debug } from './debug.js';
+
+/**
+ * Why an ExternalError happened, stable for programs to branch on (messages may change):
+ *
+ * | code | meaning |
+ * |---|---|
+ * | `timeout` | no reply within the call's deadline (or the connect deadline) |
+ * | `connection-lost` | the connection closed while the call was in flight |
+ * | `unavailable` | Redis could not be reached or refused for now (LOADING, BUSY, READONLY, CLUSTERDOWN...) |
+ * | `closed` | this store was closed |
+ * | `aborted` | the caller's `AbortSignal` fired |
+ * | `truncate-above-head` | `truncate` above the head, or of a key with no data |
+ * | `replicas-short` | a write committed on the primary but replicas did not confirm it |
+ * | `store-reset` | the store's data set was reset under it |
+ * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
+ * | `permission` | an ACL refused a command or key (NOPERM, NOAUTH, WRONGPASS) |
+ * | `out-of-memory` | Redis is at `maxmemory` and refused to write (OOM) |
+ * | `eviction-policy` | the server's `maxmemory-policy` may evict the store's keys |
+ * | `wrong-database` | the database the URL names does not exist on the server |
+ * | `redis-error` | any other error Redis or the client reported |
+ */
+export type ExternalErrorCode =
+  | 'timeout' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
+  | 'replicas-short' | 'store-reset' | 'payload-missing' | 'permission' | 'out-of-memory'
+  | 'eviction-policy' | 'wrong-database' | 'redis-error';
+
 /**
  * The store could not be asked, or did not answer.
  *
@@ -17,29 +44,64 @@ export class ExternalError extends Error {
   readonly determinate: boolean;
   /** How many times the command was sent or tried (retries included); 0 when it never was. */
   readonly attempts: number;
+  /** Why, as a stable code to branch on (see `ExternalErrorCode`). */
+  readonly code: ExternalErrorCode;
 
-  constructor(determinate: boolean, message: string, options?: { cause?: unknown; attempts?: number }) {
+  constructor(
+    determinate: boolean, message: string,
+    options?: { cause?: unknown; attempts?: number; code?: ExternalErrorCode },
+  ) {
     super(`${determinate ? 'determinate' : 'indeterminate'}: ${message}`,
       options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ExternalError';
     this.determinate = determinate;
     this.attempts = options?.attempts ?? 0;
+    this.code = options?.code ?? 'redis-error';
   }
 }
 
 /** An operation that certainly did not take effect. */
-export function determinate(message: string, cause?: unknown, attempts?: number): ExternalError {
-  return new ExternalError(true, message, { cause, attempts });
+export function determinate(code: ExternalErrorCode, message: string, cause?: unknown, attempts?: number): ExternalError {
+  return new ExternalError(true, message, { cause, attempts, code });
 }
 
 /** A write that may or may not have taken effect. */
-export function indeterminate(message: string, cause?: unknown, attempts?: number): ExternalError {
-  return new ExternalError(false, message, { cause, attempts });
+export function indeterminate(code: ExternalErrorCode, message: string, cause?: unknown, attempts?: number): ExternalError {
+  const err = new ExternalError(false, message, { cause, attempts, code });
+  debug('indeterminate (%s): %s', code, err.message);
+  return err;
+}
+
+/**
+ * Codes of failures that retrying within one call cannot mend: an ACL, a full memory, a closed
+ * store, the caller's abort, or the data itself. Retrying these would only delay the answer.
+ */
+const NOT_RETRIED: ReadonlySet<ExternalErrorCode> = new Set<ExternalErrorCode>([
+  'permission', 'out-of-memory', 'closed', 'aborted', 'truncate-above-head', 'payload-missing',
+  'store-reset', 'eviction-policy', 'wrong-database',
+]);
+
+/** Whether a determinate failure is worth another attempt. */
+export function retryable(err: ExternalError): boolean {
+  return err.determinate && !NOT_RETRIED.has(err.code);
 }
 
 /**
  * Redis error codes that are returned before a command runs: the command had no effect. Anything
  * else coming back from a script may have been raised half-way through it.
+ *
+ * OOM and NOPERM deserve a word, as both can come from inside a script (measured on Redis 7.0):
+ * - OOM: a script without flags (ours have none, for ioredis-mock) is checked when it first calls
+ *   a command that may grow memory, and only "if this is the first write in the context of this
+ *   script, otherwise we'd break atomicity" (Redis's `scriptVerifyOOM`: it skips the check once
+ *   the script has written). So an OOM reply, even one that names a script, means the script had
+ *   written nothing: determinate. Older Redis checks EVAL/EVALSHA before running it: same answer.
+ * - NOPERM is raised before running: for the EVALSHA command itself or for the KEYS it declares
+ *   ("no permissions to access one of the keys used as arguments"). A command the ACL denies
+ *   *inside* a script comes back as `ERR The user executing the script can't run this command`,
+ *   possibly after the script wrote (an SADD before a denied ZADD stays): that one is not known
+ *   not to have run, and stays indeterminate for writes (code `permission`, never retried).
+ * - NOAUTH and WRONGPASS: the connection is not authenticated; nothing runs.
  */
 const REFUSED_BEFORE_RUNNING = new Set([
   'NOSCRIPT', 'OOM', 'READONLY', 'BUSY', 'LOADING', 'MOVED', 'ASK', 'TRYAGAIN', 'CLUSTERDOWN',
@@ -57,6 +119,29 @@ const NEVER_SENT = [
   // clients have retryDelayOnFailover 0, so a closed connection never joins that chain.
   'Too many Cluster redirections',
 ];
+
+/** Reply codes and the ExternalError code each maps to; the rest of REFUSED are `unavailable`. */
+const REPLY_CODES: Readonly<Record<string, ExternalErrorCode>> = {
+  NOPERM: 'permission', NOAUTH: 'permission', WRONGPASS: 'permission', OOM: 'out-of-memory',
+};
+
+/** ACL denial of a command inside a script (Redis 7: `ERR The user executing the script can't run...`). */
+const DENIED_IN_SCRIPT = /can't run this command|no permissions to run/;
+
+/** The ExternalError code of whatever a call failed with. */
+export function codeOf(err: unknown): ExternalErrorCode {
+  if (!(err instanceof Error)) return 'redis-error';
+  if (err.name === 'ReplyError') {
+    const code = err.message.split(' ', 1)[0] ?? '';
+    if (REPLY_CODES[code] !== undefined) return REPLY_CODES[code];
+    if (REFUSED_BEFORE_RUNNING.has(code)) return 'unavailable';
+    return DENIED_IN_SCRIPT.test(err.message) ? 'permission' : 'redis-error';
+  }
+  if (NEVER_SENT.some((text) => err.message.includes(text))) return 'unavailable';
+  if (err.message.includes('Command timed out')) return 'timeout';
+  if (err.message.includes('Connection is closed')) return 'connection-lost';
+  return 'redis-error';
+}
 
 /** Whether a failure known to be of a command that never ran. */
 export function knownNotRun(err: unknown): boolean {
@@ -76,6 +161,7 @@ export function knownNotRun(err: unknown): boolean {
 export function toExternal(err: unknown, isWrite: boolean, what: string, attempts?: number): ExternalError {
   if (err instanceof ExternalError) return err;
   const detail = err instanceof Error ? err.message : String(err);
-  if (!isWrite || knownNotRun(err)) return determinate(`${what} failed: ${detail}`, err, attempts);
-  return indeterminate(`${what} failed after it was sent: ${detail}`, err, attempts);
+  const code = codeOf(err);
+  if (!isWrite || knownNotRun(err)) return determinate(code, `${what} failed: ${detail}`, err, attempts);
+  return indeterminate(code, `${what} failed after it was sent: ${detail}`, err, attempts);
 }

@@ -6,10 +6,12 @@
 export { RedisConsensus } from './consensus.js';
 export { CaSResult, OPERATIONS } from './types.js';
 export type {
-  AppendBackoff, AppendOptions, AppendResult, AppendUpdate, CompareAndSetOutcome, CallOptions, DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
+  AppendBackoff, AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
+  DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
   RetryOptions, SeqNoInput, VersionedData, VersionedDataInput,
 } from './types.js';
 export { ExternalError } from './errors.js';
+export type { ExternalErrorCode } from './errors.js';
 export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';
 export type { SeqNo } from './seqno.js';

@@ -2,7 +2,10 @@
  * Settings: the defaults of every option, and a store's options checked and merged with them once,
  * in the constructor.
  */
-import { checkAppendOptions, checkCount, checkDurability, checkPrefix, checkRetry, checkTimeout } from './arguments.js';
+import {
+  checkAppendOptions, checkCount, checkDurability, checkEvictionPolicyAction, checkMaxPayloadBytes, checkPrefix,
+  checkRetry, checkTimeout,
+} from './arguments.js';
 import type { AppendBounds } from './arguments.js';
 import { DEFAULT_PREFIX } from './layout.js';
 import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions } from './types.js';
@@ -22,6 +25,17 @@ export const DEFAULT_APPEND: AppendBounds = { maxAttempts: 100, timeoutMs: 10_00
 /** How many keys' last seen heads `append` remembers, unless the options say otherwise. */
 export const DEFAULT_REMEMBER_HEADS = 1000;
 
+/**
+ * The largest payload `compareAndSet` sends, unless the options say otherwise: 16 MiB. Redis's own
+ * limit (`proto-max-bulk-len`) is 512 MiB, and a payload near it takes the connection down; well
+ * below it, Redis is single-threaded and a large payload blocks every other client while it is
+ * read and copied into the hash (and, with durability, replicated). Measured on a shared 2-core
+ * machine (docs/deployment.md): a commit took ~55 ms at 1 MiB, ~0.8 s at 16 MiB and ~2.1 s at
+ * 64 MiB, the last close to the default 5 s timeout, past which a write is indeterminate. States
+ * that large belong in blob storage, with their address here (as Materialize persist does).
+ */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+
 /** A store's settings, checked and complete. */
 export interface Settings {
   readonly prefix: string;
@@ -31,6 +45,8 @@ export interface Settings {
   readonly observer: Observer | undefined;
   readonly append: AppendBounds;
   readonly rememberHeads: number;
+  readonly maxPayloadBytes: number;
+  readonly evictionPolicy: 'refuse' | 'warn';
 }
 
 /** @throws TypeError or RangeError for invalid options. */
@@ -43,5 +59,7 @@ export function resolveOptions(options: RedisConsensusOptions): Settings {
     observer: options.observer,
     append: checkAppendOptions(options.append, DEFAULT_APPEND, 'append'),
     rememberHeads: checkCount(options.append?.rememberHeads ?? DEFAULT_REMEMBER_HEADS, 'append.rememberHeads'),
+    maxPayloadBytes: checkMaxPayloadBytes(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES),
+    evictionPolicy: checkEvictionPolicyAction(options.evictionPolicy ?? 'refuse'),
   };
 }

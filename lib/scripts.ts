@@ -75,17 +75,29 @@ export function callScript<T>(client: RedisClient, script: ScriptName, args: Scr
 /** How a seqno or a payload comes back: a Buffer from Redis, a string or Buffer from the mock. */
 type Wire = string | Buffer;
 
-function toBuffer(payload: Wire | undefined): Buffer {
-  if (payload === undefined) return Buffer.alloc(0);
+/**
+ * A stored payload as a Buffer. A seqno without its payload (Redis returns nil for the missing hash
+ * field: the hash was evicted under an `allkeys-*` policy, or deleted by hand) is data loss, never a
+ * version with empty data.
+ *
+ * @throws ExternalError (determinate, code `payload-missing`) naming the key and the seqno.
+ */
+function toPayload(payload: Wire | null | undefined, key: string, seqno: Wire): Buffer {
+  if (payload === null || payload === undefined) {
+    throw determinate('payload-missing', `the payload of ${JSON.stringify(key)} at ` +
+      `${formatSeqNo(decodeSeqNo(seqno))} is missing from Redis although its seqno is stored; was the ` +
+      'data evicted (maxmemory-policy allkeys-*) or deleted by hand?');
+  }
   return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
 }
 
-/** `head-2.lua`: `{}` or `{seqno, payload}`. */
-export type HeadReply = [] | [Wire, Wire];
+/** `head-2.lua`: `{}` or `{seqno, payload}` (payload nil when it is missing). */
+export type HeadReply = [] | [Wire, Wire | null] | [Wire];
 
-export function decodeHead(reply: HeadReply): VersionedData | null {
+/** @throws ExternalError (`payload-missing`) for a head seqno without its payload. */
+export function decodeHead(reply: HeadReply, key: string): VersionedData | null {
   if (reply.length === 0) return null;
-  return { seqno: decodeSeqNo(reply[0]), data: toBuffer(reply[1]) };
+  return { seqno: decodeSeqNo(reply[0]), data: toPayload(reply[1], key, reply[0]) };
 }
 
 /** `compareAndSet-3.lua`: whether it committed. */
@@ -103,13 +115,14 @@ export type CompareAndSetWithHeadReply = typeof CAS_COMMITTED | HeadReply;
 export const CAS_WITH_HEAD = '1';
 
 /** `scan-2.lua`: `{}`, or the seqnos then their payloads in chunks. */
-export type ScanReply = [] | [Wire[], ...Wire[][]];
+export type ScanReply = [] | [Wire[], ...(Wire | null)[][]];
 
-export function decodeScan(reply: ScanReply): VersionedData[] {
+/** @throws ExternalError (`payload-missing`) for a seqno without its payload. */
+export function decodeScan(reply: ScanReply, key: string): VersionedData[] {
   if (reply.length === 0) return [];
   const [seqnos = [], ...chunks] = reply;
   const payloads = chunks.flat();
-  return seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toBuffer(payloads[i]) }));
+  return seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toPayload(payloads[i], key, seqno) }));
 }
 
 /** `truncate-2.lua`: how many versions were deleted, or why nothing was. */
@@ -122,8 +135,8 @@ export const TRUNCATE_ABOVE_HEAD = -2;
  */
 export function decodeTruncate(deleted: number, upper: SeqNo): number {
   if (deleted === TRUNCATE_NO_DATA) {
-    throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
+    throw determinate('truncate-above-head', `upper bound too high for truncate: ${formatSeqNo(upper)} (the key has no data)`);
   }
-  if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate(`upper bound too high for truncate: ${formatSeqNo(upper)}`);
+  if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate('truncate-above-head', `upper bound too high for truncate: ${formatSeqNo(upper)}`);
   return deleted;
 }

@@ -129,12 +129,38 @@ export interface RedisConsensusOptions {
      */
     rememberHeads?: number;
   };
+  /**
+   * The largest `next.data` that `compareAndSet` sends, in bytes; a larger one is a RangeError
+   * before anything is sent. Default 16 MiB (Redis's own limit is 512 MiB; see docs/deployment.md
+   * for what large payloads cost).
+   */
+  maxPayloadBytes?: number;
+  /**
+   * What `connect`, `connectCluster` and `check()` do when the server's `maxmemory-policy` may
+   * evict the store's keys (`allkeys-*`): `'refuse'` (default) rejects with an ExternalError (code
+   * `eviction-policy`); `'warn'` emits a process warning and goes on.
+   */
+  evictionPolicy?: 'refuse' | 'warn';
 }
 
 /** Per-call settings. */
 export interface CallOptions {
   /** Overrides the store's `timeoutMs` for this call. */
   timeoutMs?: number;
+  /**
+   * Gives up when it aborts: before the request is sent, or for a read, the call fails
+   * determinate (code `aborted`); a write already sent fails indeterminate, as on a timeout.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * Settings of `connect` / `connectCluster`: the store's, and a signal for the connecting. Connecting
+ * (and the checks made at connect) must finish within the store's `timeoutMs`.
+ */
+export interface ConnectOptions extends RedisConsensusOptions {
+  /** Gives up connecting when it aborts (determinate, code `aborted`); no connection is left. */
+  signal?: AbortSignal;
 }
 
 /** What `compareAndSetWithHead` returns: the result, and the head that goes with it. */

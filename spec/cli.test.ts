@@ -9,6 +9,9 @@
  * that path.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,7 +39,7 @@ interface Run {
 }
 
 /** Runs the CLI with `args`; stdin is a pipe fed `input` (so not a terminal). */
-function cli(args: string[], options: { input?: string; env?: Record<string, string>; script?: string } = {}): Promise<Run> {
+function cli(args: string[], options: { input?: string; env?: Record<string, string>; script?: string; killAfterMs?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [options.script ?? CLI, ...args], {
       env: { ...process.env, REDIS_URL, ...options.env },
@@ -46,8 +49,13 @@ function cli(args: string[], options: { input?: string; env?: Record<string, str
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    // A CLI that hangs is killed (code null) rather than hanging the suite.
+    const killer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr });
+    });
     child.stdin.end(options.input ?? '');
   });
 }
@@ -156,6 +164,28 @@ test('an unreachable Redis exits with 3, from --url or REDIS_URL', async () => {
   const credentials = await cli(['--url', 'redis://user:secret@127.0.0.1:7498', 'ping']);
   assert.is(credentials.code, 3);
   assert.not.match(credentials.stderr, 'secret');
+});
+
+test('ping --timeout 1000 against a server that accepts and never answers exits 3 within ~2 s', async () => {
+  const sockets = new Set<Socket>();
+  const hole = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+  });
+  hole.listen(0, '127.0.0.1');
+  await once(hole, 'listening');
+  try {
+    const { port } = hole.address() as AddressInfo;
+    const started = Date.now();
+    const run = await cli(['--url', `redis://127.0.0.1:${port}`, '--timeout', '1000', 'ping'], { killAfterMs: 10_000 });
+    const ms = Date.now() - started;
+    assert.is(run.code, 3, `exit ${run.code} after ${ms} ms: ${run.stderr}`);
+    assert.match(run.stderr, 'no answer within 1000 ms');
+    assert.ok(ms < 2500, `${ms} ms`);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => hole.close(resolve));
+  }
 });
 
 real('the packaged binary (package.json bin) has its shebang and runs', async () => {

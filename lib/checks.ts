@@ -1,0 +1,82 @@
+/**
+ * Checks of the server a store is about to use, made at `connect` / `connectCluster` (within the
+ * connect deadline) and by `RedisConsensus.check()` for clients passed in:
+ *
+ * - the eviction policy: under `allkeys-*` Redis may evict any key at `maxmemory`, e.g. a key's
+ *   payload hash while its seqnos survive, and a history would silently lose versions (or commit
+ *   seqno 0 twice after losing them all). `volatile-*` policies evict only keys with a TTL, and the
+ *   store sets none; `noeviction` refuses writes instead (OOM, a determinate error).
+ * - the database a URL names: ioredis selects it after connecting and, when the index is out of
+ *   range, only emits an error event and carries on in database 0.
+ */
+import type { RedisClient } from './client.js';
+import { debug } from './debug.js';
+import { determinate } from './errors.js';
+
+/** What to do when the server may evict the store's keys. */
+export type EvictionPolicyAction = 'refuse' | 'warn';
+
+/** Reads `maxmemory_policy` from the text of `INFO memory` (CONFIG GET may be refused by an ACL). */
+export function policyOf(info: string): string | undefined {
+  return /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+}
+
+/** Whether a policy may evict keys that have no TTL (the store's keys have none). */
+export function evictsKeysWithoutTtl(policy: string): boolean {
+  return policy.startsWith('allkeys-');
+}
+
+/**
+ * Reads the eviction policy of every server in `servers` and refuses (or warns about) one that may
+ * evict the store's keys. Servers that do not report a policy (ioredis-mock) pass.
+ *
+ * @throws ExternalError (determinate, code `eviction-policy`) when `action` is `refuse`.
+ */
+export async function checkEvictionPolicy(servers: RedisClient[], action: EvictionPolicyAction, where: string): Promise<void> {
+  for (const server of servers) {
+    const info = await server.call?.('INFO', 'memory');
+    const policy = typeof info === 'string' ? policyOf(info) : undefined;
+    debug('maxmemory-policy of %s: %s', where, policy ?? '(not reported)');
+    if (policy === undefined || !evictsKeysWithoutTtl(policy)) continue;
+    const problem = `${where} has maxmemory-policy ${policy}: at maxmemory Redis may evict this store's ` +
+      'keys and lose committed versions. Use noeviction (or a volatile-* policy: the store sets no TTL)';
+    if (action === 'refuse') {
+      throw determinate('eviction-policy', `${problem}, or pass evictionPolicy: 'warn' to accept the risk`);
+    }
+    process.emitWarning(problem, { code: 'REDIS_CONSENSUS_EVICTION_POLICY' });
+  }
+}
+
+/**
+ * The database a `redis://` or `rediss://` URL names, if any.
+ * @throws RangeError when the path is not a non-negative integer (`redis://host/abc`).
+ */
+export function databaseOf(url: string): number | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') return undefined;
+  const path = parsed.pathname.slice(1);
+  if (path === '') return undefined;
+  if (!/^\d{1,9}$/.test(path)) {
+    throw new RangeError(`the database in a Redis URL must be a non-negative integer; got ${JSON.stringify(path)}`);
+  }
+  return Number(path);
+}
+
+/**
+ * Selects database `db` and fails when the server has no such database, instead of carrying on in
+ * database 0 as ioredis does.
+ *
+ * @throws ExternalError (determinate, code `wrong-database`).
+ */
+export async function selectDatabase(client: { select(db: number): Promise<unknown> }, db: number, where: string): Promise<void> {
+  try {
+    await client.select(db);
+  } catch (err) {
+    throw determinate('wrong-database', `${where} has no database ${db}: ${(err as Error).message}`, err);
+  }
+}
