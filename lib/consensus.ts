@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
-import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
+import { checkKey, checkSignal, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import { DEFAULT_URL, openClient, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
 import { Durability } from './durability.js';
@@ -14,10 +14,12 @@ import {
 } from './scripts.js';
 import type { CompareAndSetReply, HeadReply, ScanReply, ScriptArgs, ScriptName } from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
+import { openSubscriber } from './subscriber.js';
 import { CaSResult } from './types.js';
 import type {
-  CallOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
+  CallOptions, Observer, RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput, WatchCallOptions,
 } from './types.js';
+import { Watches } from './watch.js';
 
 /**
  * A consensus store on Redis: versioned binary data under string keys, appended to by
@@ -42,6 +44,9 @@ export class RedisConsensus {
   private readonly durability: Durability | undefined;
   private readonly observer: Observer | undefined;
   private readonly names: KeyNamesCache;
+  private readonly watches: Watches;
+  /** The command `compareAndSet` announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
+  private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -63,6 +68,11 @@ export class RedisConsensus {
     this.durability = settings.durability === undefined ? undefined : new Durability(this.link, settings.durability);
     defineScripts(this.link.reader);
     defineScripts(this.link.writer);
+    this.announce = !settings.watch.announce ? '' : this.link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH';
+    this.watches = new Watches({
+      head: (key) => this.head(key),
+      openSubscriber: () => openSubscriber(this.link.reader),
+    }, settings.watch);
   }
 
   /**
@@ -153,8 +163,8 @@ export class RedisConsensus {
     return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult>> => {
       const mark = this.durability?.mark(names.versions);
       const reply = await this.script<CompareAndSetReply>('compareAndSet', true, timeoutMs, [
-        names.versions, names.data, names.registry,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
+        names.versions, names.data, names.registry, names.heads,
+        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, this.announce,
       ]);
       if (reply !== CAS_COMMITTED) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
       if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
@@ -241,6 +251,34 @@ export class RedisConsensus {
   }
 
   /**
+   * The key's heads as they commit: the current head first (read once the watch is subscribed,
+   * so no commit in between is missed; nothing while the key has no data), then each newer head.
+   * Seqnos strictly increase. A consumer slower than the commits gets the latest head when it
+   * asks for the next, never a backlog. After any gap (reconnect, restart, failover, resharding,
+   * a lost message) the head is read again, so every watch converges to the key's head.
+   *
+   * With pub/sub (the default) all watches of the store share one subscriber connection (one per
+   * shard on a Cluster, `SSUBSCRIBE`, Redis >= 7) that this store owns and `close()` quits; a
+   * watch costs Redis nothing while its key does not change, and one head read per commit it
+   * hears of. With `watch: { mode: 'poll' }` each watch reads the head every `pollIntervalMs`.
+   *
+   * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
+   * @throws TypeError when `key` is not a string or `signal` is not an AbortSignal.
+   * @throws ExternalError when the head could not be read for `watch.maxOutageMs` (the watch ends).
+   * @example
+   * ```ts
+   * const ac = new AbortController();
+   * for await (const head of consensus.watch('orders/shard-7', { signal: ac.signal })) {
+   *   console.log(`head is now ${head.seqno}`);
+   * }
+   * ```
+   */
+  watch(key: string, options: WatchCallOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
+    const names = this.names.get(checkKey(key));
+    return this.watches.watch(key, names, checkSignal(options.signal));
+  }
+
+  /**
    * A liveness check for health endpoints: one `PING` round trip over the connection that
    * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
    *
@@ -259,10 +297,11 @@ export class RedisConsensus {
   }
 
   /**
-   * Stops this instance. Quits the clients it created (by `connect`, or the extra write
-   * connection); never a client it was given. Calls made afterwards fail as determinate.
+   * Stops this instance. Ends every watch and quits the clients it created (by `connect`, the
+   * extra write connection, the subscriber connections of watches); never a client it was given. Calls made afterwards fail as determinate.
    */
   async close(): Promise<void> {
+    await this.watches.close();
     await this.link.close();
   }
 

@@ -7,7 +7,7 @@ export { RedisConsensus } from './consensus.js';
 export { CaSResult, OPERATIONS } from './types.js';
 export type {
   CallOptions, DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
-  RetryOptions, SeqNoInput, VersionedData, VersionedDataInput,
+  RetryOptions, SeqNoInput, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
 export type { RedisClient } from './client.js';

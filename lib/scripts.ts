@@ -14,7 +14,7 @@ import type { VersionedData } from './types.js';
 /** The scripts, by the name of their file in `lua/` (which ends in their number of keys). */
 const FILES = {
   head: 'head-2',
-  compareAndSet: 'compareAndSet-3',
+  compareAndSet: 'compareAndSet-4',
   scan: 'scan-2',
   truncate: 'truncate-2',
 } as const;
@@ -96,7 +96,7 @@ export function decodeHead(reply: HeadReply): VersionedData | null {
   return { seqno: decodeSeqNo(reply[0]), data: toBuffer(reply[1]) };
 }
 
-/** `compareAndSet-3.lua`: whether it committed. */
+/** `compareAndSet-4.lua`: whether it committed. */
 export const CAS_COMMITTED = 1;
 export const CAS_MISMATCH = 0;
 export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;
