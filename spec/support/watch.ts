@@ -234,3 +234,75 @@ export function watchSuite(backend: Backend, label: string, options: RedisConsen
 
   test.run();
 }
+
+/** Writers appending `<key>@<seqno>` under faults: failures are counted, never thrown. */
+export interface WriteLoad {
+  readonly outcomes: { committed: number; mismatch: number; failed: number };
+  /** Resolves once `count` more commits have been acknowledged. */
+  commitsAfter(count: number, timeoutMs: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function writeLoad(consensus: RedisConsensus, keys: readonly string[], workers: number): WriteLoad {
+  const outcomes = { committed: 0, mismatch: 0, failed: 0 };
+  let stopping = false;
+  const loop = async (worker: number): Promise<void> => {
+    for (let step = 0; !stopping; step++) {
+      const key = keys[(worker * 7 + step * 13) % keys.length]!;
+      try {
+        const head = (await consensus.head(key))?.seqno ?? null;
+        const next = head === null ? 0n : head + 1n;
+        const result = await consensus.compareAndSet(key, head, { seqno: next, data: bytes(`${key}@${next}`) });
+        if (result === CaSResult.Committed) outcomes.committed++;
+        else outcomes.mismatch++;
+      } catch {
+        outcomes.failed++;
+        await sleep(20);
+      }
+    }
+  };
+  const running = Array.from({ length: workers }, (_, worker) => loop(worker));
+  return {
+    outcomes,
+    async commitsAfter(count, timeoutMs) {
+      const target = outcomes.committed + count;
+      const deadline = Date.now() + timeoutMs;
+      while (outcomes.committed < target) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} commits in ${timeoutMs} ms`);
+        await sleep(20);
+      }
+    },
+    async stop() {
+      stopping = true;
+      await Promise.all(running);
+    },
+  };
+}
+
+/**
+ * After the writers stopped: reads each key's final head (retrying through a fault's tail) and
+ * waits until every watch has yielded it; returns how long that took. Each watch must also be
+ * well formed (strictly increasing, each head with its own data).
+ */
+export async function converged(reader: RedisConsensus, watches: readonly Followed[], boundMs: number): Promise<number> {
+  const started = Date.now();
+  const finals = new Map<string, bigint>();
+  for (const key of new Set(watches.map((watched) => watched.key))) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        finals.set(key, (await reader.head(key))!.seqno);
+        break;
+      } catch (err) {
+        if (attempt > 50) throw err;
+        await sleep(100);
+      }
+    }
+  }
+  for (const watched of watches) await watched.reached(finals.get(watched.key)!, Math.max(0, started + boundMs - Date.now()));
+  for (const watched of watches) {
+    assertWellFormed(watched);
+    assert.is(watched.seen.at(-1)!.seqno, finals.get(watched.key));
+    assert.is(watched.finished, false, `the watch of ${watched.key} ended: ${String(watched.finished)}`);
+  }
+  return Date.now() - started;
+}
