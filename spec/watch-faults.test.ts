@@ -201,6 +201,16 @@ function clusterSuite(): void {
       }
       await load.commitsAfter(50, 10_000);
       const resharded = await load.stop().then(() => converged(consensus, watches, CONVERGE_MS));
+      // The channels followed their slots: each is subscribed once, on the slot's new primary.
+      const ownersAfter = slotOwners(await cluster.topology());
+      for (const key of keys.slice(0, 6)) {
+        const channel = keyNames('cw', key).heads;
+        const owner = ownersAfter.get(keySlot(channel))!;
+        assert.is(owner.id, ownersAfter.get(keySlot(keyNames('cw', key).versions))!.id);
+        assert.not.equal(owner.id, owners.get(keySlot(channel))!.id, `the slot of ${key} moved`);
+        const [, count] = await command(owner.port, 'PUBSUB', 'SHARDNUMSUB', channel) as [string, number];
+        assert.is(Number(count), 1, `${channel} is subscribed on its new primary`);
+      }
       const moved = writeLoad(consensus, keys, 8);
       const victim = slotOwners(await cluster.topology()).get(slots[0]!)!;
       const killedAt = Date.now();
