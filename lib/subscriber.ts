@@ -26,6 +26,8 @@ export interface ChannelListener {
   message(message: string): void;
   /** The channel was resubscribed after messages may have been missed: re-read. */
   gap(): void;
+  /** The channel stopped being heard (its connection closed, its slot moved); a gap follows. */
+  down(): void;
 }
 
 /** One listener's hold on a channel. */
@@ -156,7 +158,14 @@ abstract class BaseSubscriber implements Subscriber {
 
   /** Marks every channel of a connection as no longer heard. */
   protected lost(node: Node): void {
-    for (const channel of node.channels) channel.live = false;
+    for (const channel of node.channels) this.down(channel);
+  }
+
+  /** Marks a channel as no longer heard, and tells its listeners. */
+  protected down(channel: Channel): void {
+    if (!channel.live) return;
+    channel.live = false;
+    for (const listener of channel.listeners) listener.down();
   }
 
   /** Unsubscribes a channel nobody listens to any more. */
@@ -310,7 +319,7 @@ class ClusterSubscriber extends BaseSubscriber {
       if (onIt && channel.live && ready(node.client)) continue;
       if (node !== undefined) {
         node.channels.delete(channel);
-        channel.live = false;
+        this.down(channel);
         if (!onIt && ready(node.client)) node.client.sunsubscribe(channel.name).catch(() => undefined);
       }
       moves.set(address, [...(moves.get(address) ?? []), channel]);

@@ -67,6 +67,10 @@ export class Watches {
           stale = true;
           wake.fire();
         },
+        // Not stale yet: the loop wakes to wait with the poll interval while unsubscribed.
+        down() {
+          wake.fire();
+        },
       })
       : undefined;
     if (subscription !== undefined) {

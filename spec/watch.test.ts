@@ -7,7 +7,8 @@ import { setMaxListeners } from 'node:events';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
-import { RedisConsensus } from '../lib/index.js';
+import RedisMock from 'ioredis-mock';
+import { ExternalError, RedisConsensus } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, REDIS_URL } from './support/backends.js';
@@ -32,8 +33,45 @@ async function subscribers(raw: Redis, channels: string[]): Promise<number[]> {
   return channels.map((_, i) => Number(reply[2 * i + 1]));
 }
 
+const options = suite('watch options');
+
+options('bad watch options are refused in the constructor', () => {
+  const client = new RedisMock({ port: 39777 });
+  const bad: Array<[object, typeof RangeError | typeof TypeError]> = [
+    [{ mode: 'push' }, RangeError], [{ pollIntervalMs: 0 }, RangeError], [{ maxOutageMs: -1 }, RangeError],
+    [{ announce: 'yes' }, TypeError],
+  ];
+  for (const [watch, kind] of bad) {
+    assert.throws(() => new RedisConsensus(client, { watch } as ConstructorParameters<typeof RedisConsensus>[1]), kind);
+  }
+});
+
+options.run();
+
 function redisOnly(): void {
   const test = suite('watch on a real Redis');
+
+  test('a watch whose Redis stays away longer than maxOutageMs ends with an ExternalError', async () => {
+    if (!redisServerAvailable()) return;
+    const server = await RedisServer.startInRange(20000, 30000);
+    const consensus = await RedisConsensus.connect(server.url, {
+      prefix: freshPrefix('outage'), timeoutMs: 200, watch: { pollIntervalMs: 50, maxOutageMs: 1000 },
+    });
+    try {
+      await commitNext(consensus, 'k', 1);
+      const watched = follow(consensus, 'k');
+      await watched.reached(0n, 5000);
+      const crashedAt = Date.now();
+      await server.crash();
+      const ended = await Promise.race([watched.done, sleep(10_000).then(() => 'still running')]);
+      assert.instance(ended, ExternalError, String(ended));
+      const ms = Date.now() - crashedAt;
+      assert.ok(ms >= 1000 && ms < 5000, `ended ${ms} ms after the crash`);
+    } finally {
+      await consensus.close();
+      await server.stop();
+    }
+  });
 
   test('a commit is announced on its bucket channel as seqno then member; a mismatch and announce: false announce nothing', async () => {
     const prefix = freshPrefix('announce');
