@@ -6,7 +6,7 @@
 import { formatSeqNo, SCAN_ALL, SEQNO_MAX } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import type {
-  AppendBackoff, AppendOptions, DurabilityOptions, RetryOptions, SeqNoInput, VersionedDataInput,
+  AppendBackoff, AppendOptions, DurabilityOptions, RetryOptions, SeqNoInput, VersionedDataInput, WatchOptions,
 } from './types.js';
 
 /** A short description of a value's type for TypeError messages. */
@@ -211,4 +211,25 @@ export function checkCount(value: unknown, name: string): number {
     throw new RangeError(`${name} must be a non-negative integer; got ${String(value)}`);
   }
   return value;
+}
+
+/** @throws TypeError / RangeError for a watch mode, interval, outage or announce flag out of range. */
+export function checkWatch(watch: Required<WatchOptions>): Required<WatchOptions> {
+  if (watch.mode !== 'pubsub' && watch.mode !== 'poll') {
+    throw new RangeError(`watch.mode must be 'pubsub' or 'poll'; got ${describe(watch.mode)}`);
+  }
+  if (typeof watch.announce !== 'boolean') {
+    throw new TypeError(`watch.announce must be a boolean; got ${describe(watch.announce)}`);
+  }
+  checkTimeout(watch.pollIntervalMs, 'watch.pollIntervalMs');
+  checkTimeout(watch.maxOutageMs, 'watch.maxOutageMs');
+  return watch;
+}
+
+/** @throws TypeError unless `signal` is undefined or an AbortSignal. */
+export function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`options.signal must be an AbortSignal; got ${describe(signal)}`);
+  }
+  return signal;
 }

@@ -1,7 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { Appender } from './append.js';
-import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
+import { checkKey, checkSignal, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import { DEFAULT_URL, openClient, OWN_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
 import type { RedisClient } from './client.js';
 import { checkEvictionPolicy, databaseOf, selectDatabase } from './checks.js';
@@ -16,14 +16,16 @@ import {
   callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate, defineScripts,
 } from './scripts.js';
 import type {
-  CompareAndSetReply, CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
+  CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
+import { openSubscriber } from './subscriber.js';
 import { CaSResult } from './types.js';
 import type {
   AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions, Observer,
-  RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput,
+  RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput, WatchCallOptions,
 } from './types.js';
+import { Watches } from './watch.js';
 
 /**
  * A consensus store on Redis: versioned binary data under string keys, appended to by
@@ -51,6 +53,9 @@ export class RedisConsensus {
   private readonly appender: Appender;
   private readonly maxPayloadBytes: number;
   private readonly evictionPolicy: EvictionPolicyAction;
+  private readonly watches: Watches;
+  /** The command `compareAndSet` announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
+  private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -75,6 +80,11 @@ export class RedisConsensus {
     defineScripts(this.link.reader);
     defineScripts(this.link.writer);
     this.appender = new Appender(this, settings.append, settings.rememberHeads, this.observer);
+    this.announce = !settings.watch.announce ? '' : this.link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH';
+    this.watches = new Watches({
+      head: (key) => this.head(key),
+      openSubscriber: () => openSubscriber(this.link.reader),
+    }, settings.watch);
   }
 
   /**
@@ -176,20 +186,7 @@ export class RedisConsensus {
     next: VersionedDataInput,
     options?: CallOptions,
   ): Promise<CaSResult> {
-    const names = this.names.get(checkKey(key));
-    const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
-    const timeoutMs = this.callTimeout(options);
-    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult>> => {
-      const mark = this.durability?.mark(names.versions);
-      const reply = await this.script<CompareAndSetReply>('compareAndSet', true, timeoutMs, [
-        names.versions, names.data, names.registry,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
-      ], options?.signal);
-      if (reply !== CAS_COMMITTED) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
-      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
-      return { result: CaSResult.Committed, bytesWritten: payload.length, count: 1 };
-    });
+    return this.sendCompareAndSet(key, expected, next, options, false);
   }
 
   /**
@@ -218,26 +215,7 @@ export class RedisConsensus {
     next: VersionedDataInput,
     options?: CallOptions,
   ): Promise<CompareAndSetOutcome> {
-    const names = this.names.get(checkKey(key));
-    const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
-    const timeoutMs = this.callTimeout(options);
-    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CompareAndSetOutcome>> => {
-      const mark = this.durability?.mark(names.versions);
-      const reply = await this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, [
-        names.versions, names.data, names.registry,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, CAS_WITH_HEAD,
-      ], options?.signal);
-      if (reply !== CAS_COMMITTED) {
-        const head = decodeHead(reply, key);
-        return {
-          result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
-          bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
-        };
-      }
-      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
-      return { result: { result: CaSResult.Committed, head: { seqno, data: payload } }, bytesWritten: payload.length, count: 1 };
-    });
+    return this.sendCompareAndSet(key, expected, next, options, true);
   }
 
   /**
@@ -358,6 +336,34 @@ export class RedisConsensus {
   }
 
   /**
+   * The key's heads as they commit: the current head first (read once the watch is subscribed,
+   * so no commit in between is missed; nothing while the key has no data), then each newer head.
+   * Seqnos strictly increase. A consumer slower than the commits gets the latest head when it
+   * asks for the next, never a backlog. After any gap (reconnect, restart, failover, resharding,
+   * a lost message) the head is read again, so every watch converges to the key's head.
+   *
+   * With pub/sub (the default) all watches of the store share one subscriber connection (one per
+   * shard on a Cluster, `SSUBSCRIBE`, Redis >= 7) that this store owns and `close()` quits; a
+   * watch costs Redis nothing while its key does not change, and one head read per commit it
+   * hears of. With `watch: { mode: 'poll' }` each watch reads the head every `pollIntervalMs`.
+   *
+   * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
+   * @throws TypeError when `key` is not a string or `signal` is not an AbortSignal.
+   * @throws ExternalError when the head could not be read for `watch.maxOutageMs` (the watch ends).
+   * @example
+   * ```ts
+   * const ac = new AbortController();
+   * for await (const head of consensus.watch('orders/shard-7', { signal: ac.signal })) {
+   *   console.log(`head is now ${head.seqno}`);
+   * }
+   * ```
+   */
+  watch(key: string, options: WatchCallOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
+    const names = this.names.get(checkKey(key));
+    return this.watches.watch(key, names, checkSignal(options.signal));
+  }
+
+  /**
    * A liveness check for health endpoints: one `PING` round trip over the connection that
    * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
    *
@@ -396,10 +402,12 @@ export class RedisConsensus {
   }
 
   /**
-   * Stops this instance. Quits the clients it created (by `connect`, or the extra write
-   * connection); never a client it was given. Calls made afterwards fail as determinate.
+   * Stops this instance. Ends every watch and quits the clients it created (by `connect`, the
+   * extra write connection, the subscriber connections of watches); never a client it was given.
+   * Calls made afterwards fail as determinate.
    */
   async close(): Promise<void> {
+    await this.watches.close();
     await this.link.close();
   }
 
@@ -414,6 +422,45 @@ export class RedisConsensus {
       cursor = nextCursor;
     } while (cursor !== '0');
     return members;
+  }
+
+  /**
+   * Both compare-and-sets: one script. The plain one (`withHead` false) resolves to a CaSResult and
+   * its mismatch carries no payload; `withHead` asks the script for the head with a mismatch.
+   */
+  private sendCompareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: false,
+  ): Promise<CaSResult>;
+  private sendCompareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: true,
+  ): Promise<CompareAndSetOutcome>;
+  private sendCompareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: boolean,
+  ): Promise<CaSResult | CompareAndSetOutcome> {
+    const names = this.names.get(checkKey(key));
+    const expectedSeqNo = toExpected(expected);
+    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
+    const timeoutMs = this.callTimeout(options);
+    const args: ScriptArgs = [
+      names.versions, names.data, names.registry, names.heads,
+      expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, this.announce,
+    ];
+    if (withHead) args.push(CAS_WITH_HEAD);
+    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
+      const mark = this.durability?.mark(names.versions);
+      const reply = await this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, args, options?.signal);
+      if (reply !== CAS_COMMITTED) {
+        if (!withHead) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
+        const head = decodeHead(reply as HeadReply, key);
+        return {
+          result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
+          bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
+        };
+      }
+      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
+      const result = withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed;
+      return { result, bytesWritten: payload.length, count: 1 };
+    });
   }
 
   private callTimeout(options: CallOptions | undefined): number {

@@ -8,13 +8,15 @@
  * | `p:{b}:v:<json(k)>`    | sorted set | one member per version: its 19-digit seqno, score 0 |
  * | `p:{b}:d:<json(k)>`    | hash       | seqno (19 digits) → payload bytes            |
  * | `p:{b}:keys`           | set        | registry: `json(k)` of every key of bucket b ever written |
+ * | `p:{b}:heads`          | channel    | pub/sub: each commit to a key of bucket b, as `<seqno><json(k)>` |
  *
  * `json(k)` is `JSON.stringify(k)`: an injective map from every JS string (lone surrogates
  * included) to well-formed text, so keys never collide and read back exactly from the registry.
- * The `{b}` hash tag puts all three Redis keys of one consensus key into one Redis Cluster slot,
- * which lets a single script touch them all. Buckets spread keys evenly (FNV-1a of the key's
- * UTF-16 code units, modulo BUCKETS), and keep the number of registry sets fixed so that
- * `listKeys` knows every set to walk without any cross-slot access. What lives *inside* these
+ * The `{b}` hash tag puts all three Redis keys of one consensus key, and its bucket's channel, into
+ * one Redis Cluster slot, which lets a single script touch them all and keeps sharded pub/sub
+ * messages on the key's shard. Buckets spread keys evenly (FNV-1a of the key's UTF-16 code units,
+ * modulo BUCKETS), and keep the number of registry sets fixed so that `listKeys` knows every set
+ * to walk without any cross-slot access. What lives *inside* these
  * keys is known only to the Lua scripts in `lua/`.
  */
 
@@ -34,6 +36,8 @@ export interface KeyNames {
   readonly registry: string;
   /** The registry member naming this key. */
   readonly member: string;
+  /** Pub/sub channel on which commits to the keys of this bucket are announced. */
+  readonly heads: string;
 }
 
 /** The bucket of a key: FNV-1a (32-bit) over its UTF-16 code units, modulo BUCKETS. */
@@ -54,6 +58,7 @@ export function keyNames(prefix: string, key: string): KeyNames {
     data: `${tagged}d:${member}`,
     registry: `${tagged}keys`,
     member,
+    heads: `${tagged}heads`,
   };
 }
 

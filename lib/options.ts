@@ -4,11 +4,11 @@
  */
 import {
   checkAppendOptions, checkCount, checkDurability, checkEvictionPolicyAction, checkMaxPayloadBytes, checkPrefix,
-  checkRetry, checkTimeout,
+  checkRetry, checkTimeout, checkWatch,
 } from './arguments.js';
 import type { AppendBounds } from './arguments.js';
 import { DEFAULT_PREFIX } from './layout.js';
-import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions } from './types.js';
+import type { DurabilityOptions, Observer, RedisConsensusOptions, RetryOptions, WatchOptions } from './types.js';
 
 /** How long one call may take, retries included, unless the options say otherwise. */
 export const DEFAULT_TIMEOUT_MS = 5000;
@@ -36,6 +36,11 @@ export const DEFAULT_REMEMBER_HEADS = 1000;
  */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
 
+/** How watches learn of new heads, unless the options say otherwise. */
+export const DEFAULT_WATCH: Readonly<Required<WatchOptions>> = {
+  mode: 'pubsub', pollIntervalMs: 1000, maxOutageMs: 30_000, announce: true,
+};
+
 /** A store's settings, checked and complete. */
 export interface Settings {
   readonly prefix: string;
@@ -47,6 +52,7 @@ export interface Settings {
   readonly rememberHeads: number;
   readonly maxPayloadBytes: number;
   readonly evictionPolicy: 'refuse' | 'warn';
+  readonly watch: Required<WatchOptions>;
 }
 
 /** @throws TypeError or RangeError for invalid options. */
@@ -61,5 +67,6 @@ export function resolveOptions(options: RedisConsensusOptions): Settings {
     rememberHeads: checkCount(options.append?.rememberHeads ?? DEFAULT_REMEMBER_HEADS, 'append.rememberHeads'),
     maxPayloadBytes: checkMaxPayloadBytes(options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES),
     evictionPolicy: checkEvictionPolicyAction(options.evictionPolicy ?? 'refuse'),
+    watch: checkWatch({ ...DEFAULT_WATCH, ...options.watch }),
   };
 }

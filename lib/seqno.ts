@@ -18,11 +18,12 @@ export const SEQNO_MAX: SeqNo = 9223372036854775807n;
 /** A `scan` limit meaning "every version": `2^63 - 1`. */
 export const SCAN_ALL: bigint = SEQNO_MAX;
 
-const WIDTH = 19;
+/** The width of a seqno on the wire, in characters. */
+export const SEQNO_WIDTH = 19;
 
 /** The wire form of a seqno: 19 digits, zero-padded. */
 export function encodeSeqNo(seqno: SeqNo): string {
-  return seqno.toString().padStart(WIDTH, '0');
+  return seqno.toString().padStart(SEQNO_WIDTH, '0');
 }
 
 /** Reads a seqno back from a script reply (a string from ioredis-mock, a Buffer from Redis). */

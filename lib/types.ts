@@ -141,6 +141,41 @@ export interface RedisConsensusOptions {
    * `eviction-policy`); `'warn'` emits a process warning and goes on.
    */
   evictionPolicy?: 'refuse' | 'warn';
+  /** How `watch` learns of new heads, and whether commits are announced for watchers. */
+  watch?: WatchOptions;
+}
+
+/** How `watch` learns of new heads. The defaults suit nearly everyone. */
+export interface WatchOptions {
+  /**
+   * `'pubsub'` (default): every watch of the store shares one subscriber connection (one per
+   * shard on a Cluster) and re-reads a key's head only when a commit to it is announced, so idle
+   * watches cost Redis nothing. `'poll'`: each watch reads its key's head every `pollIntervalMs`
+   * (one `head` per watch per interval), for servers or proxies without pub/sub.
+   */
+  mode?: 'pubsub' | 'poll';
+  /**
+   * Milliseconds between head reads when polling, and while a pub/sub watch's subscription is
+   * down (reconnecting, failing over). Default 1000.
+   */
+  pollIntervalMs?: number;
+  /**
+   * How long a watch keeps retrying when the head cannot be read before it ends with that
+   * ExternalError, in ms. Default 30000.
+   */
+  maxOutageMs?: number;
+  /**
+   * Whether `compareAndSet` announces each commit (`PUBLISH`, or `SPUBLISH` on a Cluster) for
+   * pub/sub watchers in any process. Default true. Turn it off only if no process ever watches
+   * with pub/sub: their watches would not hear this store's commits.
+   */
+  announce?: boolean;
+}
+
+/** Settings of one `watch`. */
+export interface WatchCallOptions {
+  /** Ends the watch (its loop finishes normally) when aborted. */
+  signal?: AbortSignal;
 }
 
 /** Per-call settings. */

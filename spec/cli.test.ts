@@ -106,7 +106,7 @@ const real = (name: string, body: () => Promise<void>): void => {
 test('--help, help COMMAND and COMMAND --help print help and exit 0, without Redis', async () => {
   const top = await cli(['--help'], { env: { REDIS_URL: DEAD_URL } });
   assert.is(top.code, 0);
-  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'ping'].map(async (command) => {
+  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'watch', 'ping'].map(async (command) => {
     assert.match(top.stdout, `  ${command}`);
     const [viaHelp, viaFlag] = await Promise.all([cli(['help', command]), cli([command, '--help'])]);
     assert.is(viaHelp.code, 0, command);
@@ -306,6 +306,38 @@ real('stats counts keys, versions and bytes, and lists the largest histories', a
   assert.match(output[5]!, /^ +2100 +2100 +"long"$/);
   assert.match(output[6]!, /^ +5 +10 +"alpha"$/);
   assert.is(output.length, 7);
+});
+
+real('watch prints the head, then each new head as it commits, and exits with 0 on SIGINT', async () => {
+  const child = spawn(process.execPath, [CLI, '--prefix', prefix, '--json', '--encoding', 'utf8', 'watch', 'watched'], {
+    env: { ...process.env, REDIS_URL }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const printed = async (count: number): Promise<void> => {
+    for (const deadline = Date.now() + 5000; lines(stdout).length < count;) {
+      if (Date.now() > deadline) throw new Error(`watch printed ${JSON.stringify(stdout)} ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    assert.is(await consensus.compareAndSet('watched', null, { seqno: 0n, data: Buffer.from('first') }), CaSResult.Committed);
+    await printed(1);
+    for (let seqno = 1n; seqno <= 3n; seqno++) {
+      assert.is(await consensus.compareAndSet('watched', seqno - 1n, { seqno, data: Buffer.from(`v${seqno}`) }), CaSResult.Committed);
+      await printed(Number(seqno) + 1);
+    }
+    assert.equal(json(stdout), [
+      { seqno: '0', bytes: 5, data: 'first' }, { seqno: '1', bytes: 2, data: 'v1' },
+      { seqno: '2', bytes: 2, data: 'v2' }, { seqno: '3', bytes: 2, data: 'v3' },
+    ]);
+  } finally {
+    child.kill('SIGINT');
+  }
+  assert.is(await exited, 0, stderr);
 });
 
 real('truncate refuses without --yes when stdin is not a terminal, and deletes nothing', async () => {

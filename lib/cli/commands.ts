@@ -98,6 +98,19 @@ Options:
     positionals: [],
     run: printStats,
   },
+  watch: {
+    usage: 'watch KEY',
+    summary: 'print each new head of a key as it commits, until interrupted',
+    details: `Prints the key's head (once it has data), then one line per newer head as soon as it
+commits: "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with --json). Seqnos strictly increase; a
+reader slower than the commits sees the latest head, not every version (scan prints those). Listens
+for the commits' announcements (pub/sub), so an idle watch costs Redis nothing; reconnects and
+re-reads by itself after a Redis restart or failover. Runs until interrupted (Ctrl-C, SIGTERM),
+then exits with 0.`,
+    options: {},
+    positionals: ['KEY'],
+    run: watchHeads,
+  },
   ping: {
     usage: 'ping',
     summary: 'check that Redis answers; print the round-trip time',
@@ -194,6 +207,21 @@ async function printStats({ options, out, connect, globals }: Context): Promise<
   progress.done(store.keys);
   store.largest = largestFirst(store.largest).slice(0, top);
   for (const line of statsLines(store, globals)) await out.line(line);
+}
+
+async function watchHeads({ args, out, connect, globals }: Context): Promise<void> {
+  const key = args[0]!;
+  const consensus = await connect();
+  const stop = new AbortController();
+  const interrupted = (): void => stop.abort();
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    for await (const head of consensus.watch(key, { signal: stop.signal })) await out.line(versionLine(head, globals));
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  }
 }
 
 async function ping({ out, connect, globals }: Context): Promise<void> {

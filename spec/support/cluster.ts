@@ -438,3 +438,53 @@ export async function ready(client: Cluster | Redis): Promise<void> {
     });
   });
 }
+
+/** The owner (primary) of every slot, from a node's view of the cluster. */
+export function slotOwners(nodes: ClusterNode[]): Map<number, ClusterNode> {
+  const owners = new Map<number, ClusterNode>();
+  for (const node of nodes) {
+    if (node.role !== 'master' || node.failed) continue;
+    for (const [first, last] of node.slots) for (let slot = first; slot <= last; slot++) owners.set(slot, node);
+  }
+  return owners;
+}
+
+/**
+ * Moves `slot` from the primary on `from` to the one on `to` by hand, one key per MIGRATE with a
+ * pause between, so that scripts meet ASK (keys already gone) and TRYAGAIN (keys split) on the way.
+ */
+export async function moveSlot(nodes: ClusterNode[], slot: number, from: ClusterNode, to: ClusterNode, pauseMs: number): Promise<number> {
+  const moved = await migrateKeys(slot, from, to, pauseMs);
+  await finishMove(nodes, slot, to);
+  return moved;
+}
+
+/** Marks `slot` as moving from `from` to `to` and migrates its keys; the slot stays in between. */
+export async function migrateKeys(slot: number, from: ClusterNode, to: ClusterNode, pauseMs: number): Promise<number> {
+  const source = new Redis({ port: from.port });
+  let moved = 0;
+  try {
+    await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', from.id);
+    await source.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', to.id);
+    for (;;) {
+      const keys = await source.call('CLUSTER', 'GETKEYSINSLOT', slot, 1) as string[];
+      if (keys.length === 0) break;
+      await source.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', keys[0]!);
+      moved++;
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    }
+  } finally {
+    source.disconnect();
+  }
+  return moved;
+}
+
+/** Gives `slot` to `to`, on `to` first, then on every other primary. */
+export async function finishMove(nodes: ClusterNode[], slot: number, to: ClusterNode): Promise<void> {
+  await command(to.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+  for (const node of nodes) {
+    if (node.role === 'master' && !node.failed && node.port !== to.port) {
+      await command(node.port, 'CLUSTER', 'SETSLOT', slot, 'NODE', to.id);
+    }
+  }
+}

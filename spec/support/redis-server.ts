@@ -140,6 +140,8 @@ export class RedisServer {
    */
   async start(): Promise<void> {
     if (this.child !== undefined) throw new Error(`redis-server on ${this.port} is already running`);
+    // Another server on the port would answer the PING below for a server that failed to bind.
+    if (await answersPing(this.port, 200)) throw new Error(`port ${this.port} is taken by another server`);
     const args = [
       ...(this.options.config === undefined ? [] : [join(this.dir, 'redis.conf')]),
       '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,

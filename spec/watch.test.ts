@@ -1,0 +1,241 @@
+/**
+ * `watch`: the shared suite on ioredis-mock and a real Redis, with pub/sub and with polling; then,
+ * on real Redis, what only a server shows: the announcement itself, one subscriber connection per
+ * store, no commands while nothing changes, and 1,000 watches following 16 writers.
+ */
+import { setMaxListeners } from 'node:events';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Redis } from 'ioredis';
+import RedisMock from 'ioredis-mock';
+import { ExternalError, RedisConsensus } from '../lib/index.js';
+import { keyNames } from '../lib/layout.js';
+import { encodeSeqNo } from '../lib/seqno.js';
+import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, REDIS_URL } from './support/backends.js';
+import { infoFields } from './support/cluster.js';
+import { RedisServer, redisServerAvailable } from './support/redis-server.js';
+import { assertWellFormed, commitNext, follow, sleep, watchSuite } from './support/watch.js';
+
+const POLL = { watch: { mode: 'poll', pollIntervalMs: 25 } } as const;
+
+watchSuite(mockBackend(), 'pub/sub', {});
+watchSuite(mockBackend(), 'polling', POLL);
+const real = await realRedisAvailable();
+if (real) {
+  watchSuite(redisBackend(), 'pub/sub', {});
+  watchSuite(redisBackend(), 'polling', POLL);
+  redisOnly();
+}
+
+/** Subscribers of each channel, as Redis counts them. */
+async function subscribers(raw: Redis, channels: string[]): Promise<number[]> {
+  const reply = await raw.call('PUBSUB', 'NUMSUB', ...channels) as Array<string | number>;
+  return channels.map((_, i) => Number(reply[2 * i + 1]));
+}
+
+const options = suite('watch options');
+
+options('bad watch options are refused in the constructor', () => {
+  const client = new RedisMock({ port: 39777 });
+  const bad: Array<[object, typeof RangeError | typeof TypeError]> = [
+    [{ mode: 'push' }, RangeError], [{ pollIntervalMs: 0 }, RangeError], [{ maxOutageMs: -1 }, RangeError],
+    [{ announce: 'yes' }, TypeError],
+  ];
+  for (const [watch, kind] of bad) {
+    assert.throws(() => new RedisConsensus(client, { watch } as ConstructorParameters<typeof RedisConsensus>[1]), kind);
+  }
+});
+
+options.run();
+
+function redisOnly(): void {
+  const test = suite('watch on a real Redis');
+
+  test('a watch whose Redis stays away longer than maxOutageMs ends with an ExternalError', async () => {
+    if (!redisServerAvailable()) return;
+    const server = await RedisServer.startInRange(20000, 30000);
+    const consensus = await RedisConsensus.connect(server.url, {
+      prefix: freshPrefix('outage'), timeoutMs: 200, watch: { pollIntervalMs: 50, maxOutageMs: 1000 },
+    });
+    try {
+      await commitNext(consensus, 'k', 1);
+      const watched = follow(consensus, 'k');
+      await watched.reached(0n, 5000);
+      const crashedAt = Date.now();
+      await server.crash();
+      const ended = await Promise.race([watched.done, sleep(10_000).then(() => 'still running')]);
+      assert.instance(ended, ExternalError, String(ended));
+      const ms = Date.now() - crashedAt;
+      assert.ok(ms >= 1000 && ms < 5000, `ended ${ms} ms after the crash`);
+    } finally {
+      await consensus.close();
+      await server.stop();
+    }
+  });
+
+  test('a commit is announced on its bucket channel as seqno then member; a mismatch and announce: false announce nothing', async () => {
+    const prefix = freshPrefix('announce');
+    const consensus = await RedisConsensus.connect(REDIS_URL, { prefix });
+    const quiet = await RedisConsensus.connect(REDIS_URL, { prefix, watch: { announce: false } });
+    const listener = new Redis(REDIS_URL);
+    const raw = new Redis(REDIS_URL);
+    try {
+      const names = keyNames(prefix, 'k');
+      const heard: string[] = [];
+      listener.on('message', (channel: string, message: string) => {
+        if (channel === names.heads) heard.push(message);
+      });
+      await listener.subscribe(names.heads);
+      await commitNext(consensus, 'k', 2);
+      assert.is(await consensus.compareAndSet('k', 0, { seqno: 5, data: Buffer.from('no') }), 'ExpectationMismatch');
+      await commitNext(quiet, 'k', 1);
+      await commitNext(consensus, 'k', 1);
+      await sleep(50);
+      assert.equal(heard, [0, 1, 3].map((seqno) => `${encodeSeqNo(BigInt(seqno))}"k"`));
+    } finally {
+      listener.disconnect();
+      await consensus.close();
+      await quiet.close();
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
+  test('watches share one subscription per channel; abort, break and close unsubscribe', async () => {
+    const prefix = freshPrefix('shared');
+    const consensus = await RedisConsensus.connect(REDIS_URL, { prefix });
+    const raw = new Redis(REDIS_URL);
+    try {
+      const keys = ['a', 'b', 'c'];
+      const channels = keys.map((key) => keyNames(prefix, key).heads);
+      const ac = new AbortController();
+      const watches = keys.flatMap((key) => [follow(consensus, key, ac.signal), follow(consensus, key, ac.signal)]);
+      for (const key of keys) await commitNext(consensus, key, 1);
+      for (const watched of watches) await watched.reached(0n, 5000);
+      assert.equal(await subscribers(raw, channels), [1, 1, 1]);
+      const clients = String(await raw.client('LIST')).split('\n').filter((line) => / sub=[1-9]/.test(line));
+      assert.ok(clients.length >= 1);
+      ac.abort();
+      await Promise.all(watches.map((watched) => watched.done));
+      await sleep(50);
+      assert.equal(await subscribers(raw, channels), [0, 0, 0], 'abort unsubscribed');
+      for await (const head of consensus.watch('a')) {
+        assert.is(head.seqno, 0n);
+        assert.equal(await subscribers(raw, [channels[0]!]), [1]);
+        break;
+      }
+      await sleep(50);
+      assert.equal(await subscribers(raw, [channels[0]!]), [0], 'break unsubscribed');
+      const open = follow(consensus, 'b');
+      await open.reached(0n, 5000);
+      await consensus.close();
+      await open.done;
+      await sleep(50);
+      assert.equal(await subscribers(raw, [channels[1]!]), [0], 'close unsubscribed');
+    } finally {
+      await consensus.close();
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
+  test('1,000 idle watches cost Redis no commands; polling costs one head per watch per interval', async () => {
+    if (!redisServerAvailable()) return;
+    const server = await RedisServer.startInRange(20000, 30000);
+    const raw = new Redis(server.url);
+    try {
+      const measure = async (options: ConstructorParameters<typeof RedisConsensus>[1]): Promise<{ commands: number; scripts: number }> => {
+        const consensus = await RedisConsensus.connect(server.url, options);
+        const ac = new AbortController();
+        setMaxListeners(0, ac.signal);
+        try {
+          const keys = Array.from({ length: 1000 }, (_, i) => `idle-${i}`);
+          for (const key of keys) await commitNext(consensus, key, 1);
+          const watches = keys.map((key) => follow(consensus, key, ac.signal));
+          for (const watched of watches) await watched.reached(0n, 10_000);
+          await sleep(300);
+          const before = infoFields(await raw.info('all'));
+          await sleep(2000);
+          const after = infoFields(await raw.info('all'));
+          // The first INFO is counted in `after`; a script's inner commands count too.
+          const calls = (fields: Record<string, string>): number => Number(/calls=(\d+)/.exec(fields.cmdstat_evalsha ?? '')?.[1] ?? 0);
+          return {
+            commands: (Number(after.total_commands_processed) - Number(before.total_commands_processed) - 1) / 2,
+            scripts: (calls(after) - calls(before)) / 2,
+          };
+        } finally {
+          ac.abort();
+          await consensus.close();
+        }
+      };
+      const pubsub = await measure({ prefix: freshPrefix('idle') });
+      const polling = await measure({ prefix: freshPrefix('idle-poll'), watch: { mode: 'poll', pollIntervalMs: 1000 } });
+      console.log(`[watch] 1,000 idle watches: pub/sub ${pubsub.commands} commands/s; polling every 1 s ` +
+        `${polling.scripts} head scripts/s = ${polling.commands} commands/s (with the commands inside the scripts)`);
+      assert.equal(pubsub, { commands: 0, scripts: 0 });
+      assert.ok(polling.scripts >= 800 && polling.scripts <= 1200, `polling ran ${polling.scripts} head scripts/s`);
+    } finally {
+      raw.disconnect();
+      await server.stop();
+    }
+  });
+
+  test('1,000 watches over 100 keys follow 16 writers for 5 s: strictly increasing, only committed heads, each ends at its final head', async () => {
+    const prefix = freshPrefix('load');
+    const watching = await RedisConsensus.connect(REDIS_URL, { prefix });
+    const writers = await RedisConsensus.connect(REDIS_URL, { prefix });
+    const raw = new Redis(REDIS_URL);
+    const ac = new AbortController();
+    try {
+      setMaxListeners(0, ac.signal);
+      const keys = Array.from({ length: 100 }, (_, i) => `load-${i}`);
+      const watches = Array.from({ length: 1000 }, (_, i) => follow(watching, keys[i % keys.length]!, ac.signal));
+      let stopping = false;
+      let commits = 0;
+      const writer = async (w: number): Promise<void> => {
+        for (let step = 0; !stopping; step++) {
+          const key = keys[(w * 7 + step * 13) % keys.length]!;
+          const head = (await writers.head(key))?.seqno ?? null;
+          const next = head === null ? 0n : head + 1n;
+          const result = await writers.compareAndSet(key, head, { seqno: next, data: Buffer.from(`${key}@${next}`) });
+          if (result === 'Committed') commits++;
+        }
+      };
+      const running = Array.from({ length: 16 }, (_, w) => writer(w));
+      await sleep(5000);
+      stopping = true;
+      await Promise.all(running);
+      const stoppedAt = Date.now();
+      const finals = new Map<string, bigint>();
+      for (const key of keys) finals.set(key, (await writers.head(key))!.seqno);
+      for (const watched of watches) await watched.reached(finals.get(watched.key)!, 10_000);
+      const convergedMs = Date.now() - stoppedAt;
+      const histories = new Map<string, Map<bigint, string>>();
+      for (const key of keys) {
+        histories.set(key, new Map((await writers.scan(key, 0, 1_000_000)).map((version) =>
+          [version.seqno, Buffer.from(version.data).toString('utf8')])));
+      }
+      let yielded = 0;
+      for (const watched of watches) {
+        assertWellFormed(watched);
+        assert.is(watched.seen.at(-1)!.seqno, finals.get(watched.key), `${watched.key} ends at its final head`);
+        for (const head of watched.seen) {
+          assert.is(histories.get(watched.key)!.get(head.seqno), Buffer.from(head.data).toString('utf8'),
+            `${watched.key}@${head.seqno} was committed`);
+        }
+        yielded += watched.seen.length;
+      }
+      console.log(`[watch] 1,000 watches over 100 keys, 16 writers for 5 s: ${commits} commits, ${yielded} heads yielded, ` +
+        `all at their final head ${convergedMs} ms after the writers stopped`);
+      assert.ok(commits > 100, 'the writers made progress');
+    } finally {
+      ac.abort();
+      await watching.close();
+      await writers.close();
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
+  test.run();
+}
