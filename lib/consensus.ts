@@ -442,8 +442,9 @@ export class RedisConsensus {
     const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
     const timeoutMs = this.callTimeout(options);
     const args: ScriptArgs = [
-      names.versions, names.data, names.registry, names.heads,
-      expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member, this.announce,
+      names.versions, names.data, names.registry,
+      expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
+      names.heads, this.announce,
     ];
     if (withHead) args.push(CAS_WITH_HEAD);
     return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {

@@ -16,7 +16,7 @@ import type { VersionedData } from './types.js';
  * missing from the generated sources is a type error. */
 const FILES = {
   head: 'head-2',
-  compareAndSet: 'compareAndSet-4',
+  compareAndSet: 'compareAndSet-3',
   scan: 'scan-2',
   truncate: 'truncate-2',
 } as const;
@@ -100,7 +100,7 @@ export function decodeHead(reply: HeadReply, key: string): VersionedData | null 
   return { seqno: decodeSeqNo(reply[0]), data: toPayload(reply[1], key, reply[0]) };
 }
 
-/** `compareAndSet-4.lua`: whether it committed. */
+/** `compareAndSet-3.lua`: whether it committed. */
 export const CAS_COMMITTED = 1;
 export const CAS_MISMATCH = 0;
 export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;

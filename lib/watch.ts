@@ -1,6 +1,6 @@
 /**
  * Watches: a key's heads as they commit, without polling. A watch listens on its key's bucket
- * channel (where `compareAndSet-4.lua` announces each commit as `<seqno><member>`), and reads the
+ * channel (where `compareAndSet-3.lua` announces each commit as `<seqno><member>`), and reads the
  * head whenever an announcement for its key names a seqno above the last it yielded, and after
  * every gap the subscriber reports. It only ever holds a flag "the head must be read", never a
  * queue, so a slow consumer gets the latest head and no backlog. Without pub/sub (`mode: 'poll'`),

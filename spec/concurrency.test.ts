@@ -50,7 +50,8 @@ test('clients in two forked processes merge into one linearizable history', asyn
   const prefix = freshPrefix('concurrency');
   const raw = new Redis(REDIS_URL);
   try {
-    const run = await runWorkload({ url: REDIS_URL, prefix, clients: 16, keys: 2, processes: 2, durationMs: 2000 });
+    // minRunMs: a forked worker that took long to start (a loaded machine) still records a history.
+    const run = await runWorkload({ url: REDIS_URL, prefix, clients: 16, keys: 2, processes: 2, durationMs: 2000, minRunMs: 1500 });
     assert.equal(new Set(run.history.map((o) => o.client)).size, 16, 'every client reported its history');
     const report = checkHistory(run.history);
     summarise('real Redis, 16 connections in 2 processes', report, run.elapsedMs);
