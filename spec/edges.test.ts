@@ -15,17 +15,8 @@ import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
 import type { ExternalErrorCode } from '../lib/index.js';
 import { codeOf, toExternal } from '../lib/errors.js';
 import { KeyNamesCache } from '../lib/layout.js';
-import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable, REQUIRE_REDIS } from './support/backends.js';
+import { deletePrefix, freshPrefix, realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 /** Asserts an ExternalError of that kind and code, and returns it. */
 function assertExternal(err: unknown, determinate: boolean, code: ExternalErrorCode): ExternalError {

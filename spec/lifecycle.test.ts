@@ -5,21 +5,12 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
-import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
+import { deletePrefix, freshPrefix, realRedisAvailable, REDIS_URL, rejection } from './support/backends.js';
 
 /** Resolves once `client` has closed for good. */
 async function ended(client: Redis): Promise<string> {
   if (client.status !== 'end') await Promise.race([once(client, 'end'), new Promise((r) => setTimeout(r, 2000))]);
   return client.status;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  return undefined;
 }
 
 const test = suite('lifecycle');

@@ -133,3 +133,13 @@ export async function backends(): Promise<Backend[]> {
   if (await realRedisAvailable()) list.push(redisBackend());
   return list;
 }
+
+/** What `promise` rejects with, or undefined when it fulfils. */
+export async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
