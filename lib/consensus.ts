@@ -1,13 +1,15 @@
-import { Cluster, Redis } from 'ioredis';
-import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { Appender } from './append.js';
 import { checkKey, checkSignal, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
-import { DEFAULT_URL, openClient, OWN_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
+import type { NextVersion } from './arguments.js';
+import { DEFAULT_URL } from './client.js';
 import type { RedisClient } from './client.js';
-import { checkEvictionPolicy, databaseOf, selectDatabase } from './checks.js';
+import { checkEvictionPolicy } from './checks.js';
+import { openCluster, openRedis } from './connect.js';
 import type { EvictionPolicyAction } from './checks.js';
 import { Durability } from './durability.js';
-import { BUCKETS, KeyNamesCache, keyOfMember, registryOf } from './layout.js';
+import { KeyNamesCache, keyOfMember } from './layout.js';
+import type { KeyNames } from './layout.js';
 import { Link } from './link.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
@@ -19,6 +21,7 @@ import type {
   CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
+import { registryMembers } from './registry.js';
 import { openSubscriber } from './subscriber.js';
 import { CaSResult } from './types.js';
 import type {
@@ -101,17 +104,7 @@ export class RedisConsensus {
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
     const settings = resolveOptions(options);
-    const where = redactUrl(url);
-    const db = redisOptions.db ?? databaseOf(url);
-    const client = new Redis(url, { ...OWN_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true });
-    await openClient(client, where, {
-      timeoutMs: settings.timeoutMs,
-      signal: options.signal,
-      check: async (opened) => {
-        if (db !== undefined && db !== 0) await selectDatabase(opened, db, where);
-        await checkEvictionPolicy([opened], settings.evictionPolicy, where);
-      },
-    });
+    const client = await openRedis(url, { ...settings, signal: options.signal }, redisOptions);
     return RedisConsensus.adopt(client, options);
   }
 
@@ -133,13 +126,7 @@ export class RedisConsensus {
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
     const settings = resolveOptions(options);
-    const withDefaults = { ...clusterOptions, redisOptions: { ...OWN_CONNECTION_DEFAULTS, ...clusterOptions.redisOptions } };
-    const cluster = new Cluster(nodes, { ...safeClusterOptions(withDefaults), lazyConnect: true });
-    await openClient(cluster, 'the Redis Cluster', {
-      timeoutMs: settings.timeoutMs,
-      signal: options.signal,
-      check: (opened) => checkEvictionPolicy(opened.nodes('master'), settings.evictionPolicy, 'a Redis Cluster primary'),
-    });
+    const cluster = await openCluster(nodes, { ...settings, signal: options.signal }, clusterOptions);
     return RedisConsensus.adopt(cluster, options);
   }
 
@@ -180,7 +167,7 @@ export class RedisConsensus {
    * @throws ExternalError: `determinate: false` when the write was sent but its outcome is
    *   unknown (re-read to learn it); `determinate: true` when it certainly did not happen.
    */
-  async compareAndSet(
+  compareAndSet(
     key: string,
     expected: SeqNoInput | null,
     next: VersionedDataInput,
@@ -209,7 +196,7 @@ export class RedisConsensus {
    * ```
    * @throws as `compareAndSet`.
    */
-  async compareAndSetWithHead(
+  compareAndSetWithHead(
     key: string,
     expected: SeqNoInput | null,
     next: VersionedDataInput,
@@ -315,15 +302,9 @@ export class RedisConsensus {
     let yielded = 0;
     let failed = false;
     try {
-      for (let first = 0; first < BUCKETS; first += LIST_WINDOW) {
-        const buckets = Array.from({ length: Math.min(LIST_WINDOW, BUCKETS - first) }, (_, i) => first + i);
-        const members = await Promise.all(buckets.map((bucket) => this.registryMembers(bucket, timeoutMs, options?.signal)));
-        for (const bucket of members) {
-          for (const member of bucket) {
-            yielded++;
-            yield keyOfMember(member);
-          }
-        }
+      for await (const member of registryMembers(this.link, this.prefix, timeoutMs, options?.signal)) {
+        yielded++;
+        yield keyOfMember(member);
       }
     } catch (err) {
       failed = true;
@@ -411,19 +392,6 @@ export class RedisConsensus {
     await this.link.close();
   }
 
-  private async registryMembers(bucket: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<Set<string>> {
-    const registry = registryOf(this.prefix, bucket);
-    const members = new Set<string>();
-    let cursor = '0';
-    do {
-      const [nextCursor, page] = await this.link.run(false, 'listKeys', timeoutMs,
-        (client) => client.sscan(registry, cursor, 'COUNT', 1000), signal);
-      for (const member of page) members.add(member);
-      cursor = nextCursor;
-    } while (cursor !== '0');
-    return members;
-  }
-
   /**
    * Both compare-and-sets: one script. The plain one (`withHead` false) resolves to a CaSResult and
    * its mismatch carries no payload; `withHead` asks the script for the head with a mismatch.
@@ -437,30 +405,44 @@ export class RedisConsensus {
   private sendCompareAndSet(
     key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: boolean,
   ): Promise<CaSResult | CompareAndSetOutcome> {
-    const names = this.names.get(checkKey(key));
-    const expectedSeqNo = toExpected(expected);
-    const { seqno, payload } = toNext(next, expectedSeqNo, this.maxPayloadBytes);
-    const timeoutMs = this.callTimeout(options);
-    const args: ScriptArgs = [
-      names.versions, names.data, names.registry,
-      expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(seqno), payload, names.member,
-      names.heads, this.announce,
-    ];
+    // Not async, and no async closure: this is the hot path, and each async frame costs
+    // promises and turns per call. Invalid arguments still reject, as from an async method.
+    let names: KeyNames;
+    let version: NextVersion;
+    let timeoutMs: number;
+    let args: ScriptArgs;
+    try {
+      names = this.names.get(checkKey(key));
+      const expectedSeqNo = toExpected(expected);
+      version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
+      timeoutMs = this.callTimeout(options);
+      args = [
+        names.versions, names.data, names.registry,
+        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
+        names.heads, this.announce,
+      ];
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (withHead) args.push(CAS_WITH_HEAD);
-    return observe(this.observer, 'compareAndSet', async (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
+    const { seqno, payload } = version;
+    return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
-      const reply = await this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, args, options?.signal);
-      if (reply !== CAS_COMMITTED) {
-        if (!withHead) return { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
-        const head = decodeHead(reply as HeadReply, key);
-        return {
-          result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
-          bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
+      return this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, args, options?.signal).then((reply) => {
+        if (reply !== CAS_COMMITTED) {
+          if (!withHead) return MISMATCH;
+          const head = decodeHead(reply as HeadReply, key);
+          return {
+            result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
+            bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
+          };
+        }
+        const done: Reported<CaSResult | CompareAndSetOutcome> = {
+          result: withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed,
+          bytesWritten: payload.length, count: 1,
         };
-      }
-      if (mark !== undefined) await this.durability!.acknowledged('compareAndSet', names.versions, mark);
-      const result = withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed;
-      return { result, bytesWritten: payload.length, count: 1 };
+        return mark === undefined ? done : this.durability!.acknowledged('compareAndSet', names.versions, mark).then(() => done);
+      });
     });
   }
 
@@ -479,8 +461,8 @@ export class RedisConsensus {
 /** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
 const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
 
-/** How many registry buckets `listKeys` walks at once. */
-const LIST_WINDOW = 16;
+/** A plain compareAndSet's mismatch, as reported: the same object every time. */
+const MISMATCH: Reported<CaSResult> = { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
 
 /** Clients made by `connect`, handed to the constructor as owned. */
 const ownedClients = new WeakSet<object>();
