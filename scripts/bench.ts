@@ -6,6 +6,7 @@
  *   npm run bench -- --quick           # a short run (< 60 s)
  *   npm run bench -- --mock            # ioredis-mock (no scale or memory sections)
  *   npm run bench -- --json out.json   # also write every figure as JSON
+ *   npm run bench -- --help            # this text
  *   npm run bench -- --only operations,memory   # some sections only (operations, focus,
  *                                      # breakdown, history, truncate, listKeys, memory, append, watch)
  *
@@ -14,7 +15,7 @@
  * shared machine are noisy: compare the ratios within one run, which share the same noise.
  */
 import { setMaxListeners } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
@@ -41,8 +42,14 @@ const { values: args } = parseArgs({
     mock: { type: 'boolean', default: false },
     json: { type: 'string' },
     only: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (args.help === true) {
+  // The usage is this file's header comment.
+  console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*\n|^ \* ?/gm, ''));
+  process.exit(0);
+}
 const QUICK = args.quick === true;
 const MOCK = args.mock === true;
 const SECTIONS = new Set((args.only ?? 'operations,focus,breakdown,history,truncate,listKeys,memory,append,watch').split(','));
