@@ -13,8 +13,8 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const dirs = process.argv.slice(2);
-if (dirs.length < 2) {
-  console.error('usage: [ROUNDS=6] node scripts/compare-builds.mjs BUILD_DIR BUILD_DIR...');
+if (dirs.length < 1) {
+  console.error('usage: [ROUNDS=6] node scripts/compare-builds.mjs BUILD_DIR [BUILD_DIR...]');
   process.exit(2);
 }
 const ROUNDS = Number(process.env.ROUNDS ?? 6);
