@@ -11,7 +11,7 @@
  */
 import type { RedisClient } from './client.js';
 import { debug } from './debug.js';
-import { determinate } from './errors.js';
+import { codeOf, determinate, toExternal } from './errors.js';
 
 /** What to do when the server may evict the store's keys. */
 export type EvictionPolicyAction = 'refuse' | 'warn';
@@ -28,13 +28,27 @@ export function evictsKeysWithoutTtl(policy: string): boolean {
 
 /**
  * Reads the eviction policy of every server in `servers` and refuses (or warns about) one that may
- * evict the store's keys. Servers that do not report a policy (ioredis-mock) pass.
+ * evict the store's keys. Servers that do not report a policy (ioredis-mock) pass. A server whose
+ * ACL refuses INFO is refused too (`permission`), or only warned about when `action` is `warn`.
  *
- * @throws ExternalError (determinate, code `eviction-policy`) when `action` is `refuse`.
+ * @throws ExternalError (determinate, code `eviction-policy`) when `action` is `refuse`; as for a
+ *   read (code `permission` when an ACL refuses INFO) when the policy cannot be read.
  */
 export async function checkEvictionPolicy(servers: RedisClient[], action: EvictionPolicyAction, where: string): Promise<void> {
   for (const server of servers) {
-    const info = await server.call?.('INFO', 'memory');
+    let info: unknown;
+    try {
+      info = await server.call?.('INFO', 'memory');
+    } catch (err) {
+      // An ACL without +info: ioredis skips its ready check then, but the policy stays unknown.
+      if (action === 'refuse' || codeOf(err) !== 'permission') {
+        throw toExternal(err, false, `reading the eviction policy of ${where} (INFO memory; an ACL user needs +info, ` +
+          "or evictionPolicy: 'warn')");
+      }
+      process.emitWarning(`could not read the maxmemory-policy of ${where}: ${(err as Error).message}`,
+        { code: 'REDIS_CONSENSUS_EVICTION_POLICY' });
+      continue;
+    }
     const policy = typeof info === 'string' ? policyOf(info) : undefined;
     debug('maxmemory-policy of %s: %s', where, policy ?? '(not reported)');
     if (policy === undefined || !evictsKeysWithoutTtl(policy)) continue;
@@ -71,12 +85,13 @@ export function databaseOf(url: string): number | undefined {
  * Selects database `db` and fails when the server has no such database, instead of carrying on in
  * database 0 as ioredis does.
  *
- * @throws ExternalError (determinate, code `wrong-database`).
+ * @throws ExternalError (determinate, code `wrong-database`; `permission` when an ACL refuses SELECT).
  */
 export async function selectDatabase(client: { select(db: number): Promise<unknown> }, db: number, where: string): Promise<void> {
   try {
     await client.select(db);
   } catch (err) {
+    if (codeOf(err) === 'permission') throw toExternal(err, false, `selecting database ${db} of ${where} (an ACL user needs +select)`);
     throw determinate('wrong-database', `${where} has no database ${db}: ${(err as Error).message}`, err);
   }
 }

@@ -31,6 +31,8 @@ export interface RedisClient {
   quit(): Promise<unknown>;
   /** Sends any command (`WAIT` for durability). */
   call?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
+  /** Sends any command, its reply as Buffers (`EVALSHA_RO` of the read scripts). */
+  callBuffer?(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
   /** Closes the connection at once, when `quit` fails. */
   disconnect?(): void;
   /** A new connection like this one: the library's write connection. */

@@ -21,6 +21,7 @@ import type {
   CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
+import { callReadScript, isReadScript } from './read-only.js';
 import { registryMembers } from './registry.js';
 import { openSubscriber } from './subscriber.js';
 import { CaSResult } from './types.js';
@@ -454,7 +455,9 @@ export class RedisConsensus {
   private script<T>(
     script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs, signal: AbortSignal | undefined,
   ): Promise<T> {
-    return this.link.run(isWrite, script, timeoutMs, (client) => callScript<T>(client, script, args), signal);
+    return this.link.run(isWrite, script, timeoutMs, isReadScript(script)
+      ? (client) => callReadScript<T>(client, script, args)
+      : (client) => callScript<T>(client, script, args), signal);
   }
 }
 

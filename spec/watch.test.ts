@@ -157,8 +157,10 @@ function redisOnly(): void {
           const before = infoFields(await raw.info('all'));
           await sleep(2000);
           const after = infoFields(await raw.info('all'));
-          // The first INFO is counted in `after`; a script's inner commands count too.
-          const calls = (fields: Record<string, string>): number => Number(/calls=(\d+)/.exec(fields.cmdstat_evalsha ?? '')?.[1] ?? 0);
+          // The first INFO is counted in `after`; a script's inner commands count too. Heads run as
+          // EVALSHA_RO on Redis >= 7, as EVALSHA before.
+          const calls = (fields: Record<string, string>): number => ['cmdstat_evalsha', 'cmdstat_evalsha_ro']
+            .reduce((sum, field) => sum + Number(/calls=(\d+)/.exec(fields[field] ?? '')?.[1] ?? 0), 0);
           return {
             commands: (Number(after.total_commands_processed) - Number(before.total_commands_processed) - 1) / 2,
             scripts: (calls(after) - calls(before)) / 2,

@@ -49,6 +49,9 @@ const GLOBAL_OPTIONS = {
   json: { type: 'boolean' },
   encoding: { type: 'string' },
   timeout: { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const satisfies Record<string, OptionSpec>;
@@ -61,6 +64,10 @@ const GLOBAL_HELP = `Global options:
   --encoding ENC     how payloads are printed: utf8, hex or base64
                      (default: utf8, or base64 with --json)
   --timeout MS       deadline of each Redis call, in ms (default: ${DEFAULT_TIMEOUT_MS})
+  --tls-ca FILE      CA certificate(s) to verify the server with, PEM (default: $REDIS_TLS_CA)
+  --tls-cert FILE    client certificate, PEM, with --tls-key (default: $REDIS_TLS_CERT)
+  --tls-key FILE     the client certificate's private key, PEM (default: $REDIS_TLS_KEY)
+                     Any --tls-* option connects with TLS, also with a redis:// URL
   -h, --help         help (also: redis-consensus help COMMAND)
   --version          the package version
 
@@ -76,12 +83,21 @@ const HELP_COMMAND: CommandSpec = {
   positionals: [],
 };
 
+/** What `--tls-*` (or their environment variables) name: the files' contents, for ioredis's `tls`. */
+export interface TlsFiles {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
 /** The parsed global settings every command gets. */
 export interface Globals extends Format {
   readonly url: string;
   readonly prefix: string;
   readonly cluster: boolean;
   readonly timeoutMs: number;
+  /** TLS files to connect with; undefined when no `--tls-*` option or variable is set. */
+  readonly tls: TlsFiles | undefined;
 }
 
 /** What the command line asks for: text to print (help, version), or a command to run. */
@@ -176,7 +192,34 @@ function readGlobals(options: OptionValues): Globals {
     json,
     encoding: encoding as Encoding,
     timeoutMs,
+    tls: readTlsFiles(options),
   };
+}
+
+/** Each `--tls-*` option and the environment variable it falls back to. */
+const TLS_FILES = [['ca', 'tls-ca', 'REDIS_TLS_CA'], ['cert', 'tls-cert', 'REDIS_TLS_CERT'], ['key', 'tls-key', 'REDIS_TLS_KEY']] as const;
+
+/** Reads the files `--tls-*` name (or their variables), before connecting: a bad path is a usage error. */
+function readTlsFiles(options: OptionValues): TlsFiles | undefined {
+  const files: { ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  const named: string[] = [];
+  for (const [field, option, variable] of TLS_FILES) {
+    const fromOption = options[option] as string | undefined;
+    // An empty variable is an unset one (`REDIS_TLS_CA= redis-consensus ...`).
+    const path = fromOption ?? (process.env[variable] || undefined);
+    if (path === undefined) continue;
+    const source = fromOption === undefined ? `$${variable}` : `--${option}`;
+    named.push(source);
+    try {
+      files[field] = readFileSync(path);
+    } catch (err) {
+      throw usageError(`${source}: cannot read ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if ((files.cert === undefined) !== (files.key === undefined)) {
+    throw usageError(`a client certificate needs both --tls-cert and --tls-key (or $REDIS_TLS_CERT and $REDIS_TLS_KEY); got ${named.join(', ')}`);
+  }
+  return named.length === 0 ? undefined : files;
 }
 
 function unknownCommand(name: string, listed: Record<string, CommandSpec>): CliError {

@@ -48,11 +48,13 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
     throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(globals.url)}`);
   }
   const options = { prefix: globals.prefix, timeoutMs: globals.timeoutMs };
+  // The files given (any of them means TLS, whatever the URL's scheme), else rediss://'s defaults.
+  const tls = globals.tls ?? (url.protocol === 'rediss:' ? {} : undefined);
   // A command-line tool should fail fast when Redis is down instead of reconnecting forever.
   const retryStrategy = (attempt: number): number | null => (attempt > 3 ? null : 100 * attempt);
   try {
     if (!globals.cluster) {
-      return await RedisConsensus.connect(globals.url, options, { connectTimeout: globals.timeoutMs, retryStrategy });
+      return await RedisConsensus.connect(globals.url, options, { connectTimeout: globals.timeoutMs, retryStrategy, tls });
     }
     // Startup nodes carry no credentials: they go to every node connection instead.
     return await RedisConsensus.connectCluster([{ host: url.hostname, port: Number(url.port || 6379) }], options, {
@@ -61,7 +63,7 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
         connectTimeout: globals.timeoutMs,
         username: decodeURIComponent(url.username) || undefined,
         password: decodeURIComponent(url.password) || undefined,
-        tls: url.protocol === 'rediss:' ? {} : undefined,
+        tls,
       },
     });
   } catch (err) {
