@@ -14,9 +14,8 @@ import { keySlot } from '../lib/cluster.js';
 import { keyNames } from '../lib/layout.js';
 import { SAFE_WRITE_OPTIONS } from '../lib/client.js';
 import {
-  command, infoFields, moveSlot, redisServerAvailable, slotOwners, startCluster, until,
+  command, infoFields, moveSlot, redisServerAvailable, slotOwners, startClusterInRange, until,
 } from './support/cluster.js';
-import type { TestCluster } from './support/cluster.js';
 import { RedisServer } from './support/redis-server.js';
 import { converged, follow, outrun, sleep, writeLoad } from './support/watch.js';
 import type { Followed, WriteLoad } from './support/watch.js';
@@ -162,26 +161,11 @@ function sentinelSuite(): void {
   test.run();
 }
 
-/** Starts a cluster on a random base port in our range, trying another base if one is taken. */
-async function startOwnCluster(): Promise<TestCluster> {
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 4; attempt++) {
-    // Ports base..base+5, cluster bus base+100..base+105.
-    const base = PORTS.first + 10 * Math.floor(Math.random() * ((PORTS.last - PORTS.first - 200) / 10));
-    try {
-      return await startCluster(base);
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  throw lastError;
-}
-
 function clusterSuite(): void {
   const test = suite('watch under faults: Cluster');
 
   test('slots move between primaries, then a primary dies: every watch converges (SSUBSCRIBE follows the slots)', async () => {
-    const cluster = await startOwnCluster();
+    const cluster = await startClusterInRange(PORTS.first, PORTS.last);
     const ac = new AbortController();
     setMaxListeners(0, ac.signal);
     const client = cluster.client();

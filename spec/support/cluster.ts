@@ -174,6 +174,24 @@ export async function startCluster(basePort: number): Promise<TestCluster> {
   }
 }
 
+/**
+ * Starts a cluster like `startCluster` on a random base port with every port (bus included) in
+ * `first` .. `last`, trying other bases when one is taken (several spec files may run at once).
+ */
+export async function startClusterInRange(first: number, last: number): Promise<TestCluster> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    // Ports base..base+5, cluster bus base+100..base+105.
+    const base = first + 10 * Math.floor(Math.random() * ((last - first - 200) / 10));
+    try {
+      return await startCluster(base);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
 function liveServers(servers: readonly RedisServer[]): RedisServer[] {
   return servers.filter((server) => server.running);
 }
