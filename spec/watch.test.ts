@@ -1,7 +1,9 @@
 /**
- * `watch`: the shared suite on ioredis-mock and a real Redis, with pub/sub and with polling; then,
- * on real Redis, what only a server shows: the announcement itself, one subscriber connection per
- * store, no commands while nothing changes, and 1,000 watches following 16 writers.
+ * `watch`: the shared suite on ioredis-mock and a real Redis, with pub/sub and with polling, and on
+ * a Cluster this file starts (pub/sub); then, on real Redis, what only a server shows: the
+ * announcement itself, one subscriber connection per store, no commands while nothing changes, and
+ * 1,000 watches following 16 writers; and clients made with ioredis's `keyPrefix` (mock, Redis,
+ * Cluster).
  */
 import { setMaxListeners } from 'node:events';
 import { suite } from 'uvu';
