@@ -68,6 +68,26 @@ export function optionsOf(client: RedisClient): ClientOptions {
   return (client.options ?? {}) as ClientOptions;
 }
 
+/**
+ * The ioredis `keyPrefix` of a client ('' without one): ioredis puts it before every KEY of a
+ * command (the scripts' KEYS too) but not before a channel passed as an argument, so the library
+ * adds it itself where a name is not a KEY (the heads channel). A Cluster takes it from its own
+ * options, or else from `redisOptions`, as ioredis does.
+ *
+ * @throws TypeError for a Buffer prefix that is not UTF-8 text (a channel name is a string here).
+ */
+export function keyPrefixOf(client: RedisClient): string {
+  const options = (client.options ?? {}) as { keyPrefix?: unknown; redisOptions?: { keyPrefix?: unknown } };
+  const prefix = options.keyPrefix || (client.isCluster === true ? options.redisOptions?.keyPrefix : undefined) || '';
+  if (typeof prefix === 'string') return prefix;
+  if (Buffer.isBuffer(prefix)) {
+    const text = prefix.toString('utf8');
+    if (Buffer.from(text, 'utf8').equals(prefix)) return text;
+  }
+  throw new TypeError('the client\'s keyPrefix must be a string (or a Buffer of UTF-8 text): the channel ' +
+    'that compareAndSet announces commits on, for watch, is named with it');
+}
+
 /** The Redis a `connect()` without a URL reaches. */
 export const DEFAULT_URL = 'redis://127.0.0.1:6379';
 

@@ -2,7 +2,7 @@ import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from '
 import { Appender } from './append.js';
 import { checkKey, checkSignal, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import type { NextVersion } from './arguments.js';
-import { DEFAULT_URL } from './client.js';
+import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
 import { checkEvictionPolicy } from './checks.js';
 import { openCluster, openRedis } from './connect.js';
@@ -74,7 +74,7 @@ export class RedisConsensus {
     this.prefix = settings.prefix;
     this.timeoutMs = settings.timeoutMs;
     this.observer = settings.observer;
-    this.names = new KeyNamesCache(this.prefix);
+    this.names = new KeyNamesCache(this.prefix, keyPrefixOf(client));
     this.maxPayloadBytes = settings.maxPayloadBytes;
     this.evictionPolicy = settings.evictionPolicy;
     const owns = ownedClients.has(client);

@@ -10,6 +10,9 @@
  * | `p:{b}:keys`           | set        | registry: `json(k)` of every key of bucket b ever written |
  * | `p:{b}:heads`          | channel    | pub/sub: each commit to a key of bucket b, as `<seqno><json(k)>` |
  *
+ * A client's ioredis `keyPrefix` comes before all of these: ioredis adds it to the keys, and
+ * `KeyNamesCache` to the channel.
+ *
  * `json(k)` is `JSON.stringify(k)`: an injective map from every JS string (lone surrogates
  * included) to well-formed text, so keys never collide and read back exactly from the registry.
  * The `{b}` hash tag puts all three Redis keys of one consensus key, and its bucket's channel, into
@@ -84,12 +87,18 @@ const NAMES_CACHE_KEY_LENGTH = 256;
 export class KeyNamesCache {
   private readonly recent = new Map<string, KeyNames>();
 
-  constructor(private readonly prefix: string) {}
+  /**
+   * `channelPrefix` is the client's ioredis `keyPrefix`: ioredis adds it to the KEYS, but the
+   * heads channel is an argument, so it is added here, and the channel is namespaced like the keys
+   * (on a Cluster, in their slot too).
+   */
+  constructor(private readonly prefix: string, private readonly channelPrefix = '') {}
 
   get(key: string): KeyNames {
     let names = this.recent.get(key);
     if (names === undefined) {
       names = keyNames(this.prefix, key);
+      if (this.channelPrefix !== '') names = { ...names, heads: this.channelPrefix + names.heads };
       if (key.length <= NAMES_CACHE_KEY_LENGTH) {
         if (this.recent.size >= NAMES_CACHE_SIZE) this.recent.clear();
         this.recent.set(key, names);

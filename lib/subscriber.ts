@@ -82,9 +82,14 @@ interface PubSubMethods {
   sunsubscribe(...channels: string[]): Promise<unknown>;
 }
 
-/** Options every subscriber connection gets: the library resubscribes itself, to know when. */
+/**
+ * Options every subscriber connection gets: the library resubscribes itself, to know when; and no
+ * `keyPrefix`: channel names come with the client's prefix already (ioredis would add it again to
+ * SSUBSCRIBE's channels, which it treats as keys, though not to SUBSCRIBE's).
+ */
 const SUBSCRIBER_OPTIONS = {
   autoResubscribe: false, autoResendUnfulfilledCommands: false, enableOfflineQueue: true, lazyConnect: false,
+  keyPrefix: '',
 } as const;
 
 /** What both kinds share: the channels, their listeners, and turning a subscription live. */

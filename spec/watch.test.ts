@@ -1,22 +1,30 @@
 /**
- * `watch`: the shared suite on ioredis-mock and a real Redis, with pub/sub and with polling; then,
- * on real Redis, what only a server shows: the announcement itself, one subscriber connection per
- * store, no commands while nothing changes, and 1,000 watches following 16 writers.
+ * `watch`: the shared suite on ioredis-mock and a real Redis, with pub/sub and with polling, and on
+ * a Cluster this file starts (pub/sub); then, on real Redis, what only a server shows: the
+ * announcement itself, one subscriber connection per store, no commands while nothing changes, and
+ * 1,000 watches following 16 writers; and clients made with ioredis's `keyPrefix` (mock, Redis,
+ * Cluster).
  */
 import { setMaxListeners } from 'node:events';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { ExternalError, RedisConsensus } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
+import { keySlot } from '../lib/cluster.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, REDIS_URL } from './support/backends.js';
-import { infoFields } from './support/cluster.js';
+import {
+  clusterAvailable, clusterBackend, command, deleteClusterPrefix, infoFields, ready, slotOwners, startClusterInRange,
+} from './support/cluster.js';
+import type { TestCluster } from './support/cluster.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 import { assertWellFormed, commitNext, follow, sleep, watchSuite } from './support/watch.js';
 
 const POLL = { watch: { mode: 'poll', pollIntervalMs: 25 } } as const;
+/** Polling so rare that a watch which reaches a head in time was woken by its announcement. */
+const ANNOUNCED_ONLY = { watch: { pollIntervalMs: 600_000 } } as const;
 
 watchSuite(mockBackend(), 'pub/sub', {});
 watchSuite(mockBackend(), 'polling', POLL);
@@ -25,6 +33,13 @@ if (real) {
   watchSuite(redisBackend(), 'pub/sub', {});
   watchSuite(redisBackend(), 'polling', POLL);
   redisOnly();
+}
+keyPrefixSuite(real);
+if (await clusterAvailable()) {
+  // A cluster of this file's own, on free ports in 20000-30000; stopped by the last suite.
+  const cluster = await startClusterInRange(20000, 30000);
+  watchSuite(clusterBackend(cluster), 'pub/sub', ANNOUNCED_ONLY);
+  clusterKeyPrefixSuite(cluster);
 }
 
 /** Subscribers of each channel, as Redis counts them. */
@@ -238,6 +253,115 @@ function redisOnly(): void {
       raw.disconnect();
     }
   });
+
+  test.run();
+}
+
+/**
+ * A client made with ioredis's `keyPrefix`: ioredis puts the prefix before the scripts' KEYS, but
+ * not before the heads channel, which is an argument; the library adds it there itself, so that
+ * the announcements reach the watches and channels are namespaced like keys.
+ */
+function keyPrefixSuite(real: boolean): void {
+  const test = suite('watch on a client with an ioredis keyPrefix');
+
+  test('ioredis-mock: the watch hears each commit', async () => {
+    const keyPrefix = `${freshPrefix('kp')}:`;
+    const client = new RedisMock({ port: 39778, keyPrefix });
+    const consensus = new RedisConsensus(client, { prefix: 'p', ...ANNOUNCED_ONLY });
+    try {
+      await commitNext(consensus, 'k', 1);
+      const watched = follow(consensus, 'k');
+      await watched.reached(0n, 5000);
+      await commitNext(consensus, 'k', 3);
+      await watched.reached(3n, 2000);
+      assertWellFormed(watched);
+      assert.ok(await new RedisMock({ port: 39778 }).exists(`${keyPrefix}${keyNames('p', 'k').versions}`), 'the keys carry the keyPrefix');
+    } finally {
+      await consensus.close();
+    }
+  });
+
+  test('a keyPrefix that is not text is refused in the constructor', () => {
+    const client = new RedisMock({ port: 39779, keyPrefix: Buffer.from([0xff, 0xfe]) as unknown as string });
+    assert.throws(() => new RedisConsensus(client), (err: unknown) => err instanceof TypeError && /keyPrefix/.test(err.message));
+    const text = new RedisMock({ port: 39779, keyPrefix: Buffer.from('app:') as unknown as string });
+    assert.not.throws(() => new RedisConsensus(text));
+  });
+
+  if (real) {
+    test('real Redis: commits are announced on the keyPrefixed channel, the only one subscribed, and the watch hears them', async () => {
+      const keyPrefix = `${freshPrefix('kp')}:`;
+      const prefix = 'p';
+      const client = new Redis(REDIS_URL, { keyPrefix });
+      const consensus = new RedisConsensus(client, { prefix, ...ANNOUNCED_ONLY });
+      const listener = new Redis(REDIS_URL);
+      const raw = new Redis(REDIS_URL);
+      try {
+        const bare = keyNames(prefix, 'k').heads;
+        const heard: string[] = [];
+        listener.on('message', (channel: string, message: string) => heard.push(`${channel} ${message}`));
+        await listener.subscribe(keyPrefix + bare, bare);
+        await commitNext(consensus, 'k', 1);
+        const watched = follow(consensus, 'k');
+        await watched.reached(0n, 5000);
+        assert.equal(await subscribers(raw, [keyPrefix + bare, bare]), [2, 1], 'the watch subscribed the keyPrefixed channel only');
+        await commitNext(consensus, 'k', 2);
+        await watched.reached(2n, 2000);
+        assertWellFormed(watched);
+        assert.equal(heard, [0, 1, 2].map((seqno) => `${keyPrefix}${bare} ${encodeSeqNo(BigInt(seqno))}"k"`));
+        assert.is(await raw.exists(`${keyPrefix}${keyNames(prefix, 'k').versions}`), 1, 'the keys carry the keyPrefix');
+      } finally {
+        listener.disconnect();
+        await consensus.close();
+        client.disconnect();
+        await deletePrefix(raw, `${keyPrefix}${prefix}`);
+        raw.disconnect();
+      }
+    });
+  }
+
+  test.run();
+}
+
+/** The same on a Cluster, whose keyPrefix is a Cluster option or one of its `redisOptions`. */
+function clusterKeyPrefixSuite(cluster: TestCluster): void {
+  const test = suite('watch on a Cluster client with an ioredis keyPrefix');
+  test.after(() => cluster.stop());
+
+  const cases: Array<[string, (keyPrefix: string) => ConstructorParameters<typeof Cluster>[1]]> = [
+    ['the Cluster option keyPrefix', (keyPrefix) => ({ keyPrefix })],
+    ['redisOptions.keyPrefix', (keyPrefix) => ({ redisOptions: { keyPrefix } })],
+  ];
+  for (const [label, options] of cases) {
+    test(`${label}: the watch hears each commit, over SSUBSCRIBE of the keyPrefixed channel on its slot's primary`, async () => {
+      const keyPrefix = `${freshPrefix('kp')}:`;
+      const prefix = 'p';
+      const client = cluster.client(options(keyPrefix));
+      const consensus = new RedisConsensus(client, { prefix, ...ANNOUNCED_ONLY });
+      try {
+        await commitNext(consensus, 'k', 1);
+        const watched = follow(consensus, 'k');
+        await watched.reached(0n, 5000);
+        await commitNext(consensus, 'k', 2);
+        await watched.reached(2n, 2000);
+        assertWellFormed(watched);
+        const channel = keyPrefix + keyNames(prefix, 'k').heads;
+        const owner = slotOwners(await cluster.topology()).get(keySlot(channel))!;
+        const [, count] = await command(owner.port, 'PUBSUB', 'SHARDNUMSUB', channel) as [string, number];
+        assert.is(Number(count), 1, `${channel} is subscribed on its primary`);
+        assert.is(Number(await command(owner.port, 'EXISTS', `${keyPrefix}${keyNames(prefix, 'k').versions}`)), 1,
+          'the keys carry the keyPrefix');
+      } finally {
+        await consensus.close();
+        client.disconnect();
+        const cleaner = cluster.client();
+        await ready(cleaner);
+        await deleteClusterPrefix(cleaner, `${keyPrefix}${prefix}`);
+        cleaner.disconnect();
+      }
+    });
+  }
 
   test.run();
 }

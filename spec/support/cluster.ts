@@ -120,7 +120,7 @@ export interface TestCluster {
   topology(port?: number): Promise<ClusterNode[]>;
   /** A new ioredis Cluster client (the caller quits it). */
   client(options?: ClusterOptions): Cluster;
-  /** Waits until every live node reports cluster_state:ok and agrees on the primaries. */
+  /** Waits until every live node reports cluster_state:ok and all agree on every node's role, primary and slots. */
   settled(timeoutMs?: number): Promise<void>;
   /** Kills every server and removes their dirs. */
   stop(): Promise<void>;
@@ -174,6 +174,24 @@ export async function startCluster(basePort: number): Promise<TestCluster> {
   }
 }
 
+/**
+ * Starts a cluster like `startCluster` on a random base port with every port (bus included) in
+ * `first` .. `last`, trying other bases when one is taken (several spec files may run at once).
+ */
+export async function startClusterInRange(first: number, last: number): Promise<TestCluster> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 4; attempt++) {
+    // Ports base..base+5, cluster bus base+100..base+105.
+    const base = first + 10 * Math.floor(Math.random() * ((last - first - 200) / 10));
+    try {
+      return await startCluster(base);
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
+}
+
 function liveServers(servers: readonly RedisServer[]): RedisServer[] {
   return servers.filter((server) => server.running);
 }
@@ -208,10 +226,13 @@ async function settled(servers: readonly RedisServer[], timeoutMs: number): Prom
     if (!views.every(({ info }) => info.cluster_state === 'ok' && info.cluster_slots_assigned === '16384')) {
       return false;
     }
-    // Every node agrees on who the live primaries are and what they serve.
+    // Every node agrees on every node: its role, its primary, what it serves, whether it failed.
+    // Primaries alone are not enough: right after `--cluster create`, and after a failover, a
+    // node may still be a slot-less primary in another's view although it already is a replica
+    // (and a test that picks "another primary" from that view sends SETSLOT to a replica).
     const picture = (nodes: ClusterNode[]): string => JSON.stringify(nodes
-      .filter((node) => node.role === 'master' && !node.failed && node.slots.length > 0)
-      .map((node) => [node.port, node.slots]).sort());
+      .map((node) => node.failed ? [node.id, 'failed'] : [node.id, node.role, node.primaryId ?? '-', node.slots])
+      .sort());
     if (new Set(views.map(({ nodes }) => picture(nodes))).size !== 1) return false;
     // Every live replica is in sync with its primary.
     const replication = await Promise.all(live.map(async (server) =>

@@ -306,3 +306,39 @@ export async function converged(reader: RedisConsensus, watches: readonly Follow
   }
   return Date.now() - started;
 }
+
+/**
+ * For faults that may lose acknowledged commits (a failover to a replica that had not yet
+ * received them): waits, with the writers still running, until every key's head is past the
+ * highest seqno any of its watches yielded. A watch that yielded a head the failover lost yields
+ * nothing until its key passes that seqno again (its heads never go backwards), so only then is
+ * "every watch reaches the final head" a fair question. Returns how many keys were, when first
+ * asked, below the highest seqno one of their watches had yielded (lost, not yet written again).
+ */
+export async function outrun(reader: RedisConsensus, watches: readonly Followed[], timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  const seen = new Map<string, bigint>();
+  for (const watched of watches) {
+    const last = watched.seen.at(-1)?.seqno ?? -1n;
+    if (last > (seen.get(watched.key) ?? -1n)) seen.set(watched.key, last);
+  }
+  let rewound: number | undefined;
+  for (;;) {
+    let behind = 0;
+    let below = 0;
+    for (const [key, highest] of seen) {
+      let head: bigint | undefined;
+      try {
+        head = (await reader.head(key))?.seqno ?? -1n;
+      } catch {
+        // The fault's tail: asked again below.
+      }
+      if (head === undefined || head <= highest) behind++;
+      if (head !== undefined && head < highest) below++;
+    }
+    rewound ??= below;
+    if (behind === 0) return rewound;
+    if (Date.now() > deadline) throw new Error(`${behind} keys still not past what their watches saw after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
