@@ -343,7 +343,8 @@ export class RedisConsensus {
    *
    * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
    * @throws TypeError when `key` is not a string or `signal` is not an AbortSignal.
-   * @throws ExternalError when the head could not be read for `watch.maxOutageMs` (the watch ends).
+   * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once
+   *   with code `store-reset` when the store was reset under it (the watch ends).
    * @example
    * ```ts
    * const ac = new AbortController();
