@@ -39,8 +39,9 @@ local EPOCH = -4
 ]]
 local function checkEpoch(key, known, write)
   local marker = redis.call('GET', key)
-  if type(marker) ~= 'string' then marker = false end
+  -- The common case first: `known` is never '' when it equals a marker read back.
   if marker == known then return 'go', marker end
+  if type(marker) ~= 'string' then marker = false end
   if marker and string.sub(marker, 1, 6) == 'reset:' then return 'reset', marker end
   if known == '' or (marker and string.sub(marker, 1, 4) == 'ack:') then return 'teach', marker end
   if write then redis.call('SET', key, 'reset:' .. known) end
