@@ -1,18 +1,25 @@
 /**
  * A store reset under its users (issue #11): every bucket's epoch marker, checked by every script
- * in the same call. The shared suite runs on ioredis-mock and a real Redis and resets the store by
- * deleting its keys; then, on a private redis-server without persistence, the README's loop meets
- * a real restart, and the CLI's `ack-reset` lets it go on.
+ * in the same call. The shared suite runs on ioredis-mock, a real Redis and a Redis Cluster of its
+ * own, and resets the store by deleting its keys; then, on a private redis-server without
+ * persistence, the README's loop meets a real restart, and the CLI's `ack-reset` lets it go on;
+ * and on the Cluster, one primary restarts empty while the others keep their data.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
+import { keySlot } from '../lib/cluster.js';
 import { keyNames } from '../lib/layout.js';
 import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, rejection, REQUIRE_REDIS } from './support/backends.js';
 import type { Backend, Store } from './support/backends.js';
+import {
+  clusterBackend, command, deleteClusterPrefix, infoFields, startServer, stopServers, until,
+} from './support/cluster.js';
+import type { TestCluster } from './support/cluster.js';
+import { AWKWARD_KEYS } from './support/contract.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 import { snapshot } from './support/snapshot.js';
 
@@ -173,7 +180,8 @@ function storeResetSuite(backend: Backend): void {
     assert.is(await store.raw.exists(keyNames(store.prefix, KEY).epoch), 0, 'a mismatch writes no marker');
     await readmeLoop(upgraded, KEY, 1);
     assert.is(await upgraded.truncate(OTHER, 2n), 2);
-    assert.is(await store.raw.exists(keyNames(store.prefix, KEY).epoch, keyNames(store.prefix, OTHER).epoch), 2);
+    assert.is(await store.raw.exists(keyNames(store.prefix, KEY).epoch), 1);
+    assert.is(await store.raw.exists(keyNames(store.prefix, OTHER).epoch), 1);
     // And from now on a reset is noticed.
     await deletePrefix(store.raw, store.prefix);
     await refused(upgraded.head(KEY), 'after the upgrade');
@@ -209,9 +217,118 @@ function storeResetSuite(backend: Backend): void {
   test.run();
 }
 
+const layout = suite('store reset: layout');
+
+layout('a bucket\'s epoch marker is in the slot of every key of the bucket (so one script can check it, on a Cluster too)', () => {
+  for (const key of [...AWKWARD_KEYS, KEY, OTHER]) {
+    const names = keyNames('app', key);
+    assert.is(keySlot(names.epoch), keySlot(names.versions), JSON.stringify(key));
+    assert.is(names.epoch, `app:{${names.bucket}}:epoch`);
+  }
+});
+
+layout.run();
+
 storeResetSuite(mockBackend());
 const realRedis = await realRedisAvailable();
 if (realRedis) storeResetSuite(redisBackend());
+
+const canStart = redisServerAvailable();
+if (!canStart && REQUIRE_REDIS) throw new Error('REQUIRE_REDIS=1 but redis-server is not on PATH');
+
+/** 3 primaries, no replicas, data and cluster-bus ports all in this spec's range (7540-7559). */
+const CLUSTER_PORTS = [7550, 7551, 7552];
+
+async function startSmallCluster(): Promise<{ servers: RedisServer[]; cluster: TestCluster }> {
+  const servers: RedisServer[] = [];
+  try {
+    await Promise.all(CLUSTER_PORTS.map(async (port, i) => servers.push(await startServer(port, [
+      '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000',
+      '--cluster-port', String(7553 + i), '--cluster-require-full-coverage', 'no',
+    ]))));
+    const created = spawnSync('redis-cli', ['--cluster', 'create', ...CLUSTER_PORTS.map((port) => `127.0.0.1:${port}`),
+      '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}\n${created.stderr}`);
+    await clusterOk();
+  } catch (err) {
+    await stopServers(servers);
+    throw err;
+  }
+  const startupNodes = CLUSTER_PORTS.map((port) => ({ host: '127.0.0.1', port }));
+  // clusterBackend needs only these two of a TestCluster (which support/cluster.ts makes with 6
+  // servers and cluster-bus ports outside this spec's range).
+  const cluster = {
+    startupNodes,
+    client: (options = {}) => {
+      const client = new Cluster(startupNodes, options);
+      client.on('error', () => {});
+      return client;
+    },
+  } as Pick<TestCluster, 'startupNodes' | 'client'> as TestCluster;
+  return { servers, cluster };
+}
+
+/** The port of the primary serving `slot`. */
+async function ownerOf(slot: number): Promise<number> {
+  const ranges = await command(CLUSTER_PORTS[0]!, 'CLUSTER', 'SLOTS') as Array<[number, number, [string, number]]>;
+  return Number(ranges.find(([first, last]) => first <= slot && slot <= last)![2][1]);
+}
+
+/** Waits until every node of the small cluster reports cluster_state:ok. */
+function clusterOk(): Promise<void> {
+  return until('the cluster is ok', 20_000, async () => {
+    const states = await Promise.all(CLUSTER_PORTS.map(async (port) => infoFields(String(await command(port, 'CLUSTER', 'INFO')))));
+    return states.every((fields) => fields['cluster_state'] === 'ok');
+  });
+}
+
+if (canStart) {
+  const { servers, cluster } = await startSmallCluster();
+  storeResetSuite(clusterBackend(cluster));
+  const onCluster = suite('store reset: a Cluster primary restarted without persistence');
+
+  onCluster.after(async () => {
+    await stopServers(servers);
+  });
+
+  onCluster('only the keys of the restarted primary\'s slots are refused; the other primaries\' go on', async () => {
+    const prefix = freshPrefix('reset-cluster');
+    const writer = await RedisConsensus.connectCluster(cluster.startupNodes, { prefix });
+    const slotOf = (key: string): number => keySlot(keyNames(prefix, key).versions);
+    const bucketsOf = (keys: string[]): number => new Set(keys.map((key) => keyNames(prefix, key).bucket)).size;
+    try {
+      const keys = Array.from({ length: 24 }, (_, i) => `shard-${i}`);
+      for (const key of keys) await readmeLoop(writer, key, 2);
+      // The primary serving the first key's slot restarts empty (its nodes.conf keeps its slots).
+      const port = await ownerOf(slotOf(keys[0]!));
+      const owners = await Promise.all(keys.map((key) => ownerOf(slotOf(key))));
+      const lost = keys.filter((_, i) => owners[i] === port);
+      const kept = keys.filter((_, i) => owners[i] !== port);
+      assert.ok(kept.length > 0, `${lost.length} keys on the restarted primary, ${kept.length} elsewhere`);
+      const restarted = servers.find((server) => server.port === port)!;
+      await restarted.shutdown();
+      await restarted.start();
+      await clusterOk();
+      for (const key of lost) await refused(writer.compareAndSet(key, 1n, { seqno: 2n, data: bytes('x') }), key);
+      for (const key of kept) await readmeLoop(writer, key, 1);
+      const acknowledged = await writer.acknowledgeStoreReset();
+      assert.is(acknowledged.reset, bucketsOf(lost));
+      assert.is(acknowledged.unmarked, 1024 - bucketsOf(keys));
+      for (const key of lost) {
+        assert.is(await writer.head(key), null);
+        await readmeLoop(writer, key, 1);
+      }
+      for (const key of kept) assert.is((await writer.head(key))?.seqno, 2n);
+    } finally {
+      await writer.close();
+      const cleaner = cluster.client();
+      await deleteClusterPrefix(cleaner, prefix);
+      await cleaner.quit();
+    }
+  });
+
+  onCluster.run();
+}
 
 const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 
@@ -230,12 +347,10 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 const restart = suite('store reset: a redis-server restarted without persistence');
-const canStart = redisServerAvailable();
-if (!canStart && REQUIRE_REDIS) throw new Error('REQUIRE_REDIS=1 but redis-server is not on PATH');
 
 restart('the README loop gets store-reset after the restart, not a silent re-commit at seqno 0; ack-reset lets it go on', async () => {
   if (!canStart) return;
-  const server = await RedisServer.startInRange(7540, 7559, { args: ['--save', '', '--appendonly', 'no'] });
+  const server = await RedisServer.startInRange(7540, 7549, { args: ['--save', '', '--appendonly', 'no'] });
   const prefix = freshPrefix('reset');
   const writer = await RedisConsensus.connect(server.url, { prefix });
   const raw = new Redis(server.url, { lazyConnect: true });
