@@ -114,9 +114,10 @@ export class Appender {
       } catch (err) {
         if (!(err instanceof ExternalError)) throw err;
         // Sent and unknown: send the same version again. A determinate failure of that resend
-        // leaves the first one as unknown as it was.
+        // leaves the first one as unknown as it was; after a store reset, unknowable.
         if (!err.determinate) pending = { expected, next, cause: err };
         else if (pending === undefined) throw err;
+        else if (err.code === 'store-reset') throw run.unresolved(key, pending, err.message);
         continue;
       }
       if (outcome.result === CaSResult.Committed) {

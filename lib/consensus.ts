@@ -8,17 +8,19 @@ import { checkEvictionPolicy } from './checks.js';
 import { openCluster, openRedis } from './connect.js';
 import type { EvictionPolicyAction } from './checks.js';
 import { Durability } from './durability.js';
-import { KeyNamesCache, keyOfMember } from './layout.js';
+import { Epochs, freshEpochId } from './epoch.js';
+import { BUCKETS, epochOf, KeyNamesCache, keyOfMember } from './layout.js';
 import type { KeyNames } from './layout.js';
 import { Link } from './link.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { resolveOptions } from './options.js';
 import {
-  callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate, defineScripts,
+  ACK_NO_MARKER, ACK_WAS_RESET, callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate,
+  defineScripts, openEpoch,
 } from './scripts.js';
 import type {
-  CompareAndSetWithHeadReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
+  AcknowledgeResetReply, CompareAndSetWithHeadReply, EpochReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo } from './seqno.js';
 import { callReadScript, isReadScript } from './read-only.js';
@@ -27,7 +29,7 @@ import { openSubscriber } from './subscriber.js';
 import { CaSResult } from './types.js';
 import type {
   AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions, Observer,
-  RedisConsensusOptions, SeqNoInput, VersionedData, VersionedDataInput, WatchCallOptions,
+  RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions,
 } from './types.js';
 import { Watches } from './watch.js';
 
@@ -58,6 +60,8 @@ export class RedisConsensus {
   private readonly maxPayloadBytes: number;
   private readonly evictionPolicy: EvictionPolicyAction;
   private readonly watches: Watches;
+  /** The epoch marker learned for each bucket, which every script call passes for its check. */
+  private readonly epochs = new Epochs();
   /** The command `compareAndSet` announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
   private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
 
@@ -147,13 +151,17 @@ export class RedisConsensus {
    * The version with the highest seqno, or `null` when the key has no data.
    *
    * @throws TypeError when `key` is not a string.
-   * @throws ExternalError (determinate) when Redis could not be read.
+   * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` when the
+   *   store was reset under this process (see `acknowledgeStoreReset`).
    */
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
     const names = this.names.get(checkKey(key));
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
-      const head = decodeHead(await this.script<HeadReply>('head', false, timeoutMs, [names.versions, names.data], options?.signal), key);
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<HeadReply>>('head', false, timeoutMs,
+        [names.versions, names.data, names.epoch, sent], options?.signal);
+      const head = decodeHead(openEpoch(reply, this.epochs, names, sent, 'head'), key);
       return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
     });
   }
@@ -166,7 +174,8 @@ export class RedisConsensus {
    * @throws TypeError / RangeError for invalid arguments, including `next.seqno <= expected`;
    *   nothing is sent.
    * @throws ExternalError: `determinate: false` when the write was sent but its outcome is
-   *   unknown (re-read to learn it); `determinate: true` when it certainly did not happen.
+   *   unknown (re-read to learn it); `determinate: true` when it certainly did not happen, e.g.
+   *   code `store-reset` when the store was reset under this process (see `acknowledgeStoreReset`).
    */
   compareAndSet(
     key: string,
@@ -250,7 +259,7 @@ export class RedisConsensus {
    * `limit` 0 gives `[]`; `SCAN_ALL` means every version.
    *
    * @throws TypeError / RangeError for invalid arguments.
-   * @throws ExternalError (determinate) when Redis could not be read.
+   * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` as for `head`.
    */
   async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
     const names = this.names.get(checkKey(key));
@@ -260,8 +269,10 @@ export class RedisConsensus {
     return observe(this.observer, 'scan', async (): Promise<Reported<VersionedData[]>> => {
       if (count === 0n) return { result: [] };
       const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
-      const versions = decodeScan(await this.script<ScanReply>('scan', false, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(fromSeqNo), limitArg], options?.signal), key);
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<ScanReply>>('scan', false, timeoutMs,
+        [names.versions, names.data, names.epoch, encodeSeqNo(fromSeqNo), limitArg, sent], options?.signal);
+      const versions = decodeScan(openEpoch(reply, this.epochs, names, sent, 'scan'), key);
       let bytesRead = 0;
       for (const version of versions) bytesRead += version.data.length;
       return { result: versions, bytesRead, count: versions.length };
@@ -275,7 +286,7 @@ export class RedisConsensus {
    * @returns how many versions were deleted.
    * @throws TypeError / RangeError for invalid arguments.
    * @throws ExternalError `determinate: true` when the key has no data or `seqno` is above the
-   *   head (nothing deleted); otherwise as for `compareAndSet`.
+   *   head (nothing deleted); otherwise as for `compareAndSet` (`store-reset` included).
    */
   async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
     const names = this.names.get(checkKey(key));
@@ -283,8 +294,10 @@ export class RedisConsensus {
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
       const mark = this.durability?.mark(names.versions);
-      const deleted = decodeTruncate(await this.script<number>('truncate', true, timeoutMs,
-        [names.versions, names.data, encodeSeqNo(upper)], options?.signal), upper);
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<number>>('truncate', true, timeoutMs,
+        [names.versions, names.data, names.epoch, encodeSeqNo(upper), sent, sent === '' ? freshEpochId() : ''], options?.signal);
+      const deleted = decodeTruncate(openEpoch(reply, this.epochs, names, sent, 'truncate'), upper);
       if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
@@ -331,7 +344,8 @@ export class RedisConsensus {
    *
    * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
    * @throws TypeError when `key` is not a string or `signal` is not an AbortSignal.
-   * @throws ExternalError when the head could not be read for `watch.maxOutageMs` (the watch ends).
+   * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once
+   *   with code `store-reset` when the store was reset under it (the watch ends).
    * @example
    * ```ts
    * const ac = new AbortController();
@@ -384,6 +398,57 @@ export class RedisConsensus {
   }
 
   /**
+   * Acknowledges that the store's data was reset (a Redis restarted without persistence, a flush,
+   * its keys deleted), so that writers go on from the data as it now is.
+   *
+   * Each of the store's 1,024 buckets has an epoch marker, which its first commit writes and the
+   * reset deletes with everything else. A process that used a bucket before the reset finds the
+   * marker it knew gone, so its calls there fail with a determinate `ExternalError` of code
+   * `store-reset` (nothing done) instead of committing seqnos from 0 again over the history it
+   * believed settled; a write that meets the reset also marks the bucket reset, so that processes
+   * started since are refused there too. They stay refused until this is called (here, or by
+   * `redis-consensus ack-reset`): it writes a fresh marker into every bucket, which every process
+   * adopts on its next call there, whatever marker it knew. Keys then read as they are now (a
+   * key lost in the reset has no data, and its seqnos start over).
+   *
+   * A process started after the reset that writes in a bucket before any process that knew the old
+   * marker has touched it cannot tell the empty store from a new one: that write commits. Idempotent;
+   * on a store that was not reset it only replaces the markers. Acknowledge once the loss is
+   * understood: it is what turns the loud failure back into writers starting over.
+   *
+   * @returns how many buckets there are, how many had been marked reset, and how many had no marker.
+   * @throws ExternalError when a marker could not be written (indeterminate: it may have been).
+   *   Calling it again is safe.
+   * @example
+   * ```ts
+   * try {
+   *   await consensus.compareAndSet(key, expected, next);
+   * } catch (err) {
+   *   if (err instanceof ExternalError && err.code === 'store-reset') {
+   *     // Page an operator; once they have decided the data may start over:
+   *     const { reset } = await consensus.acknowledgeStoreReset();
+   *   }
+   * }
+   * ```
+   */
+  async acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
+    const timeoutMs = this.callTimeout(options);
+    const id = freshEpochId();
+    const acknowledgement = { buckets: BUCKETS, reset: 0, unmarked: 0 };
+    // Several buckets at once: 1,024 round trips in turn take long on a remote Redis.
+    for (let first = 0; first < BUCKETS; first += ACKNOWLEDGE_IN_FLIGHT) {
+      const buckets = Array.from({ length: Math.min(ACKNOWLEDGE_IN_FLIGHT, BUCKETS - first) }, (_, i) => first + i);
+      const replies = await Promise.all(buckets.map((bucket) => this.script<AcknowledgeResetReply>(
+        'acknowledgeReset', true, timeoutMs, [epochOf(this.prefix, bucket), id], options?.signal)));
+      for (const reply of replies) {
+        if (reply === ACK_WAS_RESET) acknowledgement.reset++;
+        else if (reply === ACK_NO_MARKER) acknowledgement.unmarked++;
+      }
+    }
+    return acknowledgement;
+  }
+
+  /**
    * Stops this instance. Ends every watch and quits the clients it created (by `connect`, the
    * extra write connection, the subscriber connections of watches); never a client it was given.
    * Calls made afterwards fail as determinate.
@@ -412,15 +477,17 @@ export class RedisConsensus {
     let version: NextVersion;
     let timeoutMs: number;
     let args: ScriptArgs;
+    let sent: string;
     try {
       names = this.names.get(checkKey(key));
       const expectedSeqNo = toExpected(expected);
       version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
       timeoutMs = this.callTimeout(options);
+      sent = this.epochs.known(names.bucket);
       args = [
-        names.versions, names.data, names.registry,
+        names.versions, names.data, names.registry, names.epoch,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
-        names.heads, this.announce,
+        names.heads, this.announce, sent, sent === '' ? freshEpochId() : '',
       ];
     } catch (err) {
       return Promise.reject(err);
@@ -429,7 +496,8 @@ export class RedisConsensus {
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
-      return this.script<CompareAndSetWithHeadReply>('compareAndSet', true, timeoutMs, args, options?.signal).then((reply) => {
+      return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
+        const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
         if (reply !== CAS_COMMITTED) {
           if (!withHead) return MISMATCH;
           const head = decodeHead(reply as HeadReply, key);
@@ -463,6 +531,9 @@ export class RedisConsensus {
 
 /** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
 const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
+
+/** How many buckets `acknowledgeStoreReset` writes at once. */
+const ACKNOWLEDGE_IN_FLIGHT = 64;
 
 /** A plain compareAndSet's mismatch, as reported: the same object every time. */
 const MISMATCH: Reported<CaSResult> = { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };

@@ -18,7 +18,7 @@ import { debug } from './debug.js';
  * | `aborted` | the caller's `AbortSignal` fired |
  * | `truncate-above-head` | `truncate` above the head, or of a key with no data |
  * | `replicas-short` | a write committed on the primary but replicas did not confirm it |
- * | `store-reset` | the store's data set was reset under it |
+ * | `store-reset` | the store's data was reset under it (an epoch marker gone); until acknowledged |
  * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
  * | `permission` | an ACL refused a command or key (NOPERM, NOAUTH, WRONGPASS) |
  * | `out-of-memory` | Redis is at `maxmemory` and refused to write (OOM) |

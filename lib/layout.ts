@@ -8,6 +8,7 @@
  * | `p:{b}:v:<json(k)>`    | sorted set | one member per version: its 19-digit seqno, score 0 |
  * | `p:{b}:d:<json(k)>`    | hash       | seqno (19 digits) → payload bytes            |
  * | `p:{b}:keys`           | set        | registry: `json(k)` of every key of bucket b ever written |
+ * | `p:{b}:epoch`          | string     | the bucket's store epoch marker (see `lua/includes/epoch.lua`) |
  * | `p:{b}:heads`          | channel    | pub/sub: each commit to a key of bucket b, as `<seqno><json(k)>` |
  *
  * A client's ioredis `keyPrefix` comes before all of these: ioredis adds it to the keys, and
@@ -15,8 +16,8 @@
  *
  * `json(k)` is `JSON.stringify(k)`: an injective map from every JS string (lone surrogates
  * included) to well-formed text, so keys never collide and read back exactly from the registry.
- * The `{b}` hash tag puts all three Redis keys of one consensus key, and its bucket's channel, into
- * one Redis Cluster slot, which lets a single script touch them all and keeps sharded pub/sub
+ * The `{b}` hash tag puts all the Redis keys of one consensus key (its own two, its bucket's
+ * registry and epoch marker), and its bucket's channel, into one Redis Cluster slot, which lets a single script touch them all and keeps sharded pub/sub
  * messages on the key's shard. Buckets spread keys evenly (FNV-1a of the key's UTF-16 code units,
  * modulo BUCKETS), and keep the number of registry sets fixed so that `listKeys` knows every set
  * to walk without any cross-slot access. What lives *inside* these
@@ -37,6 +38,10 @@ export interface KeyNames {
   readonly data: string;
   /** Registry set of the key's bucket. */
   readonly registry: string;
+  /** Epoch marker of the key's bucket: it disappears when the store is reset. */
+  readonly epoch: string;
+  /** The key's bucket, in `[0, BUCKETS)`. */
+  readonly bucket: number;
   /** The registry member naming this key. */
   readonly member: string;
   /** Pub/sub channel on which commits to the keys of this bucket are announced. */
@@ -54,12 +59,15 @@ export function bucketOf(key: string): number {
 
 /** The Redis key names for `key` under `prefix`. */
 export function keyNames(prefix: string, key: string): KeyNames {
-  const tagged = `${prefix}:{${bucketOf(key)}}:`;
+  const bucket = bucketOf(key);
+  const tagged = `${prefix}:{${bucket}}:`;
   const member = JSON.stringify(key);
   return {
     versions: `${tagged}v:${member}`,
     data: `${tagged}d:${member}`,
     registry: `${tagged}keys`,
+    epoch: `${tagged}epoch`,
+    bucket,
     member,
     heads: `${tagged}heads`,
   };
@@ -68,6 +76,11 @@ export function keyNames(prefix: string, key: string): KeyNames {
 /** The registry set of one bucket. */
 export function registryOf(prefix: string, bucket: number): string {
   return `${prefix}:{${bucket}}:keys`;
+}
+
+/** The epoch marker of one bucket. */
+export function epochOf(prefix: string, bucket: number): string {
+  return `${prefix}:{${bucket}}:epoch`;
 }
 
 /** Reads a key back from its registry member. */

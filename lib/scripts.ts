@@ -6,19 +6,22 @@
  * (`scripts/build-lua.mjs`), so importing the package reads no file.
  */
 import type { RedisClient } from './client.js';
+import type { Epochs } from './epoch.js';
 import { determinate } from './errors.js';
 import { LUA } from './generated/lua.js';
 import { decodeSeqNo, formatSeqNo } from './seqno.js';
+import type { KeyNames } from './layout.js';
 import type { SeqNo } from './seqno.js';
 import type { VersionedData } from './types.js';
 
 /** The scripts, by the name of their file in `lua/` (which ends in their number of keys); a name
  * missing from the generated sources is a type error. */
 const FILES = {
-  head: 'head-2',
-  compareAndSet: 'compareAndSet-3',
-  scan: 'scan-2',
-  truncate: 'truncate-2',
+  head: 'head-3',
+  compareAndSet: 'compareAndSet-4',
+  scan: 'scan-3',
+  truncate: 'truncate-3',
+  acknowledgeReset: 'acknowledgeReset-1',
 } as const;
 
 export type ScriptName = keyof typeof FILES;
@@ -91,7 +94,31 @@ function toPayload(payload: Wire | null | undefined, key: string, seqno: Wire): 
   return typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
 }
 
-/** `head-2.lua`: `{}` or `{seqno, payload}` (payload nil when it is missing). */
+/**
+ * Every script but `acknowledgeReset-1.lua` checks the bucket's epoch marker
+ * (`lua/includes/epoch.lua`): STORE_RESET when the check refused the call, or its usual reply in an
+ * envelope `{EPOCH_ENVELOPE, marker, reply}` when the caller is to learn the bucket's marker.
+ */
+export const STORE_RESET = -3;
+export const EPOCH_ENVELOPE = -4;
+export type EpochReply<T> = T | typeof STORE_RESET | [typeof EPOCH_ENVELOPE, Wire, T];
+
+/**
+ * The usual reply of a script that checks the epoch, the marker of an envelope learned by `epochs`;
+ * `sent` is the marker the call was sent with.
+ * @throws ExternalError (determinate, code `store-reset`) when the epoch check refused the call.
+ */
+export function openEpoch<T>(reply: EpochReply<T>, epochs: Epochs, names: KeyNames, sent: string, what: string): T {
+  if (reply === STORE_RESET) throw epochs.refused(what, names, sent);
+  if (Array.isArray(reply) && reply[0] === EPOCH_ENVELOPE) {
+    const marker = reply[1] as Wire;
+    epochs.learn(names.bucket, sent, typeof marker === 'string' ? marker : marker.toString('utf8'));
+    return reply[2] as T;
+  }
+  return reply as T;
+}
+
+/** `head-3.lua`: `{}` or `{seqno, payload}` (payload nil when it is missing). */
 export type HeadReply = [] | [Wire, Wire | null] | [Wire];
 
 /** @throws ExternalError (`payload-missing`) for a head seqno without its payload. */
@@ -100,21 +127,21 @@ export function decodeHead(reply: HeadReply, key: string): VersionedData | null 
   return { seqno: decodeSeqNo(reply[0]), data: toPayload(reply[1], key, reply[0]) };
 }
 
-/** `compareAndSet-3.lua`: whether it committed. */
+/** `compareAndSet-4.lua`: whether it committed. */
 export const CAS_COMMITTED = 1;
 export const CAS_MISMATCH = 0;
 export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;
 
 /**
- * `compareAndSet-3.lua` called with `withHead` = '1': committed, or the head that caused the
- * mismatch (`{}` when the key has no data) as `head-2.lua` returns it.
+ * `compareAndSet-4.lua` called with `withHead` = '1': committed, or the head that caused the
+ * mismatch (`{}` when the key has no data) as `head-3.lua` returns it.
  */
 export type CompareAndSetWithHeadReply = typeof CAS_COMMITTED | HeadReply;
 
-/** The flag (ARGV[5] of `compareAndSet-3.lua`) that asks for the head with a mismatch. */
+/** The flag (ARGV[9], the last, of `compareAndSet-4.lua`) that asks for the head with a mismatch. */
 export const CAS_WITH_HEAD = '1';
 
-/** `scan-2.lua`: `{}`, or the seqnos then their payloads in chunks. */
+/** `scan-3.lua`: `{}`, or the seqnos then their payloads in chunks. */
 export type ScanReply = [] | [Wire[], ...(Wire | null)[][]];
 
 /** @throws ExternalError (`payload-missing`) for a seqno without its payload. */
@@ -125,7 +152,7 @@ export function decodeScan(reply: ScanReply, key: string): VersionedData[] {
   return seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toPayload(payloads[i], key, seqno) }));
 }
 
-/** `truncate-2.lua`: how many versions were deleted, or why nothing was. */
+/** `truncate-3.lua`: how many versions were deleted, or why nothing was. */
 export const TRUNCATE_NO_DATA = -1;
 export const TRUNCATE_ABOVE_HEAD = -2;
 
@@ -140,3 +167,9 @@ export function decodeTruncate(deleted: number, upper: SeqNo): number {
   if (deleted === TRUNCATE_ABOVE_HEAD) throw determinate('truncate-above-head', `upper bound too high for truncate: ${formatSeqNo(upper)}`);
   return deleted;
 }
+
+/** `acknowledgeReset-1.lua`: what the bucket's marker was before the acknowledgement replaced it. */
+export const ACK_NO_MARKER = 0;
+export const ACK_MARKER_IN_USE = 1;
+export const ACK_WAS_RESET = 2;
+export type AcknowledgeResetReply = typeof ACK_NO_MARKER | typeof ACK_MARKER_IN_USE | typeof ACK_WAS_RESET;

@@ -210,6 +210,16 @@ export interface CompareAndSetOutcome {
   readonly head: VersionedData | null;
 }
 
+/** What `acknowledgeStoreReset` found as it replaced every bucket's epoch marker. */
+export interface StoreResetAcknowledgement {
+  /** How many buckets it wrote a fresh marker into: all of the store's (1,024). */
+  readonly buckets: number;
+  /** Buckets marked reset: a writer there had found the marker it knew gone or replaced. */
+  readonly reset: number;
+  /** Buckets without a marker: never written, or reset with no process noticing yet. */
+  readonly unmarked: number;
+}
+
 /**
  * What `append` calls to make the next version: given the key's head (`null` for a key with no
  * data), the payload of the version to put on top of it, or `undefined` to stop without writing.

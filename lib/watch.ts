@@ -1,12 +1,13 @@
 /**
  * Watches: a key's heads as they commit, without polling. A watch listens on its key's bucket
- * channel (where `compareAndSet-3.lua` announces each commit as `<seqno><member>`), and reads the
+ * channel (where `compareAndSet-4.lua` announces each commit as `<seqno><member>`), and reads the
  * head whenever an announcement for its key names a seqno above the last it yielded, and after
  * every gap the subscriber reports. It only ever holds a flag "the head must be read", never a
  * queue, so a slow consumer gets the latest head and no backlog. Without pub/sub (`mode: 'poll'`),
  * and while a subscription is down, it reads the head every `pollIntervalMs`.
  */
 import { setMaxListeners } from 'node:events';
+import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
 import { encodeSeqNo, SEQNO_WIDTH } from './seqno.js';
 import type { Subscriber } from './subscriber.js';
@@ -18,6 +19,10 @@ export interface WatchHost {
   head(key: string): Promise<VersionedData | null>;
   /** Makes the store's subscriber, on the first pub/sub watch. */
   openSubscriber(): Subscriber;
+}
+
+function isStoreReset(err: unknown): boolean {
+  return err instanceof ExternalError && err.code === 'store-reset';
 }
 
 /** Delay before the first retry of a failed head read; doubles up to the poll interval. */
@@ -93,7 +98,8 @@ export class Watches {
             head = await Promise.race([this.host.head(key), end.then(() => undefined)]);
           } catch (err) {
             failingSince ??= Date.now();
-            if (Date.now() - failingSince >= maxOutageMs) throw err;
+            // After a store reset seqnos start over: no later head can be told apart from an old one.
+            if (Date.now() - failingSince >= maxOutageMs || isStoreReset(err)) throw err;
             stale = true;
             await wake.wait(retryMs);
             retryMs = Math.min(retryMs * 2, pollIntervalMs);

@@ -25,7 +25,7 @@ import RedisMock from 'ioredis-mock';
 import { RedisConsensus } from '../lib/index.js';
 import type { OperationName } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { COMMANDS, defineScripts } from '../lib/scripts.js';
+import { COMMANDS, defineScripts, EPOCH_ENVELOPE } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { appendAcrossProcesses, appendInProcess } from './bench-append.js';
 import type { AppendRow } from './bench-append.js';
@@ -389,6 +389,7 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   const n = QUICK ? 3000 : 20000;
   await populate(r.raw, space, 'read', 0n, HISTORY, PAYLOAD);
   const read = keyNames(space, 'read');
+  let scriptEpoch = '';
   const rows: Record<string, unknown>[] = [];
   const next: Record<string, bigint> = {};
   const step = (key: string): bigint => {
@@ -404,17 +405,21 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
       const names = keyNames(space, 'floor');
       return client.evalsha(floorSha, 2, names.versions, names.data, encodeSeqNo(step('floor')), PAYLOAD);
     }],
-    ['compareAndSet script (EVALSHA), no library', 'evalsha', () => {
+    ['compareAndSet script (EVALSHA), no library', 'evalsha', async () => {
       const names = keyNames(space, 'script');
       const seqno = step('script');
-      return casScript(names.versions, names.data, names.registry,
-        seqno === 0n ? '' : encodeSeqNo(seqno - 1n), encodeSeqNo(seqno), PAYLOAD, names.member);
+      const reply = await casScript(names.versions, names.data, names.registry, names.epoch,
+        seqno === 0n ? '' : encodeSeqNo(seqno - 1n), encodeSeqNo(seqno), PAYLOAD, names.member, names.heads, '',
+        scriptEpoch, scriptEpoch === '' ? 'bench' : '');
+      // The first commit creates the bucket's epoch marker; later calls pass it, as the library does.
+      if (Array.isArray(reply) && reply[0] === EPOCH_ENVELOPE) scriptEpoch = String(reply[1]);
+      return reply;
     }],
     ['consensus.compareAndSet', 'evalsha', () => {
       const seqno = step('library');
       return consensus.compareAndSet('library', seqno === 0n ? null : seqno - 1n, { seqno, data: PAYLOAD });
     }],
-    ['head script (EVALSHA), no library', 'evalsha', () => headScript(read.versions, read.data)],
+    ['head script (EVALSHA), no library', 'evalsha', () => headScript(read.versions, read.data, read.epoch, '')],
     ['consensus.head', 'evalsha', () => consensus.head('read')],
   ];
   const results = await measureGroup(1, cases.map(([name, serverCommand, call]) => ({

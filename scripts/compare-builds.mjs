@@ -7,7 +7,11 @@
 //        node scripts/compare-builds.mjs ../old/build ./build
 //
 // Each build is connected to REDIS_URL (default redis://127.0.0.1:6379) under its own fresh prefix;
-// a build that announces commits (watch) is measured with and without the announcement.
+// a build that announces commits (watch) is measured with and without the announcement. The Redis
+// time per call is the change of EVALSHA's `INFO commandstats` over each measurement: on a server
+// other clients use too, it counts theirs as well, so point REDIS_URL at a private one for it.
+// The build loaded first measures 2-4 us of client CPU per call cheaper, whichever it is (seen
+// with two copies of one build): run both orders before reading a difference that small.
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -42,9 +46,18 @@ for (const [i, dir] of dirs.entries()) {
   }
 }
 for (const v of variants) v.next = new Array(KEYS).fill(0n);
+const { Redis } = await import('ioredis');
+const raw = new Redis(URL_);
+
+/** EVALSHA's calls and microseconds so far, from INFO commandstats. */
+async function evalshaStats() {
+  const line = (await raw.info('commandstats')).split('\r\n').find((l) => l.startsWith('cmdstat_evalsha:')) ?? '';
+  return { calls: Number(/calls=(\d+)/.exec(line)?.[1] ?? 0), usec: Number(/usec=(\d+)/.exec(line)?.[1] ?? 0) };
+}
 
 async function measure(v, inFlight) {
   let issued = 0;
+  const server0 = await evalshaStats();
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   async function lane() {
@@ -58,7 +71,8 @@ async function measure(v, inFlight) {
   await Promise.all(Array.from({ length: inFlight }, lane));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
-  return { ops: CALLS / seconds, cpuUs: (cpu.user + cpu.system) / CALLS };
+  const server1 = await evalshaStats();
+  return { ops: CALLS / seconds, cpuUs: (cpu.user + cpu.system) / CALLS, serverUs: (server1.usec - server0.usec) / Math.max(1, server1.calls - server0.calls) };
 }
 
 const results = {};
@@ -74,18 +88,16 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const width = Math.max(...variants.map((v) => v.name.length));
-console.log(`${'build'.padEnd(width)}  in flight  ops/s (median)  cpu us/call (median)`);
+console.log(`${'build'.padEnd(width)}  in flight  ops/s (median)  cpu us/call (median)  redis us/call (median)`);
 for (const [key, ms] of Object.entries(results).sort(([a], [b]) => Number(a.split(' @')[1]) - Number(b.split(' @')[1]))) {
   const [name, at] = key.split(' @');
-  console.log(`${name.padEnd(width)}  ${at.padStart(9)}  ${Math.round(median(ms.map((m) => m.ops))).toString().padStart(14)}  ${median(ms.map((m) => m.cpuUs)).toFixed(1).padStart(20)}`);
+  console.log(`${name.padEnd(width)}  ${at.padStart(9)}  ${Math.round(median(ms.map((m) => m.ops))).toString().padStart(14)}  ${median(ms.map((m) => m.cpuUs)).toFixed(1).padStart(20)}  ${median(ms.map((m) => m.serverUs)).toFixed(2).padStart(21)}`);
 }
 for (const v of variants) {
   for (let k = 0; k < KEYS; k++) await v.store.truncate(`k${k}`, v.next[k] - 1n).catch(() => {});
   await v.store.close();
 }
 // Clean every key this run wrote (all three prefixes).
-const { Redis } = await import('ioredis');
-const raw = new Redis(URL_);
 for (const prefix of prefixes) {
   const stream = raw.scanStream({ match: `${prefix}*`, count: 1000 });
   for await (const keys of stream) if (keys.length > 0) await raw.del(...keys);

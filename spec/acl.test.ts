@@ -421,7 +421,7 @@ for (const release of RELEASES) {
 
   test('a command refused inside a script: code permission, indeterminate for a write, which may be half done', async () => {
     await admin.flushall();
-    // compareAndSet-3.lua calls SADD and ZADD before HSET.
+    // compareAndSet-4.lua calls SADD and ZADD before HSET.
     const user = await createUser(deployment, storeAcl(release).replace(' +hset', ''));
     const consensus = await RedisConsensus.connect(urlOf(server, user), { ...OPTIONS, retry: { attempts: 5, minDelayMs: 1, maxDelayMs: 2 } });
     const full = await RedisConsensus.connect(`redis://127.0.0.1:${server.port}`, { prefix: PREFIX });

@@ -106,7 +106,7 @@ const real = (name: string, body: () => Promise<void>): void => {
 test('--help, help COMMAND and COMMAND --help print help and exit 0, without Redis', async () => {
   const top = await cli(['--help'], { env: { REDIS_URL: DEAD_URL } });
   assert.is(top.code, 0);
-  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'watch', 'ping'].map(async (command) => {
+  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'watch', 'ping', 'ack-reset'].map(async (command) => {
     assert.match(top.stdout, `  ${command}`);
     const [viaHelp, viaFlag] = await Promise.all([cli(['help', command]), cli([command, '--help'])]);
     assert.is(viaHelp.code, 0, command);

@@ -1,5 +1,5 @@
 /**
- * truncate's two ways of deleting (lua/truncate-2.lua): when most of a long history goes, the
+ * truncate's two ways of deleting (lua/truncate-3.lua): when most of a long history goes, the
  * survivors are copied into fresh keys and the old keys are UNLINKed (freed off Redis's main
  * thread); otherwise the doomed versions are deleted in place. Either way the result must be the
  * same: exactly the versions below the seqno gone, the rest byte for byte intact.

@@ -19,6 +19,7 @@ export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_UNREACHABLE = 3;
 export const EXIT_MISSING_KEY = 4;
+export const EXIT_STORE_RESET = 5;
 
 /** A failure with the exit code it stands for; its message is printed as is. */
 export class CliError extends Error {
@@ -72,7 +73,7 @@ const GLOBAL_HELP = `Global options:
   --version          the package version
 
 Exit codes: 0 done, 1 failed or not confirmed, 2 bad arguments, 3 Redis unreachable or
-failing, 4 no such key.`;
+failing, 4 no such key, 5 the store was reset under its users (see ack-reset).`;
 
 /** `help` needs no connection, so it is answered here rather than run as a command. */
 const HELP_COMMAND: CommandSpec = {

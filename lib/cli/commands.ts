@@ -9,7 +9,7 @@ import type { VersionedData } from '../types.js';
 import { CliError, EXIT_FAILED, EXIT_MISSING_KEY, parseCount, parseSeqNo, usageError } from './args.js';
 import type { CommandSpec, Globals, OptionValues } from './args.js';
 import {
-  deletedLine, keyLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
+  acknowledgedLine, deletedLine, keyLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
 } from './output.js';
 import type { KeyStats, Output, StoreStats } from './output.js';
 
@@ -110,6 +110,23 @@ then exits with 0.`,
     options: {},
     positionals: ['KEY'],
     run: watchHeads,
+  },
+  'ack-reset': {
+    usage: 'ack-reset [--yes]',
+    summary: "acknowledge that the store's data was reset, so that its users write again",
+    details: `After Redis lost the store's data (restarted without persistence, flushed, keys deleted),
+every process that had used the store is refused (determinate error 'store-reset'; exit 5 here)
+rather than committing seqnos from 0 again over a history it believed settled. This writes a fresh
+epoch marker into each of the store's 1024 buckets; every process adopts it on its next call and
+goes on from the data as it is now. What was committed before the reset stays lost. Asks for
+confirmation when stdin is a terminal; refuses to run without --yes when it is not. Prints how
+many buckets had been marked reset (or {"buckets", "reset", "unmarked"} with --json).
+
+Options:
+  -y, --yes          do not ask for confirmation`,
+    options: { yes: { type: 'boolean', short: 'y' } },
+    positionals: [],
+    run: acknowledgeReset,
   },
   ping: {
     usage: 'ping',
@@ -222,6 +239,19 @@ async function watchHeads({ args, out, connect, globals }: Context): Promise<voi
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
   }
+}
+
+async function acknowledgeReset({ options, out, connect, globals }: Context): Promise<void> {
+  if (options['yes'] !== true && !process.stdin.isTTY) {
+    throw usageError('refusing to acknowledge a reset without --yes: stdin is not a terminal to confirm on');
+  }
+  const consensus = await connect();
+  if (options['yes'] !== true) {
+    const answer = await ask(`Acknowledge that the data of store ${JSON.stringify(globals.prefix)} was reset? Its users ` +
+      'will write again from the data as it is now; what was committed before the reset stays lost. [y/N] ');
+    if (!/^y(es)?$/i.test(answer.trim())) throw new CliError(EXIT_FAILED, 'not confirmed: nothing written');
+  }
+  await out.line(acknowledgedLine(await consensus.acknowledgeStoreReset(), globals));
 }
 
 async function ping({ out, connect, globals }: Context): Promise<void> {

@@ -7,7 +7,7 @@ import { redactUrl } from '../client.js';
 import { RedisConsensus } from '../consensus.js';
 import { ExternalError } from '../errors.js';
 import {
-  CliError, EXIT_DONE, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, parseCommandLine, usageError,
+  CliError, EXIT_DONE, EXIT_FAILED, EXIT_STORE_RESET, EXIT_UNREACHABLE, EXIT_USAGE, parseCommandLine, usageError,
 } from './args.js';
 import type { Globals } from './args.js';
 import { COMMANDS } from './commands.js';
@@ -77,6 +77,9 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
 /** Maps a failure to its message and exit code. */
 function failure(err: unknown): { message: string; code: number } {
   if (err instanceof CliError) return { message: err.message, code: err.exitCode };
+  if (err instanceof ExternalError && err.code === 'store-reset') {
+    return { message: `the store was reset: ${err.message}`, code: EXIT_STORE_RESET };
+  }
   if (err instanceof ExternalError) return { message: `Redis failed: ${err.message}`, code: EXIT_UNREACHABLE };
   if (err instanceof RangeError || err instanceof TypeError) return { message: err.message, code: EXIT_USAGE };
   return { message: err instanceof Error ? err.stack ?? err.message : String(err), code: EXIT_FAILED };

@@ -2,7 +2,7 @@
  * What the CLI prints: payloads in the chosen encoding, `--json` lines, the stats table, and
  * progress on stderr. Commands decide what to say; this module decides how it looks.
  */
-import type { VersionedData } from '../types.js';
+import type { StoreResetAcknowledgement, VersionedData } from '../types.js';
 
 export const ENCODINGS = ['utf8', 'hex', 'base64'] as const;
 export type Encoding = (typeof ENCODINGS)[number];
@@ -49,6 +49,13 @@ export function deletedLine(key: string, seqno: bigint, deleted: number, format:
   return format.json
     ? JSON.stringify({ key, seqno: seqno.toString(), deleted })
     : `deleted ${deleted} version${deleted === 1 ? '' : 's'} of key ${JSON.stringify(key)} below seqno ${seqno}`;
+}
+
+/** What `ack-reset` did, as `acknowledgeStoreReset` reports it. */
+export function acknowledgedLine(acknowledged: StoreResetAcknowledgement, format: Format): string {
+  if (format.json) return JSON.stringify(acknowledged);
+  return `acknowledged: wrote a fresh epoch marker into all ${acknowledged.buckets} buckets; ` +
+    `${acknowledged.reset} had been marked reset, ${acknowledged.unmarked} had no marker`;
 }
 
 export function pongLine(ms: number, format: Format): string {

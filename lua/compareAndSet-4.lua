@@ -13,48 +13,68 @@
   pub/sub delivers at most once anyway, and a server without SPUBLISH must not fail a commit that
   has already been written; watchers re-read the head after any gap.
 
+  The bucket's epoch marker is checked first (includes/epoch.lua): a caller that knew a marker which
+  is gone or replaced is refused with STORE_RESET, nothing written but the bucket's mark as reset,
+  so that it cannot re-commit seqnos from 0 over a store that lost its data. The first commit in a
+  bucket without a marker creates one. The marker is a declared KEY (it exists once the bucket has
+  had a commit, so a migrating slot moves it with the rest).
+
   Input:
     KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0
     KEYS[2] data      hash seqno -> payload
     KEYS[3] registry  set of the keys of this bucket
+    KEYS[4] epoch     the bucket's epoch marker
     ARGV[1] expected  19-digit seqno, or '' for "the key has no data"
     ARGV[2] seqno     19-digit seqno of the new version
     ARGV[3] payload   bytes of the new version (never inspected: ioredis-mock passes it as userdata)
     ARGV[4] member    the key's registry member
     ARGV[5] heads     pub/sub channel of this bucket's commits
     ARGV[6] announce  'PUBLISH' (standalone, Sentinel), 'SPUBLISH' (Cluster) or '' (no announcement)
-    ARGV[7] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
+    ARGV[7] known     the epoch marker the caller knows for this bucket, or '' when it knows none
+    ARGV[8] newEpoch  when ARGV[7] is '': a fresh random id, for the marker a first commit creates
+    ARGV[9] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
                       absent for the plain compareAndSet, whose replies stay 1 and 0
 
   Output:
     1                 committed (and announced as `<seqno><member>` on ARGV[5], unless ARGV[6] is '')
-    0                 expectation mismatch; nothing changed, nothing announced (ARGV[7] absent)
-    {}                expectation mismatch, the key has no data (ARGV[7] = '1')
+    0                 expectation mismatch; nothing changed, nothing announced (ARGV[9] absent)
+    {}                expectation mismatch, the key has no data (ARGV[9] = '1')
     {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
-                      step (ARGV[7] = '1')
+                      step (ARGV[9] = '1')
+    -3                STORE_RESET: the epoch check refused; the key unchanged, nothing announced
+    {-4, marker, r}   EPOCH envelope: `r` is one of the replies above, `marker` the bucket's epoch
+                      marker for the caller to remember (it knew none, or an acknowledgement
+                      replaced it)
 ]]
 --- @include "includes/headOf"
+--- @include "includes/epoch"
 
 local rcall = redis.call
-local versions, data, registry = KEYS[1], KEYS[2], KEYS[3]
+local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local heads, announce, withHead = ARGV[5], ARGV[6], ARGV[7]
+local heads, announce, known, newEpoch, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
+local verdict, marker = checkEpoch(epoch, known, true)
+if verdict == 'reset' then return STORE_RESET end
+
+local reply
 local head = headOf(versions)
 if head then
   if head ~= expected then
     -- Only a mismatch looks at withHead: the committing path does the same work as without it.
-    if withHead == '1' then return {head, rcall('HGET', data, head)} end
-    return 0
+    if withHead == '1' then reply = {head, rcall('HGET', data, head)} else reply = 0 end
   end
+elseif expected ~= '' then
+  if withHead == '1' then reply = {} else reply = 0 end
 else
-  if expected ~= '' then
-    if withHead == '1' then return {} end
-    return 0
-  end
   rcall('SADD', registry, member)
 end
-rcall('ZADD', versions, 0, seqno)
-rcall('HSET', data, seqno, payload)
-if announce ~= '' then redis.pcall(announce, heads, seqno .. member) end
-return 1
+if not reply then
+  rcall('ZADD', versions, 0, seqno)
+  rcall('HSET', data, seqno, payload)
+  if announce ~= '' then redis.pcall(announce, heads, seqno .. member) end
+  if verdict == 'teach' and not marker then marker = createEpoch(epoch, newEpoch) end
+  reply = 1
+end
+if verdict == 'teach' and marker then return {EPOCH, marker, reply} end
+return reply
