@@ -1,34 +1,19 @@
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { Appender } from './append.js';
-import { checkKey, checkSignal, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
-import type { NextVersion } from './arguments.js';
+import { checkSignal } from './arguments.js';
 import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
-import { checkEvictionPolicy } from './checks.js';
 import { openCluster, openRedis } from './connect.js';
-import type { EvictionPolicyAction } from './checks.js';
 import { Durability } from './durability.js';
-import { Epochs, freshEpochId } from './epoch.js';
-import { BUCKETS, epochOf, KeyNamesCache, keyOfMember } from './layout.js';
-import type { KeyNames } from './layout.js';
+import { KeyNamesCache } from './layout.js';
 import { Link } from './link.js';
-import { begin, observe } from './observer.js';
-import type { Reported } from './observer.js';
+import { Operations } from './operations.js';
 import { resolveOptions } from './options.js';
-import {
-  ACK_NO_MARKER, ACK_WAS_RESET, callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate,
-  defineScripts, openEpoch,
-} from './scripts.js';
-import type {
-  AcknowledgeResetReply, CompareAndSetWithHeadReply, EpochReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
-} from './scripts.js';
-import { encodeSeqNo } from './seqno.js';
-import { callReadScript, isReadScript } from './read-only.js';
-import { registryMembers } from './registry.js';
+import { defineScripts } from './scripts.js';
 import { openSubscriber } from './subscriber.js';
-import { CaSResult } from './types.js';
+import type { CaSResult } from './types.js';
 import type {
-  AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions, Observer,
+  AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
   RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions,
 } from './types.js';
 import { Watches } from './watch.js';
@@ -52,18 +37,10 @@ export class RedisConsensus {
   /** The prefix of every Redis key of this store. */
   readonly prefix: string;
   private readonly link: Link;
-  private readonly timeoutMs: number;
-  private readonly durability: Durability | undefined;
-  private readonly observer: Observer | undefined;
-  private readonly names: KeyNamesCache;
+  /** The mechanics of every operation (operations.ts). */
+  private readonly operations: Operations;
   private readonly appender: Appender;
-  private readonly maxPayloadBytes: number;
-  private readonly evictionPolicy: EvictionPolicyAction;
   private readonly watches: Watches;
-  /** The epoch marker learned for each bucket, which every script call passes for its check. */
-  private readonly epochs = new Epochs();
-  /** The command `compareAndSet` announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
-  private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -76,19 +53,20 @@ export class RedisConsensus {
   constructor(client: RedisClient, options: RedisConsensusOptions = {}) {
     const settings = resolveOptions(options);
     this.prefix = settings.prefix;
-    this.timeoutMs = settings.timeoutMs;
-    this.observer = settings.observer;
-    this.names = new KeyNamesCache(this.prefix, keyPrefixOf(client));
-    this.maxPayloadBytes = settings.maxPayloadBytes;
-    this.evictionPolicy = settings.evictionPolicy;
     const owns = ownedClients.has(client);
     ownedClients.delete(client);
-    this.link = new Link(client, owns, settings.retry);
-    this.durability = settings.durability === undefined ? undefined : new Durability(this.link, settings.durability);
-    defineScripts(this.link.reader);
-    defineScripts(this.link.writer);
-    this.appender = new Appender(this, settings.append, settings.rememberHeads, this.observer);
-    this.announce = !settings.watch.announce ? '' : this.link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH';
+    const link = new Link(client, owns, settings.retry);
+    this.link = link;
+    defineScripts(link.reader);
+    defineScripts(link.writer);
+    this.operations = new Operations({
+      prefix: this.prefix, link, names: new KeyNamesCache(this.prefix, keyPrefixOf(client)),
+      timeoutMs: settings.timeoutMs, observer: settings.observer, maxPayloadBytes: settings.maxPayloadBytes,
+      evictionPolicy: settings.evictionPolicy,
+      durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
+      announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
+    });
+    this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer);
     this.watches = new Watches({
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),
@@ -154,16 +132,8 @@ export class RedisConsensus {
    * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` when the
    *   store was reset under this process (see `acknowledgeStoreReset`).
    */
-  async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
-    const names = this.names.get(checkKey(key));
-    const timeoutMs = this.callTimeout(options);
-    return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
-      const sent = this.epochs.known(names.bucket);
-      const reply = await this.script<EpochReply<HeadReply>>('head', false, timeoutMs,
-        [names.versions, names.data, names.epoch, sent], options?.signal);
-      const head = decodeHead(openEpoch(reply, this.epochs, names, sent, 'head'), key);
-      return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
-    });
+  head(key: string, options?: CallOptions): Promise<VersionedData | null> {
+    return this.operations.head(key, options);
   }
 
   /**
@@ -183,7 +153,7 @@ export class RedisConsensus {
     next: VersionedDataInput,
     options?: CallOptions,
   ): Promise<CaSResult> {
-    return this.sendCompareAndSet(key, expected, next, options, false);
+    return this.operations.compareAndSet(key, expected, next, options, false);
   }
 
   /**
@@ -212,7 +182,7 @@ export class RedisConsensus {
     next: VersionedDataInput,
     options?: CallOptions,
   ): Promise<CompareAndSetOutcome> {
-    return this.sendCompareAndSet(key, expected, next, options, true);
+    return this.operations.compareAndSet(key, expected, next, options, true);
   }
 
   /**
@@ -261,22 +231,8 @@ export class RedisConsensus {
    * @throws TypeError / RangeError for invalid arguments.
    * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` as for `head`.
    */
-  async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
-    const names = this.names.get(checkKey(key));
-    const fromSeqNo = toSeqNo(from, 'from');
-    const count = toLimit(limit);
-    const timeoutMs = this.callTimeout(options);
-    return observe(this.observer, 'scan', async (): Promise<Reported<VersionedData[]>> => {
-      if (count === 0n) return { result: [] };
-      const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
-      const sent = this.epochs.known(names.bucket);
-      const reply = await this.script<EpochReply<ScanReply>>('scan', false, timeoutMs,
-        [names.versions, names.data, names.epoch, encodeSeqNo(fromSeqNo), limitArg, sent], options?.signal);
-      const versions = decodeScan(openEpoch(reply, this.epochs, names, sent, 'scan'), key);
-      let bytesRead = 0;
-      for (const version of versions) bytesRead += version.data.length;
-      return { result: versions, bytesRead, count: versions.length };
-    });
+  scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
+    return this.operations.scan(key, from, limit, options);
   }
 
   /**
@@ -288,19 +244,8 @@ export class RedisConsensus {
    * @throws ExternalError `determinate: true` when the key has no data or `seqno` is above the
    *   head (nothing deleted); otherwise as for `compareAndSet` (`store-reset` included).
    */
-  async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
-    const names = this.names.get(checkKey(key));
-    const upper = toSeqNo(seqno, 'seqno');
-    const timeoutMs = this.callTimeout(options);
-    return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
-      const mark = this.durability?.mark(names.versions);
-      const sent = this.epochs.known(names.bucket);
-      const reply = await this.script<EpochReply<number>>('truncate', true, timeoutMs,
-        [names.versions, names.data, names.epoch, encodeSeqNo(upper), sent, sent === '' ? freshEpochId() : ''], options?.signal);
-      const deleted = decodeTruncate(openEpoch(reply, this.epochs, names, sent, 'truncate'), upper);
-      if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
-      return { result: deleted, count: deleted };
-    });
+  truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
+    return this.operations.truncate(key, seqno, options);
   }
 
   /**
@@ -310,24 +255,8 @@ export class RedisConsensus {
    *
    * @throws ExternalError (determinate) when Redis could not be read.
    */
-  async *listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
-    const timeoutMs = this.callTimeout(options);
-    const observation = begin(this.observer, 'listKeys');
-    let yielded = 0;
-    let failed = false;
-    try {
-      for await (const member of registryMembers(this.link, this.prefix, timeoutMs, options?.signal)) {
-        yielded++;
-        yield keyOfMember(member);
-      }
-    } catch (err) {
-      failed = true;
-      observation.fail(err);
-      throw err;
-    } finally {
-      // Also when the caller stops early (`break`): what it took is reported.
-      if (!failed) observation.finish({ count: yielded });
-    }
+  listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
+    return this.operations.listKeys(options);
   }
 
   /**
@@ -355,8 +284,7 @@ export class RedisConsensus {
    * ```
    */
   watch(key: string, options: WatchCallOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
-    const names = this.names.get(checkKey(key));
-    return this.watches.watch(key, names, checkSignal(options.signal));
+    return this.watches.watch(key, this.operations.namesOf(key), checkSignal(options.signal));
   }
 
   /**
@@ -370,11 +298,8 @@ export class RedisConsensus {
    * const ms = await consensus.ping({ timeoutMs: 500 });
    * ```
    */
-  async ping(options?: CallOptions): Promise<number> {
-    const timeoutMs = this.callTimeout(options);
-    const started = performance.now();
-    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping(), options?.signal);
-    return performance.now() - started;
+  ping(options?: CallOptions): Promise<number> {
+    return this.operations.ping(options);
   }
 
   /**
@@ -391,10 +316,8 @@ export class RedisConsensus {
    * await consensus.check();
    * ```
    */
-  async check(options?: CallOptions): Promise<void> {
-    const timeoutMs = this.callTimeout(options);
-    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
-      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
+  check(options?: CallOptions): Promise<void> {
+    return this.operations.check(options);
   }
 
   /**
@@ -431,21 +354,8 @@ export class RedisConsensus {
    * }
    * ```
    */
-  async acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
-    const timeoutMs = this.callTimeout(options);
-    const id = freshEpochId();
-    const acknowledgement = { buckets: BUCKETS, reset: 0, unmarked: 0 };
-    // Several buckets at once: 1,024 round trips in turn take long on a remote Redis.
-    for (let first = 0; first < BUCKETS; first += ACKNOWLEDGE_IN_FLIGHT) {
-      const buckets = Array.from({ length: Math.min(ACKNOWLEDGE_IN_FLIGHT, BUCKETS - first) }, (_, i) => first + i);
-      const replies = await Promise.all(buckets.map((bucket) => this.script<AcknowledgeResetReply>(
-        'acknowledgeReset', true, timeoutMs, [epochOf(this.prefix, bucket), id], options?.signal)));
-      for (const reply of replies) {
-        if (reply === ACK_WAS_RESET) acknowledgement.reset++;
-        else if (reply === ACK_NO_MARKER) acknowledgement.unmarked++;
-      }
-    }
-    return acknowledgement;
+  acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
+    return this.operations.acknowledgeStoreReset(options);
   }
 
   /**
@@ -458,85 +368,7 @@ export class RedisConsensus {
     await this.link.close();
   }
 
-  /**
-   * Both compare-and-sets: one script. The plain one (`withHead` false) resolves to a CaSResult and
-   * its mismatch carries no payload; `withHead` asks the script for the head with a mismatch.
-   */
-  private sendCompareAndSet(
-    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: false,
-  ): Promise<CaSResult>;
-  private sendCompareAndSet(
-    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: true,
-  ): Promise<CompareAndSetOutcome>;
-  private sendCompareAndSet(
-    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: boolean,
-  ): Promise<CaSResult | CompareAndSetOutcome> {
-    // Not async, and no async closure: this is the hot path, and each async frame costs
-    // promises and turns per call. Invalid arguments still reject, as from an async method.
-    let names: KeyNames;
-    let version: NextVersion;
-    let timeoutMs: number;
-    let args: ScriptArgs;
-    let sent: string;
-    try {
-      names = this.names.get(checkKey(key));
-      const expectedSeqNo = toExpected(expected);
-      version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
-      timeoutMs = this.callTimeout(options);
-      sent = this.epochs.known(names.bucket);
-      args = [
-        names.versions, names.data, names.registry, names.epoch,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
-        names.heads, this.announce, sent, sent === '' ? freshEpochId() : '',
-      ];
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (withHead) args.push(CAS_WITH_HEAD);
-    const { seqno, payload } = version;
-    return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
-      const mark = this.durability?.mark(names.versions);
-      return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
-        const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
-        if (reply !== CAS_COMMITTED) {
-          if (!withHead) return MISMATCH;
-          const head = decodeHead(reply as HeadReply, key);
-          return {
-            result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
-            bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
-          };
-        }
-        const done: Reported<CaSResult | CompareAndSetOutcome> = {
-          result: withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed,
-          bytesWritten: payload.length, count: 1,
-        };
-        return mark === undefined ? done : this.durability!.acknowledged('compareAndSet', names.versions, mark).then(() => done);
-      });
-    });
-  }
-
-  private callTimeout(options: CallOptions | undefined): number {
-    if (options === undefined || options.timeoutMs === undefined) return this.timeoutMs;
-    return checkTimeout(options.timeoutMs, 'options.timeoutMs');
-  }
-
-  private script<T>(
-    script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs, signal: AbortSignal | undefined,
-  ): Promise<T> {
-    return this.link.run(isWrite, script, timeoutMs, isReadScript(script)
-      ? (client) => callReadScript<T>(client, script, args)
-      : (client) => callScript<T>(client, script, args), signal);
-  }
 }
-
-/** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
-const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
-
-/** How many buckets `acknowledgeStoreReset` writes at once. */
-const ACKNOWLEDGE_IN_FLIGHT = 64;
-
-/** A plain compareAndSet's mismatch, as reported: the same object every time. */
-const MISMATCH: Reported<CaSResult> = { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
 
 /** Clients made by `connect`, handed to the constructor as owned. */
 const ownedClients = new WeakSet<object>();

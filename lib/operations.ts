@@ -1,0 +1,246 @@
+/**
+ * The store's operations against Redis, behind `RedisConsensus` (which documents them): for each,
+ * the argument checks, one script call through the Link with the bucket's epoch marker, the reply
+ * decoded (`scripts.ts`) and the epoch envelope opened (`epoch.ts`), durability, and the report to
+ * the observer. The public class keeps the API and its documentation; this keeps the mechanics.
+ */
+import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
+import type { NextVersion } from './arguments.js';
+import { checkEvictionPolicy } from './checks.js';
+import type { EvictionPolicyAction } from './checks.js';
+import type { Durability } from './durability.js';
+import { Epochs, freshEpochId } from './epoch.js';
+import { BUCKETS, epochOf, keyOfMember } from './layout.js';
+import type { KeyNames, KeyNamesCache } from './layout.js';
+import type { Link } from './link.js';
+import { begin, observe } from './observer.js';
+import type { Reported } from './observer.js';
+import { callReadScript, isReadScript } from './read-only.js';
+import { registryMembers } from './registry.js';
+import {
+  ACK_NO_MARKER, ACK_WAS_RESET, callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate,
+  openEpoch,
+} from './scripts.js';
+import type {
+  AcknowledgeResetReply, CompareAndSetWithHeadReply, EpochReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
+} from './scripts.js';
+import { encodeSeqNo } from './seqno.js';
+import { CaSResult } from './types.js';
+import type {
+  CallOptions, CompareAndSetOutcome, Observer, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
+} from './types.js';
+
+/** What the operations of one store work with, made once by its constructor. */
+export interface OperationsContext {
+  readonly prefix: string;
+  readonly link: Link;
+  readonly names: KeyNamesCache;
+  readonly timeoutMs: number;
+  readonly durability: Durability | undefined;
+  readonly observer: Observer | undefined;
+  readonly maxPayloadBytes: number;
+  readonly evictionPolicy: EvictionPolicyAction;
+  /** The command compareAndSet announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
+  readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+}
+
+export class Operations {
+  private readonly prefix: string;
+  private readonly link: Link;
+  private readonly names: KeyNamesCache;
+  private readonly timeoutMs: number;
+  private readonly durability: Durability | undefined;
+  private readonly observer: Observer | undefined;
+  private readonly maxPayloadBytes: number;
+  private readonly evictionPolicy: EvictionPolicyAction;
+  private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+  /** The epoch marker learned for each bucket, which every script call passes for its check. */
+  private readonly epochs = new Epochs();
+
+  constructor(context: OperationsContext) {
+    ({
+      prefix: this.prefix, link: this.link, names: this.names, timeoutMs: this.timeoutMs,
+      durability: this.durability, observer: this.observer, maxPayloadBytes: this.maxPayloadBytes,
+      evictionPolicy: this.evictionPolicy, announce: this.announce,
+    } = context);
+  }
+
+  async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
+    const names = this.names.get(checkKey(key));
+    const timeoutMs = this.callTimeout(options);
+    return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<HeadReply>>('head', false, timeoutMs,
+        [names.versions, names.data, names.epoch, sent], options?.signal);
+      const head = decodeHead(openEpoch(reply, this.epochs, names, sent, 'head'), key);
+      return head === null ? { result: null } : { result: head, bytesRead: head.data.length, count: 1 };
+    });
+  }
+
+  /**
+   * Both compare-and-sets: one script. The plain one (`withHead` false) resolves to a CaSResult and
+   * its mismatch carries no payload; `withHead` asks the script for the head with a mismatch.
+   */
+  compareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: false,
+  ): Promise<CaSResult>;
+  compareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: true,
+  ): Promise<CompareAndSetOutcome>;
+  compareAndSet(
+    key: string, expected: SeqNoInput | null, next: VersionedDataInput, options: CallOptions | undefined, withHead: boolean,
+  ): Promise<CaSResult | CompareAndSetOutcome> {
+    // Not async, and no async closure: this is the hot path, and each async frame costs
+    // promises and turns per call. Invalid arguments still reject, as from an async method.
+    let names: KeyNames;
+    let version: NextVersion;
+    let timeoutMs: number;
+    let args: ScriptArgs;
+    let sent: string;
+    try {
+      names = this.names.get(checkKey(key));
+      const expectedSeqNo = toExpected(expected);
+      version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
+      timeoutMs = this.callTimeout(options);
+      sent = this.epochs.known(names.bucket);
+      args = [
+        names.versions, names.data, names.registry, names.epoch,
+        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
+        names.heads, this.announce, sent, sent === '' ? freshEpochId() : '',
+      ];
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (withHead) args.push(CAS_WITH_HEAD);
+    const { seqno, payload } = version;
+    return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
+      const mark = this.durability?.mark(names.versions);
+      return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
+        const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
+        if (reply !== CAS_COMMITTED) {
+          if (!withHead) return MISMATCH;
+          const head = decodeHead(reply as HeadReply, key);
+          return {
+            result: { result: CaSResult.ExpectationMismatch, head }, outcome: 'mismatch',
+            bytesRead: head?.data.length ?? 0, count: head === null ? 0 : 1,
+          };
+        }
+        const done: Reported<CaSResult | CompareAndSetOutcome> = {
+          result: withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed,
+          bytesWritten: payload.length, count: 1,
+        };
+        return mark === undefined ? done : this.durability!.acknowledged('compareAndSet', names.versions, mark).then(() => done);
+      });
+    });
+  }
+
+  async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
+    const names = this.names.get(checkKey(key));
+    const fromSeqNo = toSeqNo(from, 'from');
+    const count = toLimit(limit);
+    const timeoutMs = this.callTimeout(options);
+    return observe(this.observer, 'scan', async (): Promise<Reported<VersionedData[]>> => {
+      if (count === 0n) return { result: [] };
+      const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<ScanReply>>('scan', false, timeoutMs,
+        [names.versions, names.data, names.epoch, encodeSeqNo(fromSeqNo), limitArg, sent], options?.signal);
+      const versions = decodeScan(openEpoch(reply, this.epochs, names, sent, 'scan'), key);
+      let bytesRead = 0;
+      for (const version of versions) bytesRead += version.data.length;
+      return { result: versions, bytesRead, count: versions.length };
+    });
+  }
+
+  async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
+    const names = this.names.get(checkKey(key));
+    const upper = toSeqNo(seqno, 'seqno');
+    const timeoutMs = this.callTimeout(options);
+    return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
+      const mark = this.durability?.mark(names.versions);
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<number>>('truncate', true, timeoutMs,
+        [names.versions, names.data, names.epoch, encodeSeqNo(upper), sent, sent === '' ? freshEpochId() : ''], options?.signal);
+      const deleted = decodeTruncate(openEpoch(reply, this.epochs, names, sent, 'truncate'), upper);
+      if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
+      return { result: deleted, count: deleted };
+    });
+  }
+
+  async *listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
+    const timeoutMs = this.callTimeout(options);
+    const observation = begin(this.observer, 'listKeys');
+    let yielded = 0;
+    let failed = false;
+    try {
+      for await (const member of registryMembers(this.link, this.prefix, timeoutMs, options?.signal)) {
+        yielded++;
+        yield keyOfMember(member);
+      }
+    } catch (err) {
+      failed = true;
+      observation.fail(err);
+      throw err;
+    } finally {
+      // Also when the caller stops early (`break`): what it took is reported.
+      if (!failed) observation.finish({ count: yielded });
+    }
+  }
+
+  /** The Redis names of a key (checked): for watches. */
+  namesOf(key: string): KeyNames {
+    return this.names.get(checkKey(key));
+  }
+
+  async ping(options?: CallOptions): Promise<number> {
+    const timeoutMs = this.callTimeout(options);
+    const started = performance.now();
+    await this.link.run(false, 'ping', timeoutMs, (client) => client.ping(), options?.signal);
+    return performance.now() - started;
+  }
+
+  async check(options?: CallOptions): Promise<void> {
+    const timeoutMs = this.callTimeout(options);
+    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
+      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
+  }
+
+  async acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
+    const timeoutMs = this.callTimeout(options);
+    const id = freshEpochId();
+    const acknowledgement = { buckets: BUCKETS, reset: 0, unmarked: 0 };
+    // Several buckets at once: 1,024 round trips in turn take long on a remote Redis.
+    for (let first = 0; first < BUCKETS; first += ACKNOWLEDGE_IN_FLIGHT) {
+      const buckets = Array.from({ length: Math.min(ACKNOWLEDGE_IN_FLIGHT, BUCKETS - first) }, (_, i) => first + i);
+      const replies = await Promise.all(buckets.map((bucket) => this.script<AcknowledgeResetReply>(
+        'acknowledgeReset', true, timeoutMs, [epochOf(this.prefix, bucket), id], options?.signal)));
+      for (const reply of replies) {
+        if (reply === ACK_WAS_RESET) acknowledgement.reset++;
+        else if (reply === ACK_NO_MARKER) acknowledgement.unmarked++;
+      }
+    }
+    return acknowledgement;
+  }
+
+  private callTimeout(options: CallOptions | undefined): number {
+    if (options === undefined || options.timeoutMs === undefined) return this.timeoutMs;
+    return checkTimeout(options.timeoutMs, 'options.timeoutMs');
+  }
+
+  private script<T>(
+    script: ScriptName, isWrite: boolean, timeoutMs: number, args: ScriptArgs, signal: AbortSignal | undefined,
+  ): Promise<T> {
+    return this.link.run(isWrite, script, timeoutMs, isReadScript(script)
+      ? (client) => callReadScript<T>(client, script, args)
+      : (client) => callScript<T>(client, script, args), signal);
+  }
+}
+
+/** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
+const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
+
+/** How many buckets `acknowledgeStoreReset` writes at once. */
+const ACKNOWLEDGE_IN_FLIGHT = 64;
+
+/** A plain compareAndSet's mismatch, as reported: the same object every time. */
+const MISMATCH: Reported<CaSResult> = { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };
