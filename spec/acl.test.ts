@@ -18,12 +18,12 @@ import { Cluster, Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
-import type { ExternalErrorCode, RedisConsensusOptions } from '../lib/index.js';
+import type { RedisConsensusOptions } from '../lib/index.js';
 import { keySlot } from '../lib/cluster.js';
 import { keyNames } from '../lib/layout.js';
 import { SCRIPTS } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
-import { rejection, REQUIRE_REDIS } from './support/backends.js';
+import { assertExternal, rejection, REQUIRE_REDIS } from './support/backends.js';
 import { command, finishMove, infoFields, migrateKeys, slotOwners, until } from './support/cluster.js';
 import type { ClusterNode } from './support/cluster.js';
 import { RedisServer } from './support/redis-server.js';
@@ -158,15 +158,6 @@ async function refusals(deployment: Deployment, username: string): Promise<Refus
 
 const describeRefusals = (list: Refusal[]): string =>
   list.map((r) => `${r.reason} ${r.object} (${r.context})`).join(', ') || 'none';
-
-/** Asserts an ExternalError of that kind and code, and returns it. */
-function assertExternal(err: unknown, determinate: boolean, code: ExternalErrorCode): ExternalError {
-  assert.instance(err, ExternalError, `expected an ExternalError, got ${String(err)}`);
-  const external = err as ExternalError;
-  assert.is(external.code, code, external.message);
-  assert.is(external.determinate, determinate, external.message);
-  return external;
-}
 
 let users = 0;
 

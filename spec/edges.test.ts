@@ -15,17 +15,8 @@ import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
 import type { ExternalErrorCode } from '../lib/index.js';
 import { codeOf, toExternal } from '../lib/errors.js';
 import { KeyNamesCache } from '../lib/layout.js';
-import { deletePrefix, freshPrefix, realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
+import { assertExternal, deletePrefix, freshPrefix, realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
-
-/** Asserts an ExternalError of that kind and code, and returns it. */
-function assertExternal(err: unknown, determinate: boolean, code: ExternalErrorCode): ExternalError {
-  assert.instance(err, ExternalError, `expected an ExternalError, got ${String(err)}`);
-  const external = err as ExternalError;
-  assert.is(external.code, code, external.message);
-  assert.is(external.determinate, determinate, external.message);
-  return external;
-}
 
 /** A mock store whose script `name` always fails with `error`; counts the attempts. */
 function refusingStore(port: number, script: string, error: () => Error): { consensus: RedisConsensus; sent: () => number } {

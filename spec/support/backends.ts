@@ -5,10 +5,11 @@
  * Real Redis comes from REDIS_URL (default redis://127.0.0.1:6379). When it cannot be reached the
  * real suites are skipped loudly, unless REQUIRE_REDIS=1, which makes that a failure.
  */
+import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
-import { RedisConsensus } from '../../lib/index.js';
-import type { RedisConsensusOptions } from '../../lib/index.js';
+import { ExternalError, RedisConsensus } from '../../lib/index.js';
+import type { ExternalErrorCode, RedisConsensusOptions } from '../../lib/index.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const REQUIRE_REDIS = process.env.REQUIRE_REDIS === '1';
@@ -142,4 +143,13 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
     return err;
   }
   return undefined;
+}
+
+/** Asserts an ExternalError of that kind and code, and returns it. */
+export function assertExternal(err: unknown, determinate: boolean, code: ExternalErrorCode): ExternalError {
+  assert.instance(err, ExternalError, `expected an ExternalError, got ${String(err)}`);
+  const external = err as ExternalError;
+  assert.is(external.code, code, external.message);
+  assert.is(external.determinate, determinate, external.message);
+  return external;
 }
