@@ -5,7 +5,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CaSResult } from '../../lib/index.js';
+import { CaSResult, ExternalError } from '../../lib/index.js';
 import type { RedisConsensus, RedisConsensusOptions, VersionedData } from '../../lib/index.js';
 import { keyNames } from '../../lib/layout.js';
 import type { Backend } from './backends.js';
@@ -237,14 +237,14 @@ export function watchSuite(backend: Backend, label: string, options: RedisConsen
 
 /** Writers appending `<key>@<seqno>` under faults: failures are counted, never thrown. */
 export interface WriteLoad {
-  readonly outcomes: { committed: number; mismatch: number; failed: number };
+  readonly outcomes: { committed: number; mismatch: number; failed: number; codes: Record<string, number> };
   /** Resolves once `count` more commits have been acknowledged. */
   commitsAfter(count: number, timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 export function writeLoad(consensus: RedisConsensus, keys: readonly string[], workers: number): WriteLoad {
-  const outcomes = { committed: 0, mismatch: 0, failed: 0 };
+  const outcomes = { committed: 0, mismatch: 0, failed: 0, codes: {} as Record<string, number> };
   let stopping = false;
   const loop = async (worker: number): Promise<void> => {
     for (let step = 0; !stopping; step++) {
@@ -255,8 +255,11 @@ export function writeLoad(consensus: RedisConsensus, keys: readonly string[], wo
         const result = await consensus.compareAndSet(key, head, { seqno: next, data: bytes(`${key}@${next}`) });
         if (result === CaSResult.Committed) outcomes.committed++;
         else outcomes.mismatch++;
-      } catch {
+      } catch (err) {
         outcomes.failed++;
+        // By code, for the messages of a failing spec (a store-reset is not a transient fault).
+        const code = err instanceof ExternalError ? err.code : 'other';
+        outcomes.codes[code] = (outcomes.codes[code] ?? 0) + 1;
         await sleep(20);
       }
     }
@@ -323,6 +326,7 @@ export async function outrun(reader: RedisConsensus, watches: readonly Followed[
     if (last > (seen.get(watched.key) ?? -1n)) seen.set(watched.key, last);
   }
   let rewound: number | undefined;
+  let lastError = '';
   for (;;) {
     let behind = 0;
     let below = 0;
@@ -330,15 +334,17 @@ export async function outrun(reader: RedisConsensus, watches: readonly Followed[
       let head: bigint | undefined;
       try {
         head = (await reader.head(key))?.seqno ?? -1n;
-      } catch {
+      } catch (err) {
         // The fault's tail: asked again below.
+        lastError = String(err);
       }
       if (head === undefined || head <= highest) behind++;
       if (head !== undefined && head < highest) below++;
     }
     rewound ??= below;
     if (behind === 0) return rewound;
-    if (Date.now() > deadline) throw new Error(`${behind} keys still not past what their watches saw after ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${behind} keys still not past what their watches saw after ${timeoutMs} ms` +
+      (lastError === '' ? '' : ` (last read error: ${lastError})`));
     await sleep(50);
   }
 }
