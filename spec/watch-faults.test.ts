@@ -70,7 +70,7 @@ function standaloneSuite(): void {
     setMaxListeners(0, ac.signal);
     try {
       const watches = watchMany(consensus, ac.signal);
-      const load = writeLoad(consensus, keysOf(watches), 8);
+      const load = writeLoad(consensus, keysOf(watches), 8, ac.signal);
       await load.commitsAfter(50, 5000);
       let kills = 0;
       for (const until = Date.now() + 3000; Date.now() < until;) {
@@ -100,7 +100,7 @@ function standaloneSuite(): void {
     setMaxListeners(0, ac.signal);
     try {
       const watches = watchMany(consensus, ac.signal);
-      const load = writeLoad(consensus, keysOf(watches), 8);
+      const load = writeLoad(consensus, keysOf(watches), 8, ac.signal);
       await load.commitsAfter(50, 5000);
       await server.crash();
       await sleep(1000);
@@ -148,7 +148,7 @@ function sentinelSuite(): void {
       clients.push(client);
       consensus = new RedisConsensus(client, { prefix: 'sentinel', timeoutMs: 2000 });
       const watches = watchMany(consensus, ac.signal);
-      const load = writeLoad(consensus, keysOf(watches), 8);
+      const load = writeLoad(consensus, keysOf(watches), 8, ac.signal);
       await load.commitsAfter(50, 5000);
       // Every key committed and replicated before the fault: a failover that loses a bucket's
       // first commit loses its epoch marker too, and the store then reports that bucket reset

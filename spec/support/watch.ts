@@ -243,11 +243,13 @@ export interface WriteLoad {
   stop(): Promise<void>;
 }
 
-export function writeLoad(consensus: RedisConsensus, keys: readonly string[], workers: number): WriteLoad {
+export function writeLoad(consensus: RedisConsensus, keys: readonly string[], workers: number, signal?: AbortSignal): WriteLoad {
   const outcomes = { committed: 0, mismatch: 0, failed: 0, codes: {} as Record<string, number> };
   let stopping = false;
   const loop = async (worker: number): Promise<void> => {
-    for (let step = 0; !stopping; step++) {
+    // The signal too: a spec that fails before `stop()` must not leave writers running (the test
+    // process would never exit).
+    for (let step = 0; !stopping && signal?.aborted !== true; step++) {
       const key = keys[(worker * 7 + step * 13) % keys.length]!;
       try {
         const head = (await consensus.head(key))?.seqno ?? null;
