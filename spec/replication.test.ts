@@ -139,11 +139,27 @@ function failoverSuite(): void {
       return new RedisConsensus(client, { prefix, timeoutMs: 2000, ...options });
     };
     const clients: Redis[] = [];
+    const loads: Array<{ stop(): Promise<void> }> = [];
     try {
       const plain = open({});
       const durable = open({ durability: { replicas: 1, timeoutMs: 500 } });
+      // Each key's first commit on both replicas before the load: a failover that loses a bucket's
+      // first commit loses its store-epoch marker, and the bucket then reads as reset
+      // (docs/deployment.md, "Store reset"); this case is about the writes after it.
+      for (const key of ['p0', 'p1', 'p2', 'p3', 'd0', 'd1', 'd2', 'd3']) {
+        await plain.compareAndSet(key, null, { seqno: 0n, data: Buffer.from('first') });
+      }
+      const offset = Number(infoFields(String(await command(primary, 'INFO', 'replication'))).master_repl_offset);
+      await until('the replicas have every first commit', 10_000, async () => {
+        const offsets = await Promise.all([1, 2].map(async (i) =>
+          Number(infoFields(String(await command(primary + i, 'INFO', 'replication'))).master_repl_offset)));
+        return offsets.every((replicated) => replicated >= offset);
+      });
       const plainLoad = casWorkload([plain], ['p0', 'p1', 'p2', 'p3'], 4);
       const durableLoad = casWorkload([durable], ['d0', 'd1', 'd2', 'd3'], 4);
+      loads.push(plainLoad, durableLoad);
+      // The first commits are acknowledged writes too (and replicated): audited with the rest.
+      for (const load of [plainLoad, durableLoad]) for (const commits of load.acknowledged.values()) commits.set(0n, 'first');
       await new Promise((resolve) => setTimeout(resolve, 500));
       const killedAt = Date.now();
       await servers.find((server) => server.port === primary)!.crash();
@@ -153,7 +169,9 @@ function failoverSuite(): void {
       });
       const promotedMs = Date.now() - killedAt;
       const committed = plainLoad.outcomes.committed;
-      await until('writes commit again', 15_000, async () => plainLoad.outcomes.committed > committed + 20);
+      await until('writes commit again', 15_000, async () => plainLoad.outcomes.committed > committed + 20).catch((err: unknown) => {
+        throw new Error(`${String(err)}; errors seen ${JSON.stringify([...plainLoad.errors])}`);
+      });
       const recoveredMs = Date.now() - killedAt;
       await plainLoad.stop();
       await durableLoad.stop();
@@ -174,6 +192,8 @@ function failoverSuite(): void {
       await deletePrefix(raw, prefix);
       raw.disconnect();
     } finally {
+      // Also when the case failed: running workers would keep the test process alive.
+      await Promise.all(loads.map((load) => load.stop()));
       for (const client of clients) client.disconnect();
       await stopServers(servers);
     }
