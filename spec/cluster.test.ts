@@ -374,8 +374,19 @@ function failoverSuite(cluster: TestCluster): void {
       };
       const plainKeys = keysOn(plain.consensus.prefix);
       const durableKeys = keysOn(durable.consensus.prefix);
+      // Each key's first commit on a replica before the load (with durability): a failover that
+      // loses a bucket's first commit loses its store-epoch marker, and the bucket then reads as
+      // reset (docs/deployment.md, "Store reset"); this case is about the writes after it.
+      const firstWriter = await openStore(cluster, { prefix: plain.consensus.prefix, durability: { replicas: 1, timeoutMs: 5000 } });
+      try {
+        for (const key of plainKeys) await firstWriter.consensus.compareAndSet(key, null, { seqno: 0n, data: Buffer.from('first') });
+      } finally {
+        await firstWriter.consensus.close(); // not dispose(): that deletes the prefix's keys
+      }
+      for (const key of durableKeys) await durable.consensus.compareAndSet(key, null, { seqno: 0n, data: Buffer.from('first') });
       const plainLoad = casWorkload([plain.consensus], plainKeys, 4);
       const durableLoad = casWorkload([durable.consensus], durableKeys, 4);
+      for (const load of [plainLoad, durableLoad]) for (const commits of load.acknowledged.values()) commits.set(0n, 'first');
       await new Promise((resolve) => setTimeout(resolve, 500));
       const killedAt = Date.now();
       await cluster.servers.find((server) => server.port === victim.port)!.crash();
