@@ -258,6 +258,20 @@ function redisOnly(): void {
 }
 
 /**
+ * Commits seqno 0 to `k`, follows it, then commits `more` versions: the watch must yield the head
+ * at 0 and then reach seqno `more`, well formed. `meanwhile` runs once the watch is at 0.
+ */
+async function hearsCommits(consensus: RedisConsensus, more: number, meanwhile?: () => Promise<void>): Promise<void> {
+  await commitNext(consensus, 'k', 1);
+  const watched = follow(consensus, 'k');
+  await watched.reached(0n, 5000);
+  await meanwhile?.();
+  await commitNext(consensus, 'k', more);
+  await watched.reached(BigInt(more), 2000);
+  assertWellFormed(watched);
+}
+
+/**
  * A client made with ioredis's `keyPrefix`: ioredis puts the prefix before the scripts' KEYS, but
  * not before the heads channel, which is an argument; the library adds it there itself, so that
  * the announcements reach the watches and channels are namespaced like keys.
@@ -270,12 +284,7 @@ function keyPrefixSuite(real: boolean): void {
     const client = new RedisMock({ port: 39778, keyPrefix });
     const consensus = new RedisConsensus(client, { prefix: 'p', ...ANNOUNCED_ONLY });
     try {
-      await commitNext(consensus, 'k', 1);
-      const watched = follow(consensus, 'k');
-      await watched.reached(0n, 5000);
-      await commitNext(consensus, 'k', 3);
-      await watched.reached(3n, 2000);
-      assertWellFormed(watched);
+      await hearsCommits(consensus, 3);
       assert.ok(await new RedisMock({ port: 39778 }).exists(`${keyPrefix}${keyNames('p', 'k').versions}`), 'the keys carry the keyPrefix');
     } finally {
       await consensus.close();
@@ -302,13 +311,9 @@ function keyPrefixSuite(real: boolean): void {
         const heard: string[] = [];
         listener.on('message', (channel: string, message: string) => heard.push(`${channel} ${message}`));
         await listener.subscribe(keyPrefix + bare, bare);
-        await commitNext(consensus, 'k', 1);
-        const watched = follow(consensus, 'k');
-        await watched.reached(0n, 5000);
-        assert.equal(await subscribers(raw, [keyPrefix + bare, bare]), [2, 1], 'the watch subscribed the keyPrefixed channel only');
-        await commitNext(consensus, 'k', 2);
-        await watched.reached(2n, 2000);
-        assertWellFormed(watched);
+        await hearsCommits(consensus, 2, async () => {
+          assert.equal(await subscribers(raw, [keyPrefix + bare, bare]), [2, 1], 'the watch subscribed the keyPrefixed channel only');
+        });
         assert.equal(heard, [0, 1, 2].map((seqno) => `${keyPrefix}${bare} ${encodeSeqNo(BigInt(seqno))}"k"`));
         assert.is(await raw.exists(`${keyPrefix}${keyNames(prefix, 'k').versions}`), 1, 'the keys carry the keyPrefix');
       } finally {
@@ -340,12 +345,7 @@ function clusterKeyPrefixSuite(cluster: TestCluster): void {
       const client = cluster.client(options(keyPrefix));
       const consensus = new RedisConsensus(client, { prefix, ...ANNOUNCED_ONLY });
       try {
-        await commitNext(consensus, 'k', 1);
-        const watched = follow(consensus, 'k');
-        await watched.reached(0n, 5000);
-        await commitNext(consensus, 'k', 2);
-        await watched.reached(2n, 2000);
-        assertWellFormed(watched);
+        await hearsCommits(consensus, 2);
         const channel = keyPrefix + keyNames(prefix, 'k').heads;
         const owner = slotOwners(await cluster.topology()).get(keySlot(channel))!;
         const [, count] = await command(owner.port, 'PUBSUB', 'SHARDNUMSUB', channel) as [string, number];
