@@ -15,6 +15,7 @@
 import { checkAppendOptions, checkKey, describe } from './arguments.js';
 import type { AppendBounds } from './arguments.js';
 import { ExternalError } from './errors.js';
+import type { ExternalErrorCode } from './errors.js';
 import { begin } from './observer.js';
 import type { Report } from './observer.js';
 import { formatSeqNo } from './seqno.js';
@@ -99,7 +100,7 @@ export class Appender {
       if (pending !== undefined) {
         ({ expected, next } = pending);
       } else {
-        const data = await update(head);
+        const data = await run.bounded(update, head, key);
         if (data === undefined) return { committed: false, head, attempts: run.attempts };
         if (!(data instanceof Uint8Array)) {
           throw new TypeError(`update must return a Uint8Array or undefined; got ${describe(data)}`);
@@ -191,6 +192,24 @@ class Run {
     if (late) throw this.bound(key, undefined, 'while waiting for earlier appends to the same key from this store');
   }
 
+  /**
+   * `update(head)`, within the append's time bound: an update that never settles must not hold
+   * the append, nor the appends queued behind it on the key. Nothing was sent for this attempt.
+   */
+  async bounded(update: AppendUpdate, head: VersionedData | null, key: string): Promise<Uint8Array | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, this.deadline - performance.now()));
+    });
+    try {
+      const data = await Promise.race([Promise.resolve().then(() => update(head)), timedOut]);
+      if (data === TIMED_OUT) throw this.bound(key, undefined, 'while update was running');
+      return data;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Counts an attempt about to be sent and gives its timeout; throws when a bound is reached. */
   nextAttempt(key: string, pending: Pending | undefined): number {
     const timeoutMs = this.remainingOr(key, pending, true);
@@ -223,22 +242,27 @@ class Run {
   /** The error for a bound reached: determinate unless a version sent is still unknown. */
   bound(key: string, pending: Pending | undefined, where = ''): ExternalError {
     const elapsed = Math.round(performance.now() - this.started);
-    const which = this.attempts >= this.bounds.maxAttempts
+    const exhausted = this.attempts >= this.bounds.maxAttempts;
+    const which = exhausted
       ? `maxAttempts (${this.bounds.maxAttempts}) reached`
       : `timeoutMs (${this.bounds.timeoutMs} ms) reached${where === '' ? '' : ` ${where}`}`;
+    const code = exhausted ? 'attempts-exhausted' : 'timeout';
     const did = `after ${this.attempts} attempts, ${this.mismatches} lost races, in ${elapsed} ms`;
-    if (pending !== undefined) return this.unresolved(key, pending, `${which} ${did}`);
+    if (pending !== undefined) return this.unresolved(key, pending, `${which} ${did}`, code);
     return new ExternalError(true, `append to ${JSON.stringify(key)} gave up: ${which} ${did}; nothing was written`,
-      { attempts: this.attempts });
+      { attempts: this.attempts, code });
   }
 
-  /** An append whose version may or may not have committed. */
-  unresolved(key: string, pending: Pending, why: string): ExternalError {
+  /** An append whose version may or may not have committed (code: the bound, else the unknown attempt's). */
+  unresolved(key: string, pending: Pending, why: string, code: ExternalErrorCode = pending.cause.code): ExternalError {
     return new ExternalError(false, `append to ${JSON.stringify(key)}: ${formatSeqNo(pending.next.seqno)} may or may ` +
       `not have committed (${why}); read ${formatSeqNo(pending.next.seqno)} back to learn which`,
-    { cause: pending.cause, attempts: this.attempts });
+    { cause: pending.cause, attempts: this.attempts, code });
   }
 }
+
+/** What `Run.bounded` races an update against. */
+const TIMED_OUT = Symbol('timed out');
 
 /**
  * The last head seen of each key, least recently used first out; a head only ever moves forward

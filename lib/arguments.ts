@@ -16,10 +16,45 @@ export function describe(value: unknown): string {
   return typeof value;
 }
 
-/** @throws TypeError when `key` is not a string (any string is a key, the empty one included). */
-export function checkKey(key: unknown): string {
+/**
+ * @throws TypeError when `key` is not a string (any string is a key, the empty one included).
+ * @throws RangeError when its UTF-8 encoding is longer than `maxKeyBytes` (a key is sent, stored
+ *   and announced whole, and a huge one blocks Redis for seconds).
+ */
+export function checkKey(key: unknown, maxKeyBytes = Infinity): string {
   if (typeof key !== 'string') throw new TypeError(`key must be a string; got ${describe(key)}`);
+  // A UTF-8 byte is at least one UTF-16 unit and at most three: measure only when it may matter.
+  if (key.length * 3 > maxKeyBytes) {
+    const bytes = Buffer.byteLength(key, 'utf8');
+    if (bytes > maxKeyBytes) {
+      throw new RangeError(`key is ${bytes} bytes (UTF-8), above maxKeyBytes (${maxKeyBytes}); nothing was sent`);
+    }
+  }
   return key;
+}
+
+/**
+ * Checks that an options argument is an object or undefined: a string or number there is a
+ * mistake (a misplaced argument), not "no options".
+ * @throws TypeError otherwise.
+ */
+export function checkOptionsObject<T extends object>(options: unknown, name: string): T | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`${name} must be an object; got ${describe(options)}`);
+  }
+  return options as T;
+}
+
+/**
+ * Checks a call's options (`{ timeoutMs, signal }`) before anything is armed: a signal that is not
+ * an AbortSignal would otherwise fail only once a timer and a listener were set up.
+ * @throws TypeError for options that are not an object or a signal that is not an AbortSignal.
+ */
+export function checkCallOptions<T extends { signal?: AbortSignal }>(options: T | undefined, name = 'options'): T | undefined {
+  const checked = checkOptionsObject<T>(options, name);
+  if (checked !== undefined) checkSignal(checked.signal, `${name}.signal`);
+  return checked;
 }
 
 /**
@@ -129,11 +164,23 @@ export function checkTimeout(value: unknown, name: string): number {
 }
 
 /** @throws RangeError unless `value` is a positive safe integer of bytes. */
-export function checkMaxPayloadBytes(value: unknown): number {
+export function checkMaxBytes(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(`maxPayloadBytes must be a positive integer; got ${String(value)}`);
+    throw new RangeError(`${name} must be a positive integer; got ${String(value)}`);
   }
   return value;
+}
+
+/**
+ * A database index (`redis://host/2`, `?db=2`, `redisOptions.db`): a non-negative integer, or its
+ * digits. ioredis would turn anything else into `SELECT NaN` after connecting, in database 0.
+ * @throws RangeError otherwise.
+ */
+export function checkDatabase(value: unknown, where: string): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  if (typeof value === 'string' && /^\d{1,9}$/.test(value)) return Number(value);
+  throw new RangeError(`the database index (${where}) must be a non-negative integer; got ` +
+    `${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
 }
 
 /** @throws RangeError unless `value` is `'refuse'` or `'warn'`. */
@@ -163,8 +210,9 @@ export function checkRetry(retry: Required<RetryOptions>): Required<RetryOptions
 
 /** @throws RangeError for a replica count that is not a non-negative integer, or a bad timeout. */
 export function checkDurability(durability: DurabilityOptions | undefined): Required<DurabilityOptions> | undefined {
-  if (durability === undefined) return undefined;
-  const { replicas, timeoutMs = 1000 } = durability;
+  const checked = checkOptionsObject<DurabilityOptions>(durability, 'durability');
+  if (checked === undefined) return undefined;
+  const { replicas, timeoutMs = 1000 } = checked;
   if (!Number.isInteger(replicas) || replicas < 0) {
     throw new RangeError(`durability.replicas must be a non-negative integer; got ${replicas}`);
   }
@@ -183,10 +231,8 @@ export interface AppendBounds {
  * @throws TypeError / RangeError for a bad field.
  */
 export function checkAppendOptions(options: AppendOptions | undefined, defaults: AppendBounds, name = 'options'): AppendBounds {
-  if (options === undefined) return defaults;
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`${name} must be an object; got ${describe(options)}`);
-  }
+  if (checkOptionsObject(options, name) === undefined || options === undefined) return defaults;
+  checkOptionsObject(options.backoff, `${name}.backoff`);
   const maxAttempts = options.maxAttempts ?? defaults.maxAttempts;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new RangeError(`${name}.maxAttempts must be an integer >= 1; got ${String(maxAttempts)}`);
@@ -227,9 +273,9 @@ export function checkWatch(watch: Required<WatchOptions>): Required<WatchOptions
 }
 
 /** @throws TypeError unless `signal` is undefined or an AbortSignal. */
-export function checkSignal(signal: unknown): AbortSignal | undefined {
+export function checkSignal(signal: unknown, name = 'options.signal'): AbortSignal | undefined {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(`options.signal must be an AbortSignal; got ${describe(signal)}`);
+    throw new TypeError(`${name} must be an AbortSignal; got ${describe(signal)}`);
   }
   return signal;
 }

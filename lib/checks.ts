@@ -9,6 +9,7 @@
  * - the database a URL names: ioredis selects it after connecting and, when the index is out of
  *   range, only emits an error event and carries on in database 0.
  */
+import { checkDatabase } from './arguments.js';
 import type { RedisClient } from './client.js';
 import { debug } from './debug.js';
 import { codeOf, determinate, toExternal } from './errors.js';
@@ -62,23 +63,53 @@ export async function checkEvictionPolicy(servers: RedisClient[], action: Evicti
 }
 
 /**
- * The database a `redis://` or `rediss://` URL names, if any.
- * @throws RangeError when the path is not a non-negative integer (`redis://host/abc`).
+ * How ioredis reads a connection string (its `parseURL`): a port alone, a Unix socket path, or a
+ * URL (`redis://`, `rediss://`, `//host`, or `host:port` read as `redis://host:port`).
+ * @throws RangeError when ioredis could not read it: a URL it cannot parse, or a username or
+ *   password that is not valid percent-encoding (`%zz`). The message never shows the URL.
  */
-export function databaseOf(url: string): number | undefined {
+export function readRedisUrl(url: string): { readonly url: URL | undefined; readonly pathIsDatabase: boolean } {
+  if (/^\d+$/.test(url)) return { url: undefined, pathIsDatabase: false };
+  const hasProtocol = /^rediss?:\/\//i.test(url);
+  const protocolRelative = url.startsWith('//');
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    if (url.startsWith('/') && !protocolRelative) parsed = new URL(`redis://socket${url}`);
+    else parsed = new URL(hasProtocol ? url : protocolRelative ? `redis:${url}` : `redis://${url}`);
   } catch {
-    return undefined;
+    throw new RangeError('the Redis URL cannot be parsed (expected redis://[[username]:password@]host[:port][/db]; ' +
+      'it is not shown, as it may hold a password)');
   }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') return undefined;
-  const path = parsed.pathname.slice(1);
-  if (path === '') return undefined;
-  if (!/^\d{1,9}$/.test(path)) {
-    throw new RangeError(`the database in a Redis URL must be a non-negative integer; got ${JSON.stringify(path)}`);
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    throw new RangeError('the username or password in the Redis URL is not valid percent-encoding ' +
+      "(a '%' must start %XX; write '%' itself as %25)");
   }
-  return Number(path);
+  return { url: parsed, pathIsDatabase: hasProtocol || protocolRelative };
+}
+
+/**
+ * The database a connection names, if any: the URL's path (`redis://host/2`), else its `?db=`, else
+ * `redisOptions.db`, in ioredis's order. Every one given is checked, the overridden ones included.
+ * @throws RangeError when one is not a non-negative integer (`redis://host/abc`, `?db=abc`,
+ *   `db: -1`), or the URL cannot be read (see `readRedisUrl`).
+ */
+export function databaseOf(url: string, optionsDb?: unknown): number | undefined {
+  const { url: parsed, pathIsDatabase } = readRedisUrl(url);
+  const given: [unknown, string][] = [];
+  const path = parsed?.pathname.slice(1) ?? '';
+  if (pathIsDatabase && path !== '') given.push([path, "the Redis URL's path"]);
+  const query = parsed?.searchParams.get('db');
+  if (query !== undefined && query !== null) given.push([query, "the Redis URL's ?db="]);
+  if (optionsDb !== undefined) given.push([optionsDb, 'redisOptions.db']);
+  let db: number | undefined;
+  for (const [value, where] of given) {
+    const index = checkDatabase(value, where);
+    db ??= index;
+  }
+  return db;
 }
 
 /**

@@ -282,18 +282,26 @@ export async function openClient<C extends Openable>(client: C, where: string, o
   return client;
 }
 
-/** A Redis URL without its credentials, for messages. */
+/**
+ * A Redis URL without its credentials, for messages: no username, password or query (ioredis also
+ * takes options from the query, `?password=` among them), nor a path that could be a misplaced
+ * password. A URL that cannot be parsed is not shown at all: where its credentials end is unknown.
+ */
 export function redactUrl(url: string): string {
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    // ioredis also takes options from the query, `?password=` among them.
-    parsed.search = '';
-    return parsed.href.replace(/\/$/, '');
+    parsed = new URL(url);
   } catch {
     return '(an unparseable Redis URL)';
   }
+  // Without `//host`, what follows the scheme is a path, and may be `:password@host`.
+  if (parsed.host === '') return `(a ${parsed.protocol} URL without a host)`;
+  parsed.username = '';
+  parsed.password = '';
+  parsed.search = '';
+  parsed.hash = '';
+  if (/[^/\d]/.test(parsed.pathname)) parsed.pathname = '/...';
+  return parsed.href.replace(/\/$/, '');
 }
 
 /** How long `close()` waits for QUIT's reply and the connection's end before it disconnects. */

@@ -1,9 +1,9 @@
 import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { Appender } from './append.js';
-import { checkSignal } from './arguments.js';
+import { checkCallOptions } from './arguments.js';
 import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
-import { openCluster, openRedis } from './connect.js';
+import { checkConnectArguments, openCluster, openRedis } from './connect.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
 import { Link } from './link.js';
@@ -48,7 +48,7 @@ export class RedisConsensus {
    * after a reconnect (ioredis's default), writes go over one extra connection made with
    * `client.duplicate()` and `autoResendUnfulfilledCommands: false`, which `close()` does quit.
    *
-   * @throws TypeError or RangeError for invalid options.
+   * @throws TypeError or RangeError for invalid options (`options` not an object included).
    */
   constructor(client: RedisClient, options: RedisConsensusOptions = {}) {
     const settings = resolveOptions(options);
@@ -62,7 +62,7 @@ export class RedisConsensus {
     this.operations = new Operations({
       prefix: this.prefix, link, names: new KeyNamesCache(this.prefix, keyPrefixOf(client)),
       timeoutMs: settings.timeoutMs, observer: settings.observer, maxPayloadBytes: settings.maxPayloadBytes,
-      evictionPolicy: settings.evictionPolicy,
+      maxKeyBytes: settings.maxKeyBytes, evictionPolicy: settings.evictionPolicy,
       durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
       announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
     });
@@ -77,8 +77,16 @@ export class RedisConsensus {
    * Connects to Redis at `url` (default `redis://127.0.0.1:6379`) with a client of its own,
    * configured never to re-send a write after a reconnect, and waits until it is ready.
    * `close()` quits that client. `redisOptions` go to ioredis's `Redis` as they are (e.g.
-   * `connectTimeout`, `tls`, `retryStrategy`), apart from those safety settings.
+   * `connectTimeout`, `tls`, `retryStrategy`), apart from those safety settings. Only `undefined`
+   * means the default URL: an empty string (an empty `REDIS_URL`) is an error, not localhost.
    *
+   * No error message, and no error's `cause`, shows the password (or ACL username's password)
+   * given in the URL or `redisOptions`.
+   *
+   * @throws TypeError when `url` is not a string (or is empty), or `options` / `redisOptions` are
+   *   not objects, or `options.signal` is not an AbortSignal; RangeError when the URL is not a
+   *   `redis://` / `rediss://` URL ioredis can read (e.g. `%zz` in its password), or a database index
+   *   (path, `?db=`, `redisOptions.db`) is not a non-negative integer. Nothing is connected then.
    * @throws ExternalError (determinate) when Redis cannot be reached.
    */
   static async connect(
@@ -86,6 +94,7 @@ export class RedisConsensus {
     options: ConnectOptions = {},
     redisOptions: RedisOptions = {},
   ): Promise<RedisConsensus> {
+    checkConnectArguments(url, options, redisOptions);
     const settings = resolveOptions(options);
     const client = await openRedis(url, { ...settings, signal: options.signal }, redisOptions);
     return RedisConsensus.adopt(client, options);
@@ -101,6 +110,8 @@ export class RedisConsensus {
    * ```ts
    * const consensus = await RedisConsensus.connectCluster([{ host: '10.0.0.1', port: 7000 }], { prefix: 'myapp' });
    * ```
+   * @throws TypeError when `nodes` is not a non-empty array, or `options` / `clusterOptions` are not
+   *   objects, or `options.signal` is not an AbortSignal.
    * @throws ExternalError (determinate) when the cluster cannot be reached.
    */
   static async connectCluster(
@@ -108,6 +119,7 @@ export class RedisConsensus {
     options: ConnectOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
+    checkConnectArguments(nodes, options, clusterOptions);
     const settings = resolveOptions(options);
     const cluster = await openCluster(nodes, { ...settings, signal: options.signal }, clusterOptions);
     return RedisConsensus.adopt(cluster, options);
@@ -253,10 +265,11 @@ export class RedisConsensus {
    * Streamed: it walks the registry with SSCAN one bucket at a time, and remembers only the keys
    * of the buckets in hand (SSCAN may repeat an element; this iterator never does).
    *
+   * @throws TypeError at once when `options` is not an object or its `signal` not an AbortSignal.
    * @throws ExternalError (determinate) when Redis could not be read.
    */
   listKeys(options?: CallOptions): AsyncGenerator<string, void, undefined> {
-    return this.operations.listKeys(options);
+    return this.operations.listKeys(checkCallOptions(options));
   }
 
   /**
@@ -272,7 +285,8 @@ export class RedisConsensus {
    * hears of. With `watch: { mode: 'poll' }` each watch reads the head every `pollIntervalMs`.
    *
    * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
-   * @throws TypeError when `key` is not a string or `signal` is not an AbortSignal.
+   * @throws TypeError at once when `key` is not a string, `options` is not an object, or `signal`
+   *   is not an AbortSignal; RangeError when the key is longer than `maxKeyBytes`.
    * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once
    *   with code `store-reset` when the store was reset under it (the watch ends).
    * @example
@@ -283,8 +297,9 @@ export class RedisConsensus {
    * }
    * ```
    */
-  watch(key: string, options: WatchCallOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
-    return this.watches.watch(key, this.operations.namesOf(key), checkSignal(options.signal));
+  watch(key: string, options?: WatchCallOptions): AsyncGenerator<VersionedData, void, undefined> {
+    const names = this.operations.namesOf(key);
+    return this.watches.watch(key, names, checkCallOptions(options)?.signal);
   }
 
   /**

@@ -11,7 +11,8 @@ import { debug } from './debug.js';
  *
  * | code | meaning |
  * |---|---|
- * | `timeout` | no reply within the call's deadline (or the connect deadline) |
+ * | `timeout` | no reply within the call's deadline (or the connect deadline, or an append's `timeoutMs`) |
+ * | `attempts-exhausted` | an append made `maxAttempts` attempts and lost every race |
  * | `connection-lost` | the connection closed while the call was in flight |
  * | `unavailable` | Redis could not be reached or refused for now (LOADING, BUSY, READONLY, CLUSTERDOWN...) |
  * | `closed` | this store was closed |
@@ -27,7 +28,7 @@ import { debug } from './debug.js';
  * | `redis-error` | any other error Redis or the client reported |
  */
 export type ExternalErrorCode =
-  | 'timeout' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
+  | 'timeout' | 'attempts-exhausted' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
   | 'replicas-short' | 'store-reset' | 'payload-missing' | 'permission' | 'out-of-memory'
   | 'eviction-policy' | 'wrong-database' | 'redis-error';
 
@@ -37,7 +38,12 @@ export type ExternalErrorCode =
  * - `determinate: true`: the operation certainly did not take effect.
  * - `determinate: false`: a write may or may not have taken effect; re-read to learn the outcome.
  *
- * The message starts with `determinate: ` or `indeterminate: `.
+ * The message starts with `determinate: ` or `indeterminate: `. Every code, when it happens and
+ * what to do: docs/errors.md.
+ *
+ * Its `cause` (the client's error, when there is one) is a redacted copy when the original carried
+ * credentials: ioredis attaches the failed command to its errors, and for `AUTH` or `HELLO` that is
+ * the password (`console.error(err)` would print it).
  */
 export class ExternalError extends Error {
   /** True when the operation certainly did not take effect. */
@@ -52,12 +58,79 @@ export class ExternalError extends Error {
     options?: { cause?: unknown; attempts?: number; code?: ExternalErrorCode },
   ) {
     super(`${determinate ? 'determinate' : 'indeterminate'}: ${message}`,
-      options?.cause === undefined ? undefined : { cause: options.cause });
+      options?.cause === undefined ? undefined : { cause: redactCause(options.cause) });
     this.name = 'ExternalError';
     this.determinate = determinate;
     this.attempts = options?.attempts ?? 0;
     this.code = options?.code ?? 'redis-error';
   }
+}
+
+/** Commands whose arguments carry credentials (`AUTH user pass`, `HELLO 3 AUTH user pass`, ...). */
+const SECRET_COMMANDS = new Set(['auth', 'hello', 'migrate', 'acl', 'config']);
+
+/** Secrets shorter than this are not scrubbed from text: they would garble every message. */
+const SHORTEST_SCRUBBED = 4;
+
+/** What stands for a secret in a redacted error. */
+const REDACTED = '[redacted]';
+
+/**
+ * `cause` made safe to show: an error is copied (same prototype, so `instanceof` and `name` hold)
+ * when it, or an error in its cause chain, carries a command with credentials (ioredis's
+ * `command: { name: 'auth', args: [user, password] }`) or contains one of `secrets` in its text;
+ * the copy has those arguments and secrets replaced. Anything else is returned as it is.
+ */
+export function redactCause(cause: unknown, secrets: readonly string[] = [], depth = 0): unknown {
+  const scrubbed = secrets.filter((secret) => secret.length >= SHORTEST_SCRUBBED);
+  if (typeof cause === 'string') return scrubText(cause, scrubbed);
+  if (!(cause instanceof Error) || depth > 8 || !carriesSecret(cause, scrubbed, depth)) return cause;
+  const copy = Object.create(Object.getPrototypeOf(cause) as object) as Error;
+  for (const name of Reflect.ownKeys(cause)) {
+    const descriptor = Object.getOwnPropertyDescriptor(cause, name)!;
+    if (name === 'stack' && !('value' in descriptor)) {
+      // An accessor on some engines: read it, as text, here.
+      Object.defineProperty(copy, name, { value: scrubText(String(cause.stack), scrubbed), writable: true, configurable: true });
+      continue;
+    }
+    if ('value' in descriptor) {
+      const value: unknown = descriptor.value;
+      if (name === 'command' && isSecretCommand(value)) {
+        descriptor.value = { ...value, args: value.args.map(() => REDACTED) };
+      } else if (name === 'cause') {
+        descriptor.value = redactCause(value, scrubbed, depth + 1);
+      } else if (typeof value === 'string') {
+        descriptor.value = scrubText(value, scrubbed);
+      } else if (name !== 'message' && name !== 'stack' && typeof value === 'object' && value !== null) {
+        // Other objects (a client's options, buffers) may hold anything: not copied along.
+        continue;
+      }
+    }
+    Object.defineProperty(copy, name, descriptor);
+  }
+  return copy;
+}
+
+function isSecretCommand(value: unknown): value is { name: string; args: unknown[] } {
+  const command = value as { name?: unknown; args?: unknown } | null;
+  return typeof command?.name === 'string' && SECRET_COMMANDS.has(command.name.toLowerCase()) && Array.isArray(command.args);
+}
+
+function carriesSecret(err: Error, secrets: readonly string[], depth: number): boolean {
+  if (isSecretCommand((err as { command?: unknown }).command)) return true;
+  for (const name of Reflect.ownKeys(err)) {
+    const value: unknown = (err as unknown as Record<string | symbol, unknown>)[name];
+    if (typeof value === 'string' && secrets.some((secret) => value.includes(secret))) return true;
+  }
+  const cause: unknown = err.cause;
+  if (typeof cause === 'string') return secrets.some((secret) => cause.includes(secret));
+  return cause instanceof Error && depth < 8 && carriesSecret(cause, secrets, depth + 1);
+}
+
+function scrubText(text: string, secrets: readonly string[]): string {
+  let scrubbed = text;
+  for (const secret of secrets) scrubbed = scrubbed.split(secret).join(REDACTED);
+  return scrubbed;
 }
 
 /** An operation that certainly did not take effect. */

@@ -4,7 +4,7 @@
  * decoded (`scripts.ts`) and the epoch envelope opened (`epoch.ts`), durability, and the report to
  * the observer. The public class keeps the API and its documentation; this keeps the mechanics.
  */
-import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
+import { checkCallOptions, checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import type { NextVersion } from './arguments.js';
 import { checkEvictionPolicy } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
@@ -39,6 +39,7 @@ export interface OperationsContext {
   readonly durability: Durability | undefined;
   readonly observer: Observer | undefined;
   readonly maxPayloadBytes: number;
+  readonly maxKeyBytes: number;
   readonly evictionPolicy: EvictionPolicyAction;
   /** The command compareAndSet announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
   readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
@@ -52,6 +53,7 @@ export class Operations {
   private readonly durability: Durability | undefined;
   private readonly observer: Observer | undefined;
   private readonly maxPayloadBytes: number;
+  private readonly maxKeyBytes: number;
   private readonly evictionPolicy: EvictionPolicyAction;
   private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
   /** The epoch marker learned for each bucket, which every script call passes for its check. */
@@ -61,12 +63,12 @@ export class Operations {
     ({
       prefix: this.prefix, link: this.link, names: this.names, timeoutMs: this.timeoutMs,
       durability: this.durability, observer: this.observer, maxPayloadBytes: this.maxPayloadBytes,
-      evictionPolicy: this.evictionPolicy, announce: this.announce,
+      maxKeyBytes: this.maxKeyBytes, evictionPolicy: this.evictionPolicy, announce: this.announce,
     } = context);
   }
 
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
-    const names = this.names.get(checkKey(key));
+    const names = this.names.get(checkKey(key, this.maxKeyBytes));
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'head', async (): Promise<Reported<VersionedData | null>> => {
       const sent = this.epochs.known(names.bucket);
@@ -98,7 +100,7 @@ export class Operations {
     let args: ScriptArgs;
     let sent: string;
     try {
-      names = this.names.get(checkKey(key));
+      names = this.names.get(checkKey(key, this.maxKeyBytes));
       const expectedSeqNo = toExpected(expected);
       version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
       timeoutMs = this.callTimeout(options);
@@ -135,7 +137,7 @@ export class Operations {
   }
 
   async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {
-    const names = this.names.get(checkKey(key));
+    const names = this.names.get(checkKey(key, this.maxKeyBytes));
     const fromSeqNo = toSeqNo(from, 'from');
     const count = toLimit(limit);
     const timeoutMs = this.callTimeout(options);
@@ -153,7 +155,7 @@ export class Operations {
   }
 
   async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
-    const names = this.names.get(checkKey(key));
+    const names = this.names.get(checkKey(key, this.maxKeyBytes));
     const upper = toSeqNo(seqno, 'seqno');
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
@@ -189,7 +191,7 @@ export class Operations {
 
   /** The Redis names of a key (checked): for watches. */
   namesOf(key: string): KeyNames {
-    return this.names.get(checkKey(key));
+    return this.names.get(checkKey(key, this.maxKeyBytes));
   }
 
   async ping(options?: CallOptions): Promise<number> {
@@ -222,9 +224,14 @@ export class Operations {
     return acknowledgement;
   }
 
+  /**
+   * The call's deadline; also checks its options (an object, a real AbortSignal) before anything
+   * is armed, as every operation calls this before sending.
+   */
   private callTimeout(options: CallOptions | undefined): number {
-    if (options === undefined || options.timeoutMs === undefined) return this.timeoutMs;
-    return checkTimeout(options.timeoutMs, 'options.timeoutMs');
+    const checked = checkCallOptions(options);
+    if (checked === undefined || checked.timeoutMs === undefined) return this.timeoutMs;
+    return checkTimeout(checked.timeoutMs, 'options.timeoutMs');
   }
 
   private script<T>(

@@ -136,6 +136,12 @@ export interface RedisConsensusOptions {
    */
   maxPayloadBytes?: number;
   /**
+   * The longest key accepted, in UTF-8 bytes; a longer one is a RangeError before anything is
+   * sent. Default 64 KiB (a key is sent, stored and announced whole with every call; see
+   * docs/deployment.md).
+   */
+  maxKeyBytes?: number;
+  /**
    * What `connect`, `connectCluster` and `check()` do when the server's `maxmemory-policy` may
    * evict the store's keys (`allkeys-*`): `'refuse'` (default) rejects with an ExternalError (code
    * `eviction-policy`); `'warn'` emits a process warning and goes on.

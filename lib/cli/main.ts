@@ -38,14 +38,23 @@ async function main(argv: string[]): Promise<number> {
 
 /** Connects to Redis (or a Cluster) with a client of the library's own, which `close()` quits. */
 async function connect(globals: Globals): Promise<RedisConsensus> {
+  // No message shows the URL as given: it may hold a password.
   let url: URL;
   try {
     url = new URL(globals.url);
   } catch {
-    throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(globals.url)}`);
+    throw usageError('--url must be a redis:// or rediss:// URL; got one that cannot be parsed (not shown: it may hold a password)');
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(globals.url)}`);
+    throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(redactUrl(globals.url))}`);
+  }
+  let username: string;
+  let password: string;
+  try {
+    username = decodeURIComponent(url.username);
+    password = decodeURIComponent(url.password);
+  } catch {
+    throw usageError("--url: the username or password is not valid percent-encoding (a '%' must start %XX; write '%' as %25)");
   }
   const options = { prefix: globals.prefix, timeoutMs: globals.timeoutMs };
   // The files given (any of them means TLS, whatever the URL's scheme), else rediss://'s defaults.
@@ -61,8 +70,8 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
       clusterRetryStrategy: retryStrategy,
       redisOptions: {
         connectTimeout: globals.timeoutMs,
-        username: decodeURIComponent(url.username) || undefined,
-        password: decodeURIComponent(url.password) || undefined,
+        username: username || undefined,
+        password: password || undefined,
         tls,
       },
     });
