@@ -197,12 +197,15 @@ class Run {
    * the append, nor the appends queued behind it on the key. Nothing was sent for this attempt.
    */
   async bounded(update: AppendUpdate, head: VersionedData | null, key: string): Promise<Uint8Array | undefined> {
+    const made = update(head);
+    // A synchronous update has settled already: no timer for it (the common case).
+    if (typeof (made as PromiseLike<unknown> | undefined)?.then !== 'function') return made as Uint8Array | undefined;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, this.deadline - performance.now()));
     });
     try {
-      const data = await Promise.race([Promise.resolve().then(() => update(head)), timedOut]);
+      const data = await Promise.race([made, timedOut]);
       if (data === TIMED_OUT) throw this.bound(key, undefined, 'while update was running');
       return data;
     } finally {

@@ -33,13 +33,17 @@ import { snapshot } from './support/snapshot.js';
 const PREFIX = 'myapp';
 
 /**
+ * The key and channel patterns are `myapp:{*`, not `myapp:*`: every name of a store is
+ * `<prefix>:{<bucket>}:...`, and `~myapp:*` would also open every store whose prefix starts with
+ * `myapp:` (`myapp:sub`), whose names go on with a letter, not a brace.
+ *
  * What a store's user needs on Redis 7.0, pasted into docs/deployment.md: its keys and its
  * heads channels, the script commands (EVAL on a connection's first call of a script, EVALSHA
  * after; the _RO pair for reads), SSCAN (listKeys), PING, INFO (the connect check), WAIT
  * (durability), PUBLISH (inside compareAndSet), SUBSCRIBE / UNSUBSCRIBE (watch), and every
  * command the scripts call (Redis checks those against the ACL too).
  */
-export const STORE_ACL = 'resetkeys ~myapp:* resetchannels &myapp:* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
+export const STORE_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +publish +subscribe +unsubscribe ' +
   '+get +hdel +hget +hmget +hset +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank';
 
@@ -49,12 +53,12 @@ export const STORE_ACL = 'resetkeys ~myapp:* resetchannels &myapp:* -@all +eval 
  * ready check), ASKING (redirects while a slot migrates), CLIENT SETNAME (it names the
  * connection that reads the slot map; a refusal is ignored, and logged).
  */
-export const CLUSTER_ACL = 'resetkeys ~myapp:* resetchannels &myapp:* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
+export const CLUSTER_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +spublish +ssubscribe +sunsubscribe +cluster|slots +cluster|info +asking +client|setname ' +
   '+get +hdel +hget +hmget +hset +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank';
 
 /** A user that can only read (Redis >= 7.0): head, scan, listKeys, watch, ping. */
-export const READER_ACL = 'resetkeys %R~myapp:* resetchannels &myapp:* -@all +evalsha_ro +eval_ro ' +
+export const READER_ACL = 'resetkeys %R~myapp:{* resetchannels &myapp:{* -@all +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +subscribe +unsubscribe +get +hget +hmget +zrange +zrangebylex';
 
 /** Permissions that are not commands or patterns, kept when one permission is taken away. */
@@ -340,6 +344,48 @@ for (const release of RELEASES) {
     assert.equal(outcome, EVERYTHING_WORKS);
     assert.equal(await refusals(deployment, user), [], describeRefusals(await refusals(deployment, user)));
   });
+
+  if (release.binary === undefined || release.name.startsWith('valkey-8')) {
+    test('the documented ACL opens one store: a store under prefix myapp:sub is refused everything, and writes nothing', async () => {
+      await reset(deployment);
+      const user = await createUser(deployment, storeAcl(release));
+      const own = await RedisConsensus.connect(urlOf(server, user), OPTIONS);
+      const other = await RedisConsensus.connect(urlOf(server, user), { ...OPTIONS, prefix: `${PREFIX}:sub` });
+      try {
+        assert.is(await own.compareAndSet('k', null, { seqno: 0n, data: Buffer.from('mine') }), CaSResult.Committed);
+        const refused: Array<[string, () => Promise<unknown>]> = [
+          ['compareAndSet', () => other.compareAndSet('k', null, { seqno: 0n, data: Buffer.from('theirs') })],
+          ['head', () => other.head('k')],
+          ['scan', () => other.scan('k', 0n, SCAN_ALL)],
+          ['truncate', () => other.truncate('k', 0n)],
+          ['append', () => other.append('k', () => Buffer.from('theirs'))],
+          ['listKeys', async () => {
+            for await (const key of other.listKeys()) return key;
+            return undefined;
+          }],
+        ];
+        for (const [name, call] of refused) {
+          const err = await rejection(call);
+          assert.instance(err, ExternalError, name);
+          assert.is((err as ExternalError).code, 'permission', `${name}: ${(err as Error).message}`);
+        }
+        assert.equal(await admin.keys(`${PREFIX}:sub:*`), [], 'nothing was written under myapp:sub');
+        assert.ok((await refusals(deployment, user)).every((r) => r.reason === 'key' && r.object.startsWith(`${PREFIX}:sub:`)),
+          describeRefusals(await refusals(deployment, user)));
+      } finally {
+        await other.close();
+        await own.close();
+      }
+      // What the form without the brace would have allowed.
+      const wide = await createUser(deployment, storeAcl(release).replaceAll(`${PREFIX}:{*`, `${PREFIX}:*`));
+      const widened = await RedisConsensus.connect(urlOf(server, wide), { ...OPTIONS, prefix: `${PREFIX}:sub` });
+      try {
+        assert.is(await widened.compareAndSet('k', null, { seqno: 0n, data: Buffer.from('theirs') }), CaSResult.Committed);
+      } finally {
+        await widened.close();
+      }
+    });
+  }
 
   if (release.binary === undefined) {
     test('every permission of the ACL is needed: without any one of them the server refuses something', async () => {
