@@ -365,7 +365,7 @@ for (const release of RELEASES) {
           }],
         ];
         for (const [name, call] of refused) {
-          const err = await rejection(call);
+          const err = await rejection(call());
           assert.instance(err, ExternalError, name);
           assert.is((err as ExternalError).code, 'permission', `${name}: ${(err as Error).message}`);
         }
@@ -408,7 +408,7 @@ for (const release of RELEASES) {
     const options = { ...OPTIONS, retry: { attempts: 5, minDelayMs: 1, maxDelayMs: 2 } };
     await admin.flushall();
     // The keys outside the ACL's pattern: a write is refused before its script runs.
-    const elsewhere = await createUser(deployment, storeAcl(release).replace('~myapp:*', '~other:*'));
+    const elsewhere = await createUser(deployment, storeAcl(release).replace('~myapp:{*', '~other:*'));
     const writer = await RedisConsensus.connect(urlOf(server, elsewhere), options);
     try {
       const err = assertExternal(await rejection(writer.compareAndSet('k', null, { seqno: 0n, data: Buffer.from('x') })), true, 'permission');

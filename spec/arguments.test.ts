@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import RedisMock from 'ioredis-mock';
-import { ExternalError, RedisConsensus, SCAN_ALL, SEQNO_MAX } from '../lib/index.js';
+import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL, SEQNO_MAX } from '../lib/index.js';
 import { backends } from './support/backends.js';
 import { snapshot } from './support/snapshot.js';
 
@@ -74,6 +74,38 @@ const MALFORMED: Call[] = [
   ['truncate with seqno 3.3', (c) => c.truncate('k', 3.3), RangeError],
   ['truncate with seqno an unsafe number', (c) => c.truncate('k', 2 ** 60), RangeError],
   ['truncate with seqno above 2^63-1', (c) => c.truncate('k', SEQNO_MAX + 1n), RangeError],
+  // Options that are not objects, and signals that are not AbortSignals (issue 18).
+  ['head with options a string', (c) => c.head('k', 'x' as never), TypeError],
+  ['head with options null', (c) => c.head('k', null as never), TypeError],
+  ['head with a signal {}', (c) => c.head('k', { signal: {} as never }), TypeError],
+  ['head with a signal a string', (c) => c.head('k', { signal: 'x' as never }), TypeError],
+  ['head with a signal 5', (c) => c.head('k', { signal: 5 as never }), TypeError],
+  ['compareAndSet with options 5', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data }, 5 as never), TypeError],
+  ['compareAndSet with a signal {}', (c) => c.compareAndSet('k', 4n, { seqno: 5n, data }, { signal: {} as never }), TypeError],
+  ['compareAndSetWithHead with a signal {}', (c) => c.compareAndSetWithHead('k', 4n, { seqno: 5n, data }, { signal: {} as never }), TypeError],
+  ['scan with options an array', (c) => c.scan('k', 0n, 10, [] as never), TypeError],
+  ['scan with a signal {}', (c) => c.scan('k', 0n, 10, { signal: {} as never }), TypeError],
+  ['truncate with options "x"', (c) => c.truncate('k', 1n, 'x' as never), TypeError],
+  ['truncate with a signal {}', (c) => c.truncate('k', 1n, { signal: {} as never }), TypeError],
+  ['append with a signal-less options string', (c) => c.append('k', () => data, 'x' as never), TypeError],
+  ['append with backoff 5', (c) => c.append('k', () => data, { backoff: 5 as never }), TypeError],
+  ['listKeys with options "x"', async (c) => c.listKeys('x' as never).next(), TypeError],
+  ['listKeys with a signal {}', async (c) => c.listKeys({ signal: {} as never }).next(), TypeError],
+  ['watch with options 5', async (c) => c.watch('k', 5 as never).next(), TypeError],
+  ['watch with options null', async (c) => c.watch('k', null as never).next(), TypeError],
+  ['watch with a signal {}', async (c) => c.watch('k', { signal: {} as never }).next(), TypeError],
+  ['ping with a signal {}', (c) => c.ping({ signal: {} as never }), TypeError],
+  ['check with options "x"', (c) => c.check('x' as never), TypeError],
+  ['acknowledgeStoreReset with options 5', (c) => c.acknowledgeStoreReset(5 as never), TypeError],
+  ['acknowledgeStoreReset with a signal {}', (c) => c.acknowledgeStoreReset({ signal: {} as never }), TypeError],
+  // Keys above maxKeyBytes (64 KiB by default), in UTF-8 bytes.
+  ['head with a key of 64 KiB + 1 bytes', (c) => c.head('k'.repeat(64 * 1024 + 1)), RangeError],
+  ['compareAndSet with a key of 1 MiB', (c) => c.compareAndSet('k'.repeat(1 << 20), null, { seqno: 0n, data }), RangeError],
+  ['compareAndSet with a key of 21,846 three-byte characters', (c) => c.compareAndSet('€'.repeat(21_846), null, { seqno: 0n, data }), RangeError],
+  ['append with a key of 64 KiB + 1 bytes', (c) => c.append('k'.repeat(64 * 1024 + 1), () => data), RangeError],
+  ['truncate with a key of 64 KiB + 1 bytes', (c) => c.truncate('k'.repeat(64 * 1024 + 1), 0n), RangeError],
+  ['scan with a key of 64 KiB + 1 bytes', (c) => c.scan('k'.repeat(64 * 1024 + 1), 0n, 1), RangeError],
+  ['watch with a key of 64 KiB + 1 bytes', async (c) => c.watch('k'.repeat(64 * 1024 + 1)).next(), RangeError],
 ];
 
 async function rejection(call: () => Promise<unknown>): Promise<unknown> {
@@ -105,6 +137,27 @@ for (const backend of await backends()) {
       }
     } finally {
       await store.dispose();
+    }
+  });
+
+  test('a key of exactly maxKeyBytes is a key: 64 KiB by default, in UTF-8 bytes', async () => {
+    const store = await backend.store();
+    try {
+      const key = `${'€'.repeat(21_845)}k`;
+      assert.is(Buffer.byteLength(key), 64 * 1024);
+      assert.is(await store.consensus.compareAndSet(key, null, { seqno: 0n, data }), CaSResult.Committed);
+      assert.is((await store.consensus.head(key))?.seqno, 0n);
+    } finally {
+      await store.dispose();
+    }
+    const small = await backend.store({ maxKeyBytes: 4 });
+    try {
+      assert.is(await small.consensus.compareAndSet('ükk', null, { seqno: 0n, data }), CaSResult.Committed);
+      const err = await rejection(() => small.consensus.head('ü€k'));
+      assert.instance(err, RangeError);
+      assert.match((err as Error).message, /6 bytes \(UTF-8\), above maxKeyBytes \(4\)/);
+    } finally {
+      await small.dispose();
     }
   });
 
@@ -150,6 +203,41 @@ noRequests('invalid constructor options are rejected', () => {
   assert.throws(() => new RedisConsensus(client, { retry: { minDelayMs: 100, maxDelayMs: 10 } }), /maxDelayMs \(10\) must not be below retry.minDelayMs \(100\)/);
   assert.throws(() => new RedisConsensus(client, { durability: { replicas: -1 } }), RangeError);
   assert.throws(() => new RedisConsensus(client, { durability: { replicas: 1, timeoutMs: Number.NaN } }), RangeError);
+  // Options that are not objects are mistakes, not "no options" (issue 18).
+  assert.throws(() => new RedisConsensus(client, 5 as never), /options must be an object; got number/);
+  assert.throws(() => new RedisConsensus(client, 'x' as never), TypeError);
+  assert.throws(() => new RedisConsensus(client, null as never), TypeError);
+  for (const field of ['retry', 'watch', 'append', 'durability', 'observer']) {
+    assert.throws(() => new RedisConsensus(client, { [field]: 5 } as never), TypeError, field);
+  }
+  assert.throws(() => new RedisConsensus(client, { maxKeyBytes: 0 }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { maxKeyBytes: 1.5 }), RangeError);
+  assert.throws(() => new RedisConsensus(client, { maxKeyBytes: '5' as never }), RangeError);
+});
+
+noRequests('a signal that is not an AbortSignal leaves nothing armed: no timer fires later, nothing is uncaught', async () => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown): void => {
+    uncaught.push(err);
+  };
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
+  const consensus = new RedisConsensus(new RedisMock({ port: 39997 }), { prefix: 'bad-signal' });
+  try {
+    for (const signal of [{}, 'x', 5, { addEventListener() {}, aborted: false }]) {
+      const err = await rejection(() => consensus.head('k', { signal: signal as never, timeoutMs: 30 }));
+      assert.instance(err, TypeError);
+      assert.match((err as Error).message, /options\.signal must be an AbortSignal/);
+    }
+    // Past every deadline the calls would have armed.
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    assert.equal(uncaught, []);
+    assert.is(await consensus.head('k', { timeoutMs: 30 }), null);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+    process.off('unhandledRejection', onUncaught);
+    await consensus.close();
+  }
 });
 
 noRequests.run();
