@@ -21,29 +21,35 @@ export interface OpenSettings {
 }
 
 /**
- * Checks the arguments of `connect(url, options, redisOptions)` or `connectCluster(nodes, options,
- * clusterOptions)` before anything is made. Only `undefined` means the default URL (a default
- * parameter): an empty string, e.g. an empty `REDIS_URL`, must not land on localhost.
+ * Checks the arguments of `connect(url, options, redisOptions)` before anything is made. Only
+ * `undefined` means the default URL (a default parameter): an empty string, e.g. an empty
+ * `REDIS_URL`, must not land on localhost.
  *
- * @throws TypeError for a URL that is not a non-empty string, nodes that are not a non-empty array,
- *   options that are not objects, a signal that is not an AbortSignal.
+ * @throws TypeError for a URL that is not a non-empty string, options that are not objects, a
+ *   signal that is not an AbortSignal.
  * @throws RangeError for a URL ioredis cannot read, or a database index that is not a
  *   non-negative integer.
  */
-export function checkConnectArguments(target: unknown, options: unknown, clientOptions: unknown): void {
+export function checkConnectArguments(url: unknown, options: unknown, redisOptions: unknown): void {
   checkCallOptions(options as ConnectOptions | undefined, 'options');
-  if (Array.isArray(target)) {
-    if (target.length === 0) throw new TypeError('nodes must be a non-empty array of cluster nodes; got an empty array');
-    checkOptionsObject(clientOptions, 'clusterOptions');
-    checkOptionsObject((clientOptions as ClusterOptions | undefined)?.redisOptions, 'clusterOptions.redisOptions');
-    return;
-  }
-  if (typeof target !== 'string' || target === '') {
+  if (typeof url !== 'string' || url === '') {
     throw new TypeError(`url must be a non-empty string (or undefined for the default); got ${
-      target === '' ? 'an empty string' : describe(target)}`);
+      url === '' ? 'an empty string' : describe(url)}`);
   }
-  const redisOptions = checkOptionsObject<RedisOptions>(clientOptions, 'redisOptions');
-  databaseOf(target, redisOptions?.db);
+  databaseOf(url, checkOptionsObject<RedisOptions>(redisOptions, 'redisOptions')?.db);
+}
+
+/**
+ * Checks the arguments of `connectCluster(nodes, options, clusterOptions)` before anything is made.
+ * @throws TypeError for nodes that are not a non-empty array, options that are not objects, a
+ *   signal that is not an AbortSignal.
+ */
+export function checkClusterArguments(nodes: unknown, options: unknown, clusterOptions: unknown): void {
+  checkCallOptions(options as ConnectOptions | undefined, 'options');
+  if (!Array.isArray(nodes) || nodes.length === 0) {
+    throw new TypeError(`nodes must be a non-empty array of cluster nodes; got ${Array.isArray(nodes) ? 'an empty array' : describe(nodes)}`);
+  }
+  checkOptionsObject(checkOptionsObject<ClusterOptions>(clusterOptions, 'clusterOptions')?.redisOptions, 'clusterOptions.redisOptions');
 }
 
 /** The passwords a connection was given, to scrub from what its failures show. */

@@ -3,7 +3,7 @@ import { Appender } from './append.js';
 import { checkCallOptions } from './arguments.js';
 import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
-import { checkConnectArguments, openCluster, openRedis } from './connect.js';
+import { checkClusterArguments, checkConnectArguments, openCluster, openRedis } from './connect.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
 import { Link } from './link.js';
@@ -119,7 +119,7 @@ export class RedisConsensus {
     options: ConnectOptions = {},
     clusterOptions: ClusterOptions = {},
   ): Promise<RedisConsensus> {
-    checkConnectArguments(nodes, options, clusterOptions);
+    checkClusterArguments(nodes, options, clusterOptions);
     const settings = resolveOptions(options);
     const cluster = await openCluster(nodes, { ...settings, signal: options.signal }, clusterOptions);
     return RedisConsensus.adopt(cluster, options);

@@ -6,7 +6,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import RedisMock from 'ioredis-mock';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL, SEQNO_MAX } from '../lib/index.js';
-import { backends } from './support/backends.js';
+import { Redis } from 'ioredis';
+import { backends, deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable, REQUIRE_REDIS } from './support/backends.js';
 import { snapshot } from './support/snapshot.js';
 
 type ErrorClass = typeof TypeError | typeof RangeError;
@@ -241,3 +242,108 @@ noRequests('a signal that is not an AbortSignal leaves nothing armed: no timer f
 });
 
 noRequests.run();
+
+const connecting = suite('connect and connectCluster: arguments checked before connecting');
+/** Nothing listens here (this spec's port range, 7700-7719): a call that connected would time out. */
+const NOWHERE = 'redis://127.0.0.1:7701';
+
+connecting('a URL that is not a non-empty string, or options that are not objects, are TypeErrors at once', async () => {
+  const calls: Array<[string, () => Promise<unknown>]> = [
+    ["connect('')", () => RedisConsensus.connect('')],
+    ['connect({})', () => RedisConsensus.connect({} as never)],
+    ['connect(5)', () => RedisConsensus.connect(5 as never)],
+    ['connect(null)', () => RedisConsensus.connect(null as never)],
+    ['connect(url, 5)', () => RedisConsensus.connect(NOWHERE, 5 as never)],
+    ['connect(url, null)', () => RedisConsensus.connect(NOWHERE, null as never)],
+    ['connect(url, {}, "x")', () => RedisConsensus.connect(NOWHERE, {}, 'x' as never)],
+    ['connect(url, { signal: {} })', () => RedisConsensus.connect(NOWHERE, { signal: {} as never })],
+    ['connect(url, { retry: 5 })', () => RedisConsensus.connect(NOWHERE, { retry: 5 as never })],
+    ['connectCluster([])', () => RedisConsensus.connectCluster([])],
+    ['connectCluster("x")', () => RedisConsensus.connectCluster('x' as never)],
+    ['connectCluster(nodes, "x")', () => RedisConsensus.connectCluster([{ host: '127.0.0.1', port: 7701 }], 'x' as never)],
+    ['connectCluster(nodes, {}, 5)', () => RedisConsensus.connectCluster([{ host: '127.0.0.1', port: 7701 }], {}, 5 as never)],
+    ['connectCluster(nodes, { signal: "x" })', () => RedisConsensus.connectCluster([{ host: '127.0.0.1', port: 7701 }], { signal: 'x' as never })],
+  ];
+  for (const [description, call] of calls) {
+    const started = performance.now();
+    const err = await rejection(call);
+    assert.instance(err, TypeError, description);
+    assert.ok(performance.now() - started < 500, `${description} answered at once`);
+  }
+});
+
+connecting('a database index that is not a non-negative integer, from the path, ?db= or redisOptions.db, is a RangeError', async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown): void => {
+    unhandled.push(err);
+  };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['/abc', () => RedisConsensus.connect(`${NOWHERE}/abc`)],
+      ['/-1', () => RedisConsensus.connect(`${NOWHERE}/-1`)],
+      ['/1.5', () => RedisConsensus.connect(`${NOWHERE}/1.5`)],
+      ['?db=abc', () => RedisConsensus.connect(`${NOWHERE}/?db=abc`)],
+      ['?db= (empty)', () => RedisConsensus.connect(`${NOWHERE}?db=`)],
+      ['?db=-1', () => RedisConsensus.connect(`${NOWHERE}/?db=-1`)],
+      ['host:port?db=x', () => RedisConsensus.connect('127.0.0.1:7701?db=x')],
+      ['/2?db=abc (overridden, still checked)', () => RedisConsensus.connect(`${NOWHERE}/2?db=abc`)],
+      ['db: -1', () => RedisConsensus.connect(NOWHERE, {}, { db: -1 })],
+      ['db: 1.5', () => RedisConsensus.connect(NOWHERE, {}, { db: 1.5 })],
+      ['db: NaN', () => RedisConsensus.connect(NOWHERE, {}, { db: Number.NaN })],
+      ["db: 'abc'", () => RedisConsensus.connect(NOWHERE, {}, { db: 'abc' as never })],
+    ];
+    for (const [description, call] of calls) {
+      const err = await rejection(call);
+      assert.instance(err, RangeError, description);
+      assert.match((err as Error).message, /database index .* must be a non-negative integer/, description);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+connecting("'%zz' in a URL's password is a RangeError that does not show the password", async () => {
+  for (const url of ['redis://:s3cret%zz@127.0.0.1:7701', 'redis://user:s3cret%zz@127.0.0.1:7701', 'redis://us%zzer:s3cret@127.0.0.1:7701']) {
+    const err = await rejection(() => RedisConsensus.connect(url));
+    assert.instance(err, RangeError, url);
+    assert.match((err as Error).message, /not valid percent-encoding/);
+    assert.not.match(`${(err as Error).stack} ${JSON.stringify(err)}`, /s3cret/);
+  }
+  const unparseable = await rejection(() => RedisConsensus.connect('redis://:s3cret@[::1'));
+  assert.instance(unparseable, RangeError);
+  assert.not.match(`${(unparseable as Error).stack}`, /s3cret/);
+});
+
+connecting.run();
+
+const databases = suite('connect: the database from ?db= on a real Redis');
+const redisUp = await realRedisAvailable();
+if (!redisUp && REQUIRE_REDIS) throw new Error(`REQUIRE_REDIS=1 but Redis at ${REDIS_URL} is unreachable`);
+if (!redisUp) console.warn(`\n!!! SKIPPING the ?db= suite: no Redis at ${REDIS_URL}. Set REQUIRE_REDIS=1 to make this a failure. !!!\n`);
+
+databases('?db=1 writes to database 1, as the path /1 does; database 0 is untouched', async () => {
+  if (!redisUp) return;
+  const prefix = freshPrefix('db');
+  const raw = new Redis(REDIS_URL, { db: 1 });
+  const raw0 = new Redis(REDIS_URL);
+  try {
+    const viaQuery = await RedisConsensus.connect(`${REDIS_URL}/?db=1`, { prefix });
+    assert.is(await viaQuery.compareAndSet('k', null, { seqno: 0n, data }), CaSResult.Committed);
+    await viaQuery.close();
+    const viaPath = await RedisConsensus.connect(`${REDIS_URL}/1`, { prefix });
+    assert.is((await viaPath.head('k'))?.seqno, 0n);
+    await viaPath.close();
+    assert.ok((await raw.keys(`${prefix}:*`)).length > 0, 'written to database 1');
+    assert.equal(await raw0.keys(`${prefix}:*`), [], 'nothing in database 0');
+  } finally {
+    await deletePrefix(raw, prefix);
+    await deletePrefix(raw0, prefix);
+    raw.disconnect();
+    raw0.disconnect();
+  }
+});
+
+databases.run();
