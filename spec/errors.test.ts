@@ -1,10 +1,12 @@
 /** The error model: what is determinate and what is not. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ReplyError } from 'ioredis';
+import { inspect } from 'node:util';
+import { Redis, ReplyError } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { ExternalError, RedisConsensus } from '../lib/index.js';
 import { knownNotRun, toExternal } from '../lib/errors.js';
+import { realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
 
 test('ExternalError states its kind in its type and its message, and keeps the cause', () => {
   const cause = new Error('socket hang up');
@@ -56,6 +58,76 @@ test('the final ExternalError says how many attempts were made, as a field', asy
   assert.is(sent, 3);
   assert.match((err as ExternalError).message, /gave up after 3 attempts/);
   await consensus.close();
+});
+
+
+/** Every way an error can be shown: its text, inspection, JSON, and the same for each cause. */
+export function shown(err: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
+    parts.push(String(current), inspect(current, { depth: 10, showHidden: true }), JSON.stringify(current) ?? '');
+    if (current instanceof Error) parts.push(current.message, current.stack ?? '');
+    current = (current as { cause?: unknown }).cause;
+  }
+  return parts.join('\n');
+}
+
+test('an ExternalError never carries the password of an AUTH or HELLO in its cause, at any depth', () => {
+  const auth = Object.assign(new ReplyError('WRONGPASS invalid username-password pair'), {
+    command: { name: 'auth', args: ['bob', 'hunter2-secret'] },
+  });
+  const hello = Object.assign(new ReplyError('NOPROTO unsupported protocol version'), {
+    command: { name: 'HELLO', args: ['3', 'AUTH', 'bob', 'hunter2-secret'] },
+  });
+  const wrapped = new Error('outer', { cause: hello });
+  for (const cause of [auth, hello, wrapped]) {
+    const err = toExternal(cause, true, 'connect');
+    assert.not.match(shown(err), 'hunter2-secret');
+    // Still the same kind of error, with what it said.
+    let inner: unknown = err.cause;
+    while ((inner as Error).cause !== undefined) inner = (inner as Error).cause;
+    assert.instance(inner, ReplyError);
+    assert.match((inner as Error).message, /WRONGPASS|NOPROTO/);
+    assert.equal((inner as { command: { args: string[] } }).command.args.length, (cause === auth ? 2 : 4));
+  }
+  // Causes with no credentials are kept as they are (an abort reason stays the caller's).
+  const plain = new ReplyError('ERR something');
+  assert.is(toExternal(plain, false, 'head').cause, plain);
+});
+
+test('no error of a failed connect shows the password, from the URL, redisOptions or an ACL user (real Redis)', async () => {
+  if (!(await realRedisAvailable())) {
+    if (REQUIRE_REDIS) throw new Error(`REQUIRE_REDIS=1 but Redis at ${REDIS_URL} is unreachable`);
+    console.warn(`\n!!! SKIPPING the password redaction test: no Redis at ${REDIS_URL}. !!!\n`);
+    return;
+  }
+  const secret = 'Pw-0f-n0-one-7e1';
+  const { hostname, port } = new URL(REDIS_URL);
+  const where = `${hostname}:${port || 6379}`;
+  const attempts: Array<[string, () => Promise<unknown>]> = [
+    ['ACL user in the URL', () => RedisConsensus.connect(`redis://nobody-${process.pid}:${secret}@${where}`, { timeoutMs: 2000 })],
+    ['ACL user in redisOptions', () => RedisConsensus.connect(`redis://${where}`, { timeoutMs: 2000 }, { username: `nobody-${process.pid}`, password: secret })],
+    ['password in the query', () => RedisConsensus.connect(`redis://${where}/?username=nobody-${process.pid}&password=${secret}`, { timeoutMs: 2000 })],
+    ['unreachable, password in the URL', () => RedisConsensus.connect(`redis://:${secret}@127.0.0.1:7702`, { timeoutMs: 300 })],
+  ];
+  for (const [description, attempt] of attempts) {
+    const err = await rejection(attempt());
+    assert.instance(err, ExternalError, description);
+    assert.not.match(shown(err), secret, description);
+  }
+  // A client passed in, failing its AUTH: the calls' errors do not show it either.
+  const client = new Redis(REDIS_URL, { username: `nobody-${process.pid}`, password: secret, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  const consensus = new RedisConsensus(client, { timeoutMs: 500 });
+  try {
+    const err = await rejection(consensus.head('k'));
+    assert.instance(err, ExternalError);
+    assert.not.match(shown(err), secret);
+  } finally {
+    await consensus.close();
+    client.disconnect();
+  }
 });
 
 test.run();
