@@ -92,6 +92,40 @@ flight('an update that throws rejects its append only; the next append on the ke
   await store.close();
 });
 
+flight('timeoutMs bounds an update that never settles: determinate, code timeout, nothing written, and the next append goes on', async () => {
+  const store = mockStore((run) => run());
+  try {
+    const started = performance.now();
+    const hung = store.append('k', () => new Promise<Uint8Array>(() => {}), { timeoutMs: 150 });
+    const next = store.append('k', () => bytes('next'), { timeoutMs: 2000 });
+    const err = await hung.then(() => undefined, (e: unknown) => e);
+    assert.instance(err, ExternalError);
+    assert.is((err as ExternalError).determinate, true);
+    assert.is((err as ExternalError).code, 'timeout');
+    assert.match((err as Error).message, /timeoutMs \(150 ms\) reached while update was running/);
+    assert.ok(performance.now() - started < 1500, 'rejected at its bound, not later');
+    assert.is((await next).head?.seqno, 0n, 'the key\'s queue moved on: the next append committed seqno 0');
+    assert.equal((await store.scan('k', 0n, SCAN_ALL)).map((v) => v.data.toString()), ['next']);
+  } finally {
+    await store.close();
+  }
+});
+
+flight('timeoutMs reached while waiting for an earlier append is code timeout', async () => {
+  const store = mockStore((run) => run());
+  let release!: () => void;
+  const slow = store.append('k', () => new Promise<Uint8Array>((resolve) => {
+    release = () => resolve(bytes('slow'));
+  }), { timeoutMs: 5000 });
+  const err = await store.append('k', () => bytes('late'), { timeoutMs: 50 }).then(() => undefined, (e: unknown) => e);
+  assert.instance(err, ExternalError);
+  assert.is((err as ExternalError).code, 'timeout');
+  assert.is((err as ExternalError).determinate, true);
+  release();
+  assert.is((await slow).head?.seqno, 0n);
+  await store.close();
+});
+
 flight.run();
 
 const unknown = suite('unknown outcomes');
@@ -127,6 +161,7 @@ unknown('an outcome that stays unknown until the bound is an indeterminate Exter
     assert.instance(err, ExternalError);
     assert.is((err as ExternalError).determinate, false);
     assert.match((err as Error).message, /^indeterminate: append to "k": SeqNo\(0\) may or may not have committed \(maxAttempts \(3\) reached/);
+    assert.is((err as ExternalError).code, 'attempts-exhausted');
     assert.is(await store.head('k'), null);
   } finally {
     await store.close();
@@ -177,6 +212,7 @@ backoff('the first lost race retries at once; later ones in a row wait, longer e
     assert.instance(err, ExternalError);
     assert.is((err as ExternalError).determinate, true);
     assert.match((err as Error).message, /maxAttempts \(5\)/);
+    assert.is((err as ExternalError).code, 'attempts-exhausted');
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     // Ceilings 0, 40, 80, 160 ms; each wait is between half the ceiling and all of it.
     assert.ok(gaps[0]! < 20, `the first retry went at once (${gaps[0]} ms)`);
