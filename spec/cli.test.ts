@@ -166,6 +166,33 @@ test('an unreachable Redis exits with 3, from --url or REDIS_URL', async () => {
   assert.not.match(credentials.stderr, 'secret');
 });
 
+test('no path of the CLI shows the password of the URL: bad scheme, malformed, %zz, bad database, unreachable, wrong password', async () => {
+  const secret = 'S3cr3t-pw-4f1b';
+  const here = new URL(REDIS_URL);
+  const cases: Array<[string, string[], Record<string, string>, number, RegExp]> = [
+    ['bad scheme', ['--url', `http://:${secret}@127.0.0.1:7703`, 'ping'], {}, 2, /--url must be a redis:\/\/ or rediss:\/\/ URL; got "http:\/\/127\.0\.0\.1:7703"/],
+    ['bad scheme in REDIS_URL', ['ping'], { REDIS_URL: `https://u:${secret}@127.0.0.1:7703/x?password=${secret}` }, 2, /--url must be a redis/],
+    ['no host', ['--url', `redis:${secret}@127.0.0.1`, 'ping'], {}, 2, /.+/],
+    ['malformed', ['--url', `redis://:${secret}@[::1`, 'ping'], {}, 2, /cannot be parsed \(not shown: it may hold a password\)/],
+    ['%zz in the password', ['--url', `redis://:${secret}%zz@127.0.0.1:7703`, 'ping'], {}, 2, /not valid percent-encoding/],
+    ['%zz in the password, --cluster', ['--cluster', '--url', `redis://u:${secret}%zz@127.0.0.1:7703`, 'ping'], {}, 2, /not valid percent-encoding/],
+    ['a database that is no integer', ['--url', `redis://:${secret}@127.0.0.1:7703/?db=abc`, 'ping'], {}, 2, /database index/],
+    ['unreachable', ['--url', `redis://user:${secret}@127.0.0.1:7703`, '--timeout', '500', 'ping'], {}, 3, /cannot reach Redis at redis:\/\/127\.0\.0\.1:7703/],
+    ['unreachable, password in the query', ['--url', `redis://127.0.0.1:7703/?password=${secret}`, '--timeout', '500', 'ping'], {}, 3, /cannot reach Redis/],
+  ];
+  if (available) {
+    cases.push(['wrong password of an ACL user', ['--url', `redis://nobody-${process.pid}:${secret}@${here.host}`, 'ping'], {}, 3, /WRONGPASS/]);
+  }
+  const results = await Promise.all(cases.map(([, args, env]) => cli(args, { env, killAfterMs: 20_000 })));
+  cases.forEach(([name, , , code, message], i) => {
+    const result = results[i]!;
+    assert.is(result.code, code, `${name}: ${result.stderr}`);
+    assert.match(result.stderr, message, name);
+    assert.not.match(`${result.stdout}${result.stderr}`, secret, name);
+    assert.not.match(result.stderr, /\n\s+at /, `${name}: no stack trace`);
+  });
+});
+
 test('ping --timeout 1000 against a server that accepts and never answers exits 3 within ~2 s', async () => {
   const sockets = new Set<Socket>();
   const hole = createServer((socket) => {

@@ -45,7 +45,8 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
   } catch {
     throw usageError('--url must be a redis:// or rediss:// URL; got one that cannot be parsed (not shown: it may hold a password)');
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+  // `redis:pass@host` (no `//`) has no host: ioredis would read it as a user named `redis`.
+  if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.host === '') {
     throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(redactUrl(globals.url))}`);
   }
   let username: string;
