@@ -1,6 +1,9 @@
 /** The error model: what is determinate and what is not. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { Redis, ReplyError } from 'ioredis';
 import RedisMock from 'ioredis-mock';
@@ -128,6 +131,17 @@ test('no error of a failed connect shows the password, from the URL, redisOption
     await consensus.close();
     client.disconnect();
   }
+});
+
+test('docs/errors.md has one row for every ExternalErrorCode, and no other', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const source = readFileSync(join(root, 'lib', 'errors.ts'), 'utf8');
+  const union = /export type ExternalErrorCode =([^;]+);/.exec(source)![1]!;
+  const codes = [...union.matchAll(/'([a-z-]+)'/g)].map((m) => m[1]!).sort();
+  const doc = readFileSync(join(root, 'docs', 'errors.md'), 'utf8');
+  const rows = [...doc.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]!).sort();
+  assert.ok(codes.length >= 15, codes.join(', '));
+  assert.equal(rows, codes);
 });
 
 test.run();
