@@ -206,7 +206,7 @@ class Run {
     });
     try {
       const data = await Promise.race([made, timedOut]);
-      if (data === TIMED_OUT) throw this.bound(key, undefined, 'while update was running');
+      if (data === TIMED_OUT) throw this.bound(key, undefined, '', ', while update was running');
       return data;
     } finally {
       clearTimeout(timer);
@@ -243,14 +243,14 @@ class Run {
   }
 
   /** The error for a bound reached: determinate unless a version sent is still unknown. */
-  bound(key: string, pending: Pending | undefined, where = ''): ExternalError {
+  bound(key: string, pending: Pending | undefined, where = '', during = ''): ExternalError {
     const elapsed = Math.round(performance.now() - this.started);
     const exhausted = this.attempts >= this.bounds.maxAttempts;
     const which = exhausted
       ? `maxAttempts (${this.bounds.maxAttempts}) reached`
       : `timeoutMs (${this.bounds.timeoutMs} ms) reached${where === '' ? '' : ` ${where}`}`;
     const code = exhausted ? 'attempts-exhausted' : 'timeout';
-    const did = `after ${this.attempts} attempts, ${this.mismatches} lost races, in ${elapsed} ms`;
+    const did = `after ${this.attempts} attempts, ${this.mismatches} lost races, in ${elapsed} ms${during}`;
     if (pending !== undefined) return this.unresolved(key, pending, `${which} ${did}`, code);
     return new ExternalError(true, `append to ${JSON.stringify(key)} gave up: ${which} ${did}; nothing was written`,
       { attempts: this.attempts, code });
