@@ -140,7 +140,12 @@ export class RedisConsensus {
   /**
    * The version with the highest seqno, or `null` when the key has no data.
    *
-   * @throws TypeError when `key` is not a string.
+   * Every method checks its arguments before anything is sent or armed: a key that is not a string
+   * or is longer than `maxKeyBytes`, options that are not an object, a `signal` that is not an
+   * AbortSignal are TypeErrors / RangeErrors, and nothing is written. Errors: docs/errors.md.
+   *
+   * @throws TypeError when `key` is not a string, `options` not an object or its `signal` not an
+   *   AbortSignal; RangeError when the key is longer than `maxKeyBytes`. Nothing is sent or armed.
    * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` when the
    *   store was reset under this process (see `acknowledgeStoreReset`).
    */
