@@ -481,6 +481,30 @@ const connectOptionsArb = fc.oneof(
 );
 
 connecting('connect(url, options, redisOptions) and connectCluster: a store, or TypeError / RangeError / ExternalError, in time, never showing the password', async () => {
+  // What the process prints meanwhile (ioredis's warnings, process warnings) must not show it either.
+  const printed: string[] = [];
+  const writes = { out: process.stdout.write, err: process.stderr.write };
+  const capture = (stream: NodeJS.WriteStream, original: typeof process.stdout.write) => ((chunk: unknown, ...rest: unknown[]) => {
+    printed.push(String(chunk));
+    return (original as (...args: unknown[]) => boolean).call(stream, chunk, ...rest);
+  }) as typeof process.stdout.write;
+  const onWarning = (warning: Error): void => {
+    printed.push(shown(warning));
+  };
+  process.stdout.write = capture(process.stdout, writes.out);
+  process.stderr.write = capture(process.stderr, writes.err);
+  process.on('warning', onWarning);
+  try {
+    await connectProperty();
+  } finally {
+    process.stdout.write = writes.out;
+    process.stderr.write = writes.err;
+    process.off('warning', onWarning);
+  }
+  assert.ok(!printed.join('').includes(SECRET), 'the process printed the password');
+});
+
+async function connectProperty(): Promise<void> {
   await fc.assert(fc.asyncProperty(fc.boolean(), urlArb, connectOptionsArb, redisOptionsArb, async (cluster, url, given, redisOptions) => {
     counts.connects++;
     const call = cluster
@@ -498,7 +522,7 @@ connecting('connect(url, options, redisOptions) and connectCluster: a store, or 
     }
     if (shown(error).includes(SECRET)) throw new Error(`connect(${url}) showed the password: ${shown(error)}`);
   }), { seed: SEED, numRuns: 60, interruptAfterTimeLimit: 20_000, markInterruptAsFailure: false });
-});
+}
 
 /** Runs the CLI; killed (code null) if it hangs. */
 function cli(args: string[], env: Record<string, string | undefined>): Promise<{ code: number | null; out: string }> {
@@ -524,7 +548,8 @@ connecting('the CLI, with random and hostile arguments and URLs: a documented ex
   await fc.assert(fc.asyncProperty(urlArb, argsArb, fc.boolean(), async (url, args, viaEnv) => {
     counts.cli++;
     const argv = viaEnv ? ['--timeout', '500', ...args] : ['--url', url, '--timeout', '500', ...args];
-    const { code, out } = await cli(argv, { REDIS_URL: viaEnv ? url : REDIS_URL, NODE_DEBUG: '' });
+    // With the library's debug log on: it names URLs and errors too.
+    const { code, out } = await cli(argv, { REDIS_URL: viaEnv ? url : REDIS_URL, NODE_DEBUG: 'redis-consensus' });
     const what = `redis-consensus ${argv.join(' ')} (REDIS_URL ${viaEnv ? url : 'default'})`;
     if (code === null || code < 0 || code > 5) throw new Error(`${what}: exit ${code}\n${out}`);
     if (out.includes(SECRET)) throw new Error(`${what} showed the password:\n${out}`);
