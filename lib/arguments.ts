@@ -176,11 +176,12 @@ export function checkMaxBytes(value: unknown, name: string): number {
  * digits. ioredis would turn anything else into `SELECT NaN` after connecting, in database 0.
  * @throws RangeError otherwise.
  */
-export function checkDatabase(value: unknown, where: string): number {
+export function checkDatabase(value: unknown, where: string, show = true): number {
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
   if (typeof value === 'string' && /^\d{1,9}$/.test(value)) return Number(value);
-  throw new RangeError(`the database index (${where}) must be a non-negative integer; got ` +
-    `${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
+  const got = !show ? 'something else (not shown: a URL may hold a password)'
+    : typeof value === 'string' ? JSON.stringify(value) : String(value);
+  throw new RangeError(`the database index (${where}) must be a non-negative integer; got ${got}`);
 }
 
 /** @throws RangeError unless `value` is `'refuse'` or `'warn'`. */

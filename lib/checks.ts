@@ -70,6 +70,11 @@ export async function checkEvictionPolicy(servers: RedisClient[], action: Evicti
  */
 export function readRedisUrl(url: string): { readonly url: URL | undefined; readonly pathIsDatabase: boolean } {
   if (/^\d+$/.test(url)) return { url: undefined, pathIsDatabase: false };
+  // ioredis would read `http://...` as `redis://http//...`, a host named `http` and a socket path.
+  const scheme = /^([a-z][a-z\d+.-]*):\/\//i.exec(url)?.[1];
+  if (scheme !== undefined && !/^rediss?$/i.test(scheme)) {
+    throw new RangeError(`a Redis URL must start with redis:// or rediss://; got ${JSON.stringify(`${scheme}://`)}`);
+  }
   const hasProtocol = /^rediss?:\/\//i.test(url);
   const protocolRelative = url.startsWith('//');
   let parsed: URL;
@@ -106,7 +111,8 @@ export function databaseOf(url: string, optionsDb?: unknown): number | undefined
   if (optionsDb !== undefined) given.push([optionsDb, 'redisOptions.db']);
   let db: number | undefined;
   for (const [value, where] of given) {
-    const index = checkDatabase(value, where);
+    // What a URL holds is not shown: a misplaced password would be.
+    const index = checkDatabase(value, where, where === 'redisOptions.db');
     db ??= index;
   }
   return db;

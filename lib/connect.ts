@@ -60,6 +60,9 @@ function secretsOf(url: string | undefined, options: RedisOptions | undefined): 
   if (parsed !== undefined && parsed.password !== '') secrets.push(parsed.password, decodeURIComponent(parsed.password));
   const query = parsed?.searchParams.get('password');
   if (typeof query === 'string' && query !== '') secrets.push(query);
+  // The credentials as written, wherever the parser put them (a path, a host).
+  const userinfo = url === undefined ? undefined : /\/\/([^/?#]*)@/.exec(url)?.[1];
+  if (userinfo !== undefined) secrets.push(userinfo, userinfo.slice(userinfo.indexOf(':') + 1));
   return secrets;
 }
 

@@ -315,6 +315,14 @@ connecting("'%zz' in a URL's password is a RangeError that does not show the pas
   const unparseable = await rejection(() => RedisConsensus.connect('redis://:s3cret@[::1'));
   assert.instance(unparseable, RangeError);
   assert.not.match(`${(unparseable as Error).stack}`, /s3cret/);
+  // Another scheme: ioredis would read it as a host named `http` and a socket path holding the password.
+  const otherScheme = await rejection(() => RedisConsensus.connect('http://:s3cret@127.0.0.1:7701'));
+  assert.instance(otherScheme, RangeError);
+  assert.match((otherScheme as Error).message, /must start with redis:\/\/ or rediss:\/\/; got "http:\/\/"/);
+  // A path that is no database index is not shown: it may be a misplaced password.
+  const path = await rejection(() => RedisConsensus.connect('redis://:s3cret@127.0.0.1:7701/s3cret'));
+  assert.instance(path, RangeError);
+  assert.not.match(`${(path as Error).stack}`, /s3cret/);
 });
 
 connecting.run();

@@ -178,6 +178,7 @@ test('no path of the CLI shows the password of the URL: bad scheme, malformed, %
     ['%zz in the password, --cluster', ['--cluster', '--url', `redis://u:${secret}%zz@127.0.0.1:7703`, 'ping'], {}, 2, /not valid percent-encoding/],
     ['a database that is no integer', ['--url', `redis://:${secret}@127.0.0.1:7703/?db=abc`, 'ping'], {}, 2, /database index/],
     ['unreachable', ['--url', `redis://user:${secret}@127.0.0.1:7703`, '--timeout', '500', 'ping'], {}, 3, /cannot reach Redis at redis:\/\/127\.0\.0\.1:7703/],
+    ['an empty REDIS_URL', ['ping'], { REDIS_URL: '' }, 2, /--url \(or \$REDIS_URL\) is empty/],
     ['unreachable, password in the query', ['--url', `redis://127.0.0.1:7703/?password=${secret}`, '--timeout', '500', 'ping'], {}, 3, /cannot reach Redis/],
   ];
   if (available) {

@@ -38,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
 
 /** Connects to Redis (or a Cluster) with a client of the library's own, which `close()` quits. */
 async function connect(globals: Globals): Promise<RedisConsensus> {
+  // An empty REDIS_URL is a mistake, not a wish for localhost.
+  if (globals.url === '') throw usageError('--url (or $REDIS_URL) is empty; give a redis:// or rediss:// URL');
   // No message shows the URL as given: it may hold a password.
   let url: URL;
   try {
