@@ -113,8 +113,8 @@ export async function truncateInSteps(step: (maxDeletions: number) => Promise<nu
     try {
       deleted = await step(max);
     } catch (err) {
-      if (total === 0 || !(err instanceof ExternalError) || !err.determinate) throw err;
-      throw indeterminate(err.code, `${err.message.replace(/^determinate: /, '')} (after earlier steps of this ` +
+      if (total === 0 || !(err instanceof ExternalError)) throw err;
+      throw indeterminate(err.code, `${err.message.replace(/^(in)?determinate: /, '')} (after earlier steps of this ` +
         `truncate deleted ${total} versions; truncate again to finish)`, err, err.attempts);
     }
     total += deleted;
