@@ -10,6 +10,7 @@
  * promise lives as long as the watch and collects a reaction per read), and many watches cost one
  * `abort` listener per caller signal and store, not one each (Node's EventTarget adds in O(n)).
  */
+import { performance } from 'node:perf_hooks';
 import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
 import { encodeSeqNo, SEQNO_WIDTH } from './seqno.js';
@@ -83,7 +84,7 @@ export class Watches {
     state: WatchState, key: string, subscription: Subscription | undefined,
   ): AsyncGenerator<VersionedData, void, undefined> {
     const { pollIntervalMs, maxOutageMs } = this.settings;
-    if (subscription !== undefined) await state.untilSubscribed(subscription, pollIntervalMs);
+    if (subscription !== undefined) await state.untilSubscribed(subscription, pollIntervalMs, maxOutageMs);
     state.stale = true;
     let failingSince: number | undefined;
     let retryMs = RETRY_MIN_MS;
@@ -211,22 +212,30 @@ class WatchState {
   }
 
   /**
-   * Waits for the subscription to be ready, so that the first head is read once and after it.
-   * Falls back to reading (and polling) when it is not ready within `pollIntervalMs` during which
-   * this process could have heard it: a timer that fires late (the event loop was busy, e.g.
-   * starting thousands of watches) gives the subscription another interval, after letting pending
-   * I/O run, rather than reading a head it would have to read again once subscribed.
+   * Waits for the subscription to be ready, so that the first head is read once, after it.
+   * Falls back to reading (and polling) when it is not ready after `pollIntervalMs` in which this
+   * process could have heard it. An interval in which the event loop was mostly busy (e.g. the
+   * caller starting thousands of watches, or their first heads coming in) does not count: the
+   * subscription gets another one, up to `maxWaitMs` in all, rather than the watch reading a head
+   * it would have to read again once subscribed.
    */
-  async untilSubscribed(subscription: Subscription, pollIntervalMs: number): Promise<void> {
+  async untilSubscribed(subscription: Subscription, pollIntervalMs: number, maxWaitMs: number): Promise<void> {
+    const started = performance.now();
     while (!this.ended && !this.subscribed) {
-      const due = performance.now() + pollIntervalMs;
+      const before = eventLoopUtilization();
       if (await this.wake.wait(pollIntervalMs)) continue;
       await afterPendingIo();
       if (this.subscribed || subscription.live) return;
-      if (performance.now() - due < pollIntervalMs / 2) return;
+      const busy = eventLoopUtilization(before).utilization > BUSY_LOOP;
+      if (!busy || performance.now() - started >= maxWaitMs) return;
     }
   }
 }
+
+/** Above this share of an interval spent running code, the event loop counts as busy. */
+const BUSY_LOOP = 0.5;
+
+const eventLoopUtilization = performance.eventLoopUtilization.bind(performance);
 
 /** Resolves after the event loop has handled the I/O that was ready (a `setImmediate` turn). */
 function afterPendingIo(): Promise<void> {
