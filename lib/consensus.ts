@@ -283,8 +283,9 @@ export class RedisConsensus {
 
   /**
    * Every key that has ever had a committed version, each exactly once, in no promised order.
-   * Streamed: it walks the registry with SSCAN one bucket at a time, and remembers only the keys
-   * of the buckets in hand (SSCAN may repeat an element; this iterator never does).
+   * Streamed: it walks the registry with SSCAN, 16 of its 1,024 buckets at a time, and remembers
+   * only the keys of the buckets in hand (SSCAN may repeat an element; this iterator never does):
+   * about 1/64 of the keys (~1.7 MiB of heap at 1M keys).
    *
    * @throws ExternalError (determinate) when Redis could not be read.
    */
