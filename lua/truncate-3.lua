@@ -6,8 +6,9 @@
   what remains is always "every version below `upper`", a call after an interrupted truncate
   simply finishes the job.
 
-  When most of a long history goes and the survivors are at most `step`, they are copied into
-  fresh keys and the old ones are UNLINKed, which frees them on a background thread: one call.
+  When most of a long history goes and the survivors are at most `step` / 5 (copying a version
+  costs several times deleting one), they are copied into fresh keys and the old ones are
+  UNLINKed, which frees them on a background thread: one call.
 
   The bucket's epoch marker is checked first (includes/epoch.lua), as in compareAndSet-4.lua: a
   caller that knew a marker which is gone or replaced is refused and the bucket marked reset. A
@@ -54,7 +55,7 @@ local function truncate()
   if count == 0 then return 0 end
   local kept = rcall('ZCARD', versions) - count
 
-  if count >= 1000 and kept * 4 <= count and kept <= step then
+  if count >= 1000 and kept * 4 <= count and kept * 5 <= step then
     local seqnos = rcall('ZRANGE', versions, count, -1)
     local payloads = {}
     for from, to in batches(kept, 1000) do
