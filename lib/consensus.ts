@@ -228,7 +228,7 @@ export class RedisConsensus {
    * Up to `limit` versions with `seqno >= from`, ascending, as one consistent snapshot.
    * `limit` 0 gives `[]`; `SCAN_ALL` means every version.
    *
-   * Read in bounded steps (at most 5,000 versions and 1 MiB of payloads per script call, each with
+   * Read in bounded steps (at most 1,000 versions and 1 MiB of payloads per script call, each with
    * its own `timeoutMs`), so that a long history never blocks Redis for long; the steps read up to
    * the head the first one saw. A truncate between two steps that removes versions not read yet
    * makes the scan start over (the result is then the snapshot after that truncate). For a long
@@ -244,7 +244,7 @@ export class RedisConsensus {
   /**
    * Every version with `seqno >= from`, ascending, streamed: `scan(key, from, SCAN_ALL)` without
    * holding the whole history in memory. Versions are read in bounded steps (as `scan` does: at
-   * most 5,000 versions and 1 MiB of payloads per script call, `options.timeoutMs` for each) and
+   * most 1,000 versions and 1 MiB of payloads per script call, `options.timeoutMs` for each) and
    * handed out as the caller asks for them, so memory holds one step. The result is the snapshot
    * of the key when the first step ran: commits made later are not included. Reported to the
    * observer as one `scan` when the iteration ends.

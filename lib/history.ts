@@ -20,8 +20,12 @@ import type { VersionedData } from './types.js';
 
 /** The bounds of each step (not options: tests and the bench change them to exercise the loop). */
 export const STEP_LIMITS = {
-  /** Versions one scan step returns at most. */
-  scanVersions: 5000,
+  /**
+   * Versions one scan step returns at most. Measured on Redis 7.0 (32 B payloads): a step of 1,000
+   * took ~1.5 ms inside Redis, 2,000 ~4.5 ms, 5,000 ~15 ms (the cost per version grows with the
+   * step), so smaller steps also cost less in all.
+   */
+  scanVersions: 1000,
   /** Payload bytes one scan step returns at most (one version always comes, whatever its size). */
   scanBytes: 1024 * 1024,
   /** Versions one truncate step deletes at most. */
