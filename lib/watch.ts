@@ -32,6 +32,9 @@ function isStoreReset(err: unknown): boolean {
 /** Delay before the first retry of a failed head read; doubles up to the poll interval. */
 const RETRY_MIN_MS = 50;
 
+/** Head reads of a store's watches in flight at once (see `Watches.reads`). */
+const HEAD_READS_IN_FLIGHT = 256;
+
 /** The watches of one store: the shared subscriber, the watches to end on close or on abort. */
 export class Watches {
   private subscriber: Subscriber | undefined;
@@ -40,6 +43,12 @@ export class Watches {
   private readonly running = new Set<WatchState>();
   /** The running watches of each caller signal, which has one `abort` listener of this store. */
   private readonly bySignal = new Map<AbortSignal, Set<WatchState>>();
+  /**
+   * The watches' head reads in flight, bounded: thousands of watches starting (or hearing one
+   * burst of commits) would otherwise put every read in flight at once, and that many live
+   * commands made garbage collection, not Redis, the cost of starting 100,000 watches.
+   */
+  private readonly reads = new Limiter(HEAD_READS_IN_FLIGHT);
 
   constructor(private readonly host: WatchHost, private readonly settings: Required<WatchOptions>) {}
 
@@ -93,7 +102,7 @@ export class Watches {
         state.stale = false;
         let head: VersionedData | null | undefined;
         try {
-          head = await state.unlessEnded(this.host.head(key));
+          head = await state.unlessEnded(this.reads.run(() => (state.ended ? Promise.resolve(undefined) : this.host.head(key))));
         } catch (err) {
           failingSince ??= Date.now();
           // After a store reset seqnos start over: no later head can be told apart from an old one.
@@ -240,6 +249,41 @@ const eventLoopUtilization = performance.eventLoopUtilization.bind(performance);
 /** Resolves after the event loop has handled the I/O that was ready (a `setImmediate` turn). */
 function afterPendingIo(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Runs at most `max` tasks at once; the others wait their turn, first come first served. */
+class Limiter {
+  private active = 0;
+  /** Waiting tasks from index `first` on (`shift()` on a long array measured O(n)). */
+  private waiting: Array<(() => void) | undefined> = [];
+  private first = 0;
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.next();
+    }
+  }
+
+  private next(): void {
+    if (this.first >= this.waiting.length) return;
+    const resolve = this.waiting[this.first]!;
+    this.waiting[this.first++] = undefined;
+    if (this.first === this.waiting.length) {
+      this.waiting = [];
+      this.first = 0;
+    } else if (this.first >= 1024 && this.first * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.first);
+      this.first = 0;
+    }
+    resolve();
+  }
 }
 
 /** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */
