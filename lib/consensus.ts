@@ -267,7 +267,7 @@ export class RedisConsensus {
    * Deletes every version with a seqno below `seqno`, iff `seqno` is at most the head. The head
    * is never deleted. Idempotent.
    *
-   * Deletes in bounded steps (at most 5,000 versions per script call, oldest first, each with its
+   * Deletes in bounded steps (at most 2,000 versions per script call, oldest first, each with its
    * own `timeoutMs`), so that a long history never blocks Redis for long. A truncate that fails
    * part-way has deleted the oldest of those versions and no others; calling it again finishes.
    *

