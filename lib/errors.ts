@@ -18,6 +18,7 @@ import { debug } from './debug.js';
  * | `closed` | this store was closed |
  * | `aborted` | the caller's `AbortSignal` fired |
  * | `truncate-above-head` | `truncate` above the head, or of a key with no data |
+ * | `scan-truncated` | a streamed scan (`scanStream`) met a truncate that removed versions it had not read yet |
  * | `replicas-short` | a write committed on the primary but replicas did not confirm it |
  * | `store-reset` | the store's data was reset under it (an epoch marker gone); until acknowledged |
  * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
@@ -30,7 +31,8 @@ import { debug } from './debug.js';
 export type ExternalErrorCode =
   | 'timeout' | 'attempts-exhausted' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
   | 'replicas-short' | 'store-reset' | 'payload-missing' | 'permission' | 'out-of-memory'
-  | 'eviction-policy' | 'wrong-database' | 'redis-error';
+  | 'eviction-policy' | 'wrong-database' | 'redis-error'
+  | 'scan-truncated';
 
 /**
  * The store could not be asked, or did not answer.

@@ -16,6 +16,8 @@ import type { Link } from './link.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { callReadScript, isReadScript } from './read-only.js';
+import { scanAll, scanPages, STEP_LIMITS, truncateInSteps } from './history.js';
+import type { ScanStep } from './history.js';
 import { registryMembers } from './registry.js';
 import {
   ACK_NO_MARKER, ACK_WAS_RESET, callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate,
@@ -24,7 +26,7 @@ import {
 import type {
   AcknowledgeResetReply, CompareAndSetWithHeadReply, EpochReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
-import { encodeSeqNo } from './seqno.js';
+import { encodeSeqNo, SCAN_ALL } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
   CallOptions, CompareAndSetOutcome, Observer, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
@@ -143,15 +145,50 @@ export class Operations {
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'scan', async (): Promise<Reported<VersionedData[]>> => {
       if (count === 0n) return { result: [] };
-      const limitArg = count < LIMIT_AS_DIGITS_BELOW ? count.toString() : '-1';
-      const sent = this.epochs.known(names.bucket);
-      const reply = await this.script<EpochReply<ScanReply>>('scan', false, timeoutMs,
-        [names.versions, names.data, names.epoch, encodeSeqNo(fromSeqNo), limitArg, sent], options?.signal);
-      const versions = decodeScan(openEpoch(reply, this.epochs, names, sent, 'scan'), key);
+      const versions = await scanAll(this.scanStep(key, names, timeoutMs, options?.signal), fromSeqNo, count);
       let bytesRead = 0;
       for (const version of versions) bytesRead += version.data.length;
       return { result: versions, bytesRead, count: versions.length };
     });
+  }
+
+  /** `scan`, streamed: the pages of one snapshot as they are read, reported to the observer as a scan. */
+  async *scanStream(key: string, from: SeqNoInput, options?: CallOptions): AsyncGenerator<VersionedData, void, undefined> {
+    const names = this.names.get(checkKey(key));
+    const fromSeqNo = toSeqNo(from, 'from');
+    const timeoutMs = this.callTimeout(options);
+    const observation = begin(this.observer, 'scan');
+    let count = 0;
+    let bytesRead = 0;
+    let failed = false;
+    try {
+      for await (const page of scanPages(this.scanStep(key, names, timeoutMs, options?.signal), fromSeqNo, SCAN_ALL)) {
+        for (const version of page) {
+          count++;
+          bytesRead += version.data.length;
+          yield version;
+        }
+      }
+    } catch (err) {
+      failed = true;
+      observation.fail(err);
+      throw err;
+    } finally {
+      // Also when the caller stops early (`break`): what it took is reported.
+      if (!failed) observation.finish({ count, bytesRead });
+    }
+  }
+
+  /** One bounded `scan-3.lua` call per request (history.ts loops), each with its own deadline. */
+  private scanStep(key: string, names: KeyNames, timeoutMs: number, signal: AbortSignal | undefined): ScanStep {
+    return async ({ from, to, after, limit }) => {
+      const sent = this.epochs.known(names.bucket);
+      const reply = await this.script<EpochReply<ScanReply>>('scan', false, timeoutMs, [
+        names.versions, names.data, names.epoch, encodeSeqNo(from), to === undefined ? '' : encodeSeqNo(to),
+        after === undefined ? '' : encodeSeqNo(after), String(limit), String(STEP_LIMITS.scanBytes), sent,
+      ], signal);
+      return decodeScan(openEpoch(reply, this.epochs, names, sent, 'scan'), key);
+    };
   }
 
   async truncate(key: string, seqno: SeqNoInput, options?: CallOptions): Promise<number> {
@@ -160,10 +197,14 @@ export class Operations {
     const timeoutMs = this.callTimeout(options);
     return observe(this.observer, 'truncate', async (): Promise<Reported<number>> => {
       const mark = this.durability?.mark(names.versions);
-      const sent = this.epochs.known(names.bucket);
-      const reply = await this.script<EpochReply<number>>('truncate', true, timeoutMs,
-        [names.versions, names.data, names.epoch, encodeSeqNo(upper), sent, sent === '' ? freshEpochId() : ''], options?.signal);
-      const deleted = decodeTruncate(openEpoch(reply, this.epochs, names, sent, 'truncate'), upper);
+      const deleted = await truncateInSteps(async (maxDeletions) => {
+        const sent = this.epochs.known(names.bucket);
+        const reply = await this.script<EpochReply<number>>('truncate', true, timeoutMs, [
+          names.versions, names.data, names.epoch, encodeSeqNo(upper), sent, sent === '' ? freshEpochId() : '',
+          String(maxDeletions),
+        ], options?.signal);
+        return decodeTruncate(openEpoch(reply, this.epochs, names, sent, 'truncate'), upper);
+      });
       if (deleted > 0 && mark !== undefined) await this.durability!.acknowledged('truncate', names.versions, mark);
       return { result: deleted, count: deleted };
     });
@@ -242,9 +283,6 @@ export class Operations {
       : (client) => callScript<T>(client, script, args), signal);
   }
 }
-
-/** Largest LIMIT passed to a script as digits; ioredis-mock's Lua integers are 32-bit. */
-const LIMIT_AS_DIGITS_BELOW = 2n ** 31n;
 
 /** How many buckets `acknowledgeStoreReset` writes at once. */
 const ACKNOWLEDGE_IN_FLIGHT = 64;

@@ -9,6 +9,8 @@ import type { RedisClient } from './client.js';
 import type { Epochs } from './epoch.js';
 import { determinate } from './errors.js';
 import { LUA } from './generated/lua.js';
+import { TRUNCATED } from './history.js';
+import type { ScanPage } from './history.js';
 import { decodeSeqNo, formatSeqNo } from './seqno.js';
 import type { KeyNames } from './layout.js';
 import type { SeqNo } from './seqno.js';
@@ -141,15 +143,23 @@ export type CompareAndSetWithHeadReply = typeof CAS_COMMITTED | HeadReply;
 /** The flag (ARGV[9], the last, of `compareAndSet-4.lua`) that asks for the head with a mismatch. */
 export const CAS_WITH_HEAD = '1';
 
-/** `scan-3.lua`: `{}`, or the seqnos then their payloads in chunks. */
-export type ScanReply = [] | [Wire[], ...(Wire | null)[][]];
+/** `scan-3.lua`: `{}`, TRUNCATED, or the seqnos, the head, then the payloads in chunks. */
+export const SCAN_TRUNCATED = -1;
+export type ScanReply = [] | typeof SCAN_TRUNCATED | [Wire[], Wire, ...(Wire | null)[][]];
 
-/** @throws ExternalError (`payload-missing`) for a seqno without its payload. */
-export function decodeScan(reply: ScanReply, key: string): VersionedData[] {
-  if (reply.length === 0) return [];
-  const [seqnos = [], ...chunks] = reply;
-  const payloads = chunks.flat();
-  return seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toPayload(payloads[i], key, seqno) }));
+/**
+ * One scan step: its versions and the key's head, `null` when nothing was in range, or TRUNCATED.
+ * @throws ExternalError (`payload-missing`) for a seqno without its payload.
+ */
+export function decodeScan(reply: ScanReply, key: string): ScanPage | null | typeof TRUNCATED {
+  if (reply === SCAN_TRUNCATED) return TRUNCATED;
+  if (reply.length === 0) return null;
+  const [seqnos, head, ...chunks] = reply as [Wire[], Wire, ...(Wire | null)[][]];
+  const payloads = chunks.length === 1 ? chunks[0]! : chunks.flat();
+  return {
+    versions: seqnos.map((seqno, i) => ({ seqno: decodeSeqNo(seqno), data: toPayload(payloads[i], key, seqno) })),
+    head: decodeSeqNo(head),
+  };
 }
 
 /** `truncate-3.lua`: how many versions were deleted, or why nothing was. */

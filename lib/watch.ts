@@ -5,12 +5,16 @@
  * every gap the subscriber reports. It only ever holds a flag "the head must be read", never a
  * queue, so a slow consumer gets the latest head and no backlog. Without pub/sub (`mode: 'poll'`),
  * and while a subscription is down, it reads the head every `pollIntervalMs`.
+ *
+ * Bounded at scale: a watch holds the same few objects after a million heads as after one (no
+ * promise lives as long as the watch and collects a reaction per read), and many watches cost one
+ * `abort` listener per caller signal and store, not one each (Node's EventTarget adds in O(n)).
  */
-import { setMaxListeners } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
 import { encodeSeqNo, SEQNO_WIDTH } from './seqno.js';
-import type { Subscriber } from './subscriber.js';
+import type { Subscriber, Subscription } from './subscriber.js';
 import type { VersionedData, WatchOptions } from './types.js';
 
 /** What the watches of one store use. */
@@ -28,115 +32,257 @@ function isStoreReset(err: unknown): boolean {
 /** Delay before the first retry of a failed head read; doubles up to the poll interval. */
 const RETRY_MIN_MS = 50;
 
-/** The watches of one store: the shared subscriber, and ending them all on close. */
+/** Head reads of a store's watches in flight at once (see `Watches.reads`). */
+const HEAD_READS_IN_FLIGHT = 256;
+
+/** The watches of one store: the shared subscriber, the watches to end on close or on abort. */
 export class Watches {
   private subscriber: Subscriber | undefined;
-  private readonly stopped = new AbortController();
+  private closed = false;
+  /** Every running watch, ended by `close()`. */
+  private readonly running = new Set<WatchState>();
+  /** The running watches of each caller signal, which has one `abort` listener of this store. */
+  private readonly bySignal = new Map<AbortSignal, Set<WatchState>>();
+  /**
+   * The watches' head reads in flight, bounded: thousands of watches starting (or hearing one
+   * burst of commits) would otherwise put every read in flight at once, and that many live
+   * commands made garbage collection, not Redis, the cost of starting 100,000 watches.
+   */
+  private readonly reads = new Limiter(HEAD_READS_IN_FLIGHT);
 
-  constructor(private readonly host: WatchHost, private readonly settings: Required<WatchOptions>) {
-    // Every watch listens for the store's close: any number of them is expected.
-    setMaxListeners(0, this.stopped.signal);
-  }
+  constructor(private readonly host: WatchHost, private readonly settings: Required<WatchOptions>) {}
+
+  /** This store's one `abort` listener on each caller signal: ends the watches using it. */
+  private readonly abortWatches = (event: Event): void => {
+    const states = this.bySignal.get(event.target as AbortSignal);
+    if (states === undefined) return;
+    for (const state of states) state.end();
+  };
 
   /** The heads of `key`, as they commit, until `signal` aborts, the caller stops, or `close()`. */
   async *watch(key: string, names: KeyNames, signal: AbortSignal | undefined): AsyncGenerator<VersionedData, void, undefined> {
-    if (this.stopped.signal.aborted || signal?.aborted === true) return;
-    const { pollIntervalMs, maxOutageMs } = this.settings;
-    const wake = new Wake();
-    const ended = (): boolean => this.stopped.signal.aborted || signal?.aborted === true;
-    const cleanups: Array<() => void> = [];
-    const end = new Promise<void>((resolve) => {
-      const onEnd = (): void => {
-        wake.fire();
-        resolve();
-      };
-      this.stopped.signal.addEventListener('abort', onEnd, { once: true });
-      signal?.addEventListener('abort', onEnd, { once: true });
-      cleanups.push(() => {
-        this.stopped.signal.removeEventListener('abort', onEnd);
-        signal?.removeEventListener('abort', onEnd);
-      });
-    });
-    /** The last head yielded, in its wire form: announcements compare as fixed-width strings. */
-    let last: string | undefined;
-    let stale = true;
-    const subscription = this.settings.mode === 'pubsub'
-      ? this.openSubscriber().listen(names.heads, {
-        message(message) {
-          if (message.length <= SEQNO_WIDTH || message.slice(SEQNO_WIDTH) !== names.member) return;
-          if (last !== undefined && message.slice(0, SEQNO_WIDTH) <= last) return;
-          stale = true;
-          wake.fire();
-        },
-        gap() {
-          stale = true;
-          wake.fire();
-        },
-        // Not stale yet: the loop wakes to wait with the poll interval while unsubscribed.
-        down() {
-          wake.fire();
-        },
-      })
-      : undefined;
-    if (subscription !== undefined) {
-      cleanups.push(() => subscription.close());
-      // Whatever committed before the subscription was in place is read once it is.
-      subscription.ready.then(() => {
-        stale = true;
-        wake.fire();
-      }, () => undefined);
-    }
+    if (this.closed || signal?.aborted === true) return;
+    const state = new WatchState();
+    this.register(state, signal);
+    const subscription = this.settings.mode === 'pubsub' ? this.subscribe(state, names) : undefined;
     try {
-      if (subscription !== undefined) await Promise.race([subscription.ready, end, delay(pollIntervalMs)]);
-      let failingSince: number | undefined;
-      let retryMs = RETRY_MIN_MS;
-      while (!ended()) {
-        if (stale) {
-          stale = false;
-          let head: VersionedData | null | undefined;
-          try {
-            head = await Promise.race([this.host.head(key), end.then(() => undefined)]);
-          } catch (err) {
-            failingSince ??= Date.now();
-            // After a store reset seqnos start over: no later head can be told apart from an old one.
-            if (Date.now() - failingSince >= maxOutageMs || isStoreReset(err)) throw err;
-            stale = true;
-            await wake.wait(retryMs);
-            retryMs = Math.min(retryMs * 2, pollIntervalMs);
-            continue;
-          }
-          failingSince = undefined;
-          retryMs = RETRY_MIN_MS;
-          if (ended() || head === undefined) return;
-          if (head !== null) {
-            const seqno = encodeSeqNo(head.seqno);
-            if (last === undefined || seqno > last) {
-              last = seqno;
-              yield head;
-              continue;
-            }
-          }
-        }
-        const polling = subscription === undefined || !subscription.live;
-        const woken = await wake.wait(polling ? pollIntervalMs : undefined);
-        if (!woken) stale = true;
-      }
+      yield* this.follow(state, key, subscription);
     } finally {
-      for (const cleanup of cleanups) cleanup();
+      subscription?.close();
+      this.unregister(state, signal);
     }
   }
 
   /** Ends every watch (their loops finish) and quits the subscriber connections. */
   async close(): Promise<void> {
-    this.stopped.abort();
+    this.closed = true;
+    for (const state of this.running) state.end();
+    this.running.clear();
+    for (const [signal, states] of this.bySignal) {
+      signal.removeEventListener('abort', this.abortWatches);
+      states.clear();
+    }
+    this.bySignal.clear();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     await subscriber?.close();
   }
 
-  private openSubscriber(): Subscriber {
+  /** The loop of one watch: read the head when stale, yield it when newer, wait for the next reason. */
+  private async *follow(
+    state: WatchState, key: string, subscription: Subscription | undefined,
+  ): AsyncGenerator<VersionedData, void, undefined> {
+    const { pollIntervalMs, maxOutageMs } = this.settings;
+    if (subscription !== undefined) await state.untilSubscribed(subscription, pollIntervalMs, maxOutageMs);
+    state.stale = true;
+    let failingSince: number | undefined;
+    let retryMs = RETRY_MIN_MS;
+    while (!state.ended) {
+      if (state.stale) {
+        state.stale = false;
+        let head: VersionedData | null | undefined;
+        try {
+          head = await state.unlessEnded(this.reads.run(() => (state.ended ? Promise.resolve(undefined) : this.host.head(key))));
+        } catch (err) {
+          failingSince ??= Date.now();
+          // After a store reset seqnos start over: no later head can be told apart from an old one.
+          if (Date.now() - failingSince >= maxOutageMs || isStoreReset(err)) throw err;
+          state.stale = true;
+          await state.wake.wait(retryMs);
+          retryMs = Math.min(retryMs * 2, pollIntervalMs);
+          continue;
+        }
+        failingSince = undefined;
+        retryMs = RETRY_MIN_MS;
+        if (state.ended || head === undefined) return;
+        if (head !== null) {
+          const seqno = encodeSeqNo(head.seqno);
+          if (state.last === undefined || seqno > state.last) {
+            state.last = seqno;
+            yield head;
+            continue;
+          }
+        }
+      }
+      const polling = subscription === undefined || !subscription.live;
+      const woken = await state.wake.wait(polling ? pollIntervalMs : undefined);
+      if (!woken) state.stale = true;
+    }
+  }
+
+  /** Listens on the key's channel: announcements of newer heads and gaps make the watch stale. */
+  private subscribe(state: WatchState, names: KeyNames): Subscription {
     this.subscriber ??= this.host.openSubscriber();
-    return this.subscriber;
+    const subscription = this.subscriber.listen(names.heads, {
+      message(message) {
+        if (message.length <= SEQNO_WIDTH || message.slice(SEQNO_WIDTH) !== names.member) return;
+        if (state.last !== undefined && message.slice(0, SEQNO_WIDTH) <= state.last) return;
+        state.stale = true;
+        state.wake.fire();
+      },
+      gap() {
+        state.stale = true;
+        state.wake.fire();
+      },
+      // Not stale yet: the loop wakes to wait with the poll interval while unsubscribed.
+      down() {
+        state.wake.fire();
+      },
+    });
+    // Whatever committed before the subscription was in place is read once it is.
+    subscription.ready.then(() => {
+      state.subscribed = true;
+      state.stale = true;
+      state.wake.fire();
+    }, () => undefined);
+    return subscription;
+  }
+
+  private register(state: WatchState, signal: AbortSignal | undefined): void {
+    this.running.add(state);
+    if (signal === undefined) return;
+    let states = this.bySignal.get(signal);
+    if (states === undefined) {
+      states = new Set();
+      this.bySignal.set(signal, states);
+      signal.addEventListener('abort', this.abortWatches, { once: true });
+    }
+    states.add(state);
+  }
+
+  private unregister(state: WatchState, signal: AbortSignal | undefined): void {
+    this.running.delete(state);
+    if (signal === undefined) return;
+    const states = this.bySignal.get(signal);
+    if (states === undefined) return;
+    states.delete(state);
+    if (states.size > 0) return;
+    this.bySignal.delete(signal);
+    signal.removeEventListener('abort', this.abortWatches);
+  }
+}
+
+/** One watch's state, shared by its loop and its subscription's callbacks. */
+class WatchState {
+  readonly wake = new Wake();
+  ended = false;
+  /** Whether the head must be read. */
+  stale = false;
+  /** Whether the subscription became ready (every later commit is announced or a gap reported). */
+  subscribed = false;
+  /** The last head yielded, in its wire form: announcements compare as fixed-width strings. */
+  last: string | undefined;
+  /** Settles the pending `unlessEnded`, if any, as ended. */
+  private interrupt: (() => void) | undefined;
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.wake.fire();
+    this.interrupt?.();
+  }
+
+  /**
+   * `read`'s result, or `undefined` as soon as the watch ends. Only this read is held, and only
+   * until it settles (racing it against a promise that lives as long as the watch would leave a
+   * reaction, and the head it resolved with, on that promise for every read).
+   */
+  unlessEnded<T>(read: Promise<T>): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve, reject) => {
+      this.interrupt = () => resolve(undefined);
+      read.then((value) => {
+        this.interrupt = undefined;
+        resolve(value);
+      }, (err: unknown) => {
+        this.interrupt = undefined;
+        reject(err);
+      });
+    });
+  }
+
+  /**
+   * Waits for the subscription to be ready, so that the first head is read once, after it.
+   * Falls back to reading (and polling) when it is not ready after `pollIntervalMs` in which this
+   * process could have heard it. An interval in which the event loop was mostly busy (e.g. the
+   * caller starting thousands of watches, or their first heads coming in) does not count: the
+   * subscription gets another one, up to `maxWaitMs` in all, rather than the watch reading a head
+   * it would have to read again once subscribed.
+   */
+  async untilSubscribed(subscription: Subscription, pollIntervalMs: number, maxWaitMs: number): Promise<void> {
+    const started = performance.now();
+    while (!this.ended && !this.subscribed) {
+      const before = eventLoopUtilization();
+      if (await this.wake.wait(pollIntervalMs)) continue;
+      await afterPendingIo();
+      if (this.subscribed || subscription.live) return;
+      const busy = eventLoopUtilization(before).utilization > BUSY_LOOP;
+      if (!busy || performance.now() - started >= maxWaitMs) return;
+    }
+  }
+}
+
+/** Above this share of an interval spent running code, the event loop counts as busy. */
+const BUSY_LOOP = 0.5;
+
+const eventLoopUtilization = performance.eventLoopUtilization.bind(performance);
+
+/** Resolves after the event loop has handled the I/O that was ready (a `setImmediate` turn). */
+function afterPendingIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Runs at most `max` tasks at once; the others wait their turn, first come first served. */
+class Limiter {
+  private active = 0;
+  /** Waiting tasks from index `first` on (`shift()` on a long array measured O(n)). */
+  private waiting: Array<(() => void) | undefined> = [];
+  private first = 0;
+
+  constructor(private readonly max: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.next();
+    }
+  }
+
+  private next(): void {
+    if (this.first >= this.waiting.length) return;
+    const resolve = this.waiting[this.first]!;
+    this.waiting[this.first++] = undefined;
+    if (this.first === this.waiting.length) {
+      this.waiting = [];
+      this.first = 0;
+    } else if (this.first >= 1024 && this.first * 2 >= this.waiting.length) {
+      this.waiting = this.waiting.slice(this.first);
+      this.first = 0;
+    }
+    resolve();
   }
 }
 
@@ -168,10 +314,4 @@ class Wake {
     this.fired = false;
     return woken;
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    setTimeout(resolve, ms).unref?.();
-  });
 }

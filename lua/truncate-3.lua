@@ -1,11 +1,14 @@
 --[[
-  Deletes every version with a seqno below `upper`, iff `upper` is at most the head. The head
-  itself is never deleted, so a key that once had data never becomes empty.
+  Deletes versions with a seqno below `upper`, the oldest first, at most `step` of them, iff
+  `upper` is at most the head. The head itself is never deleted, so a key that once had data never
+  becomes empty. The client calls it again until a call deletes fewer than `step` (lib/history.ts):
+  each call holds the Redis main thread (and every other client) for a bounded time, and since
+  what remains is always "every version below `upper`", a call after an interrupted truncate
+  simply finishes the job.
 
-  The cost on the Redis main thread (which blocks every other client meanwhile) is kept to the
-  smaller side: when most of a long history goes, the few survivors are copied into fresh keys and
-  the old ones are UNLINKed, which frees them on a background thread; otherwise the doomed
-  versions are deleted one by one.
+  When most of a long history goes and the survivors are at most `step` / 5 (copying a version
+  costs several times deleting one), they are copied into fresh keys and the old ones are
+  UNLINKed, which frees them on a background thread: one call.
 
   The bucket's epoch marker is checked first (includes/epoch.lua), as in compareAndSet-4.lua: a
   caller that knew a marker which is gone or replaced is refused and the bucket marked reset. A
@@ -18,9 +21,10 @@
     ARGV[1] upper     19-digit seqno: versions below it go
     ARGV[2] known     the epoch marker the caller knows for this bucket, or '' when it knows none
     ARGV[3] newEpoch  when ARGV[2] is '': a fresh random id, for the marker this call may create
+    ARGV[4] step      most versions to delete (or to copy) in this call, decimal digits in [1, 2^31)
 
   Output:
-    n >= 0           how many versions were deleted
+    n >= 0           how many versions were deleted; n < step: none below `upper` is left
     -1               the key has no data; nothing changed
     -2               upper is above the head; nothing changed
     -3               STORE_RESET: the epoch check refused; no version deleted
@@ -33,7 +37,7 @@
 
 local rcall = redis.call
 local versions, data, epoch = KEYS[1], KEYS[2], KEYS[3]
-local upper, known, newEpoch = ARGV[1], ARGV[2], ARGV[3]
+local upper, known, newEpoch, step = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 
 -- The truncate itself, as a function: its reply may have to go into an epoch envelope.
 local function truncate()
@@ -51,7 +55,7 @@ local function truncate()
   if count == 0 then return 0 end
   local kept = rcall('ZCARD', versions) - count
 
-  if count >= 1000 and kept * 4 <= count then
+  if count >= 1000 and kept * 4 <= count and kept * 5 <= step then
     local seqnos = rcall('ZRANGE', versions, count, -1)
     local payloads = {}
     for from, to in batches(kept, 1000) do
@@ -74,6 +78,7 @@ local function truncate()
     return count
   end
 
+  count = math.min(count, step)
   local doomed = rcall('ZRANGE', versions, 0, count - 1)
   rcall('ZREMRANGEBYRANK', versions, 0, count - 1)
   for from, to in batches(count, 1000) do

@@ -29,6 +29,7 @@ import { COMMANDS, defineScripts, EPOCH_ENVELOPE } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { appendAcrossProcesses, appendInProcess } from './bench-append.js';
 import type { AppendRow } from './bench-append.js';
+import { run as runScale } from './bench/scale.js';
 import {
   commandStats, coalescing, deletePrefix, info, measureGroup, num, percentile, populate, ratio, registerKeys, sleep,
   startServer, table, usedMemory,
@@ -913,6 +914,9 @@ async function appendSection(r: Rig, prefix: string): Promise<AppendRow[]> {
 }
 
 async function main(): Promise<void> {
+  // Its own server and tables (scripts/bench/scale.ts); not in the default sections.
+  if (SECTIONS.has('scale')) await runScale(process.argv.slice(2));
+  if (SECTIONS.has('scale') && SECTIONS.size === 1) return;
   const started = performance.now();
   const r = await rig();
   const prefix = `bench-${process.pid}-${Date.now().toString(36)}`;

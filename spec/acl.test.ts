@@ -20,6 +20,7 @@ import * as assert from 'uvu/assert';
 import { CaSResult, ExternalError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
 import type { RedisConsensusOptions } from '../lib/index.js';
 import { keySlot } from '../lib/cluster.js';
+import { STEP_LIMITS } from '../lib/history.js';
 import { keyNames } from '../lib/layout.js';
 import { SCRIPTS } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
@@ -45,7 +46,7 @@ const PREFIX = 'myapp';
  */
 export const STORE_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +publish +subscribe +unsubscribe ' +
-  '+get +hdel +hget +hmget +hset +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank';
+  '+get +hdel +hget +hmget +hset +hstrlen +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank +zscore';
 
 /**
  * On a Redis Cluster (7.0): sharded pub/sub instead of PUBLISH / SUBSCRIBE / UNSUBSCRIBE, and what
@@ -55,11 +56,11 @@ export const STORE_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eva
  */
 export const CLUSTER_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +spublish +ssubscribe +sunsubscribe +cluster|slots +cluster|info +asking +client|setname ' +
-  '+get +hdel +hget +hmget +hset +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank';
+  '+get +hdel +hget +hmget +hset +hstrlen +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank +zscore';
 
 /** A user that can only read (Redis >= 7.0): head, scan, listKeys, watch, ping. */
 export const READER_ACL = 'resetkeys %R~myapp:{* resetchannels &myapp:{* -@all +evalsha_ro +eval_ro ' +
-  '+sscan +ping +info +subscribe +unsubscribe +get +hget +hmget +zrange +zrangebylex';
+  '+sscan +ping +info +subscribe +unsubscribe +get +hget +hmget +zrange +zrangebylex +hstrlen +zscore';
 
 /** Permissions that are not commands or patterns, kept when one permission is taken away. */
 const RESETS = new Set(['resetkeys', 'resetchannels', '-@all']);
@@ -189,6 +190,9 @@ const OPTIONS: RedisConsensusOptions = {
   watch: { pollIntervalMs: 60_000 }, append: { timeoutMs: 1000 },
 };
 
+/** Scan steps of 500 versions: scanning LONG_KEY takes three, and later steps call what only they call. */
+STEP_LIMITS.scanVersions = 500;
+
 /** A history long enough that `truncate` takes its copy-and-UNLINK path (1,000+ versions, few kept). */
 const LONG_KEY = 'long';
 const LONG_VERSIONS = 1200;
@@ -236,6 +240,7 @@ async function exercise(deployment: Deployment, user: string): Promise<Record<st
   await step('append', async () => (await store.append('k', () => Buffer.from('appended'))).head?.seqno);
   await step('head', async () => (await store.head('k'))?.seqno);
   await step('scan', async () => (await store.scan('k', 0n, SCAN_ALL)).length);
+  await step('scan (long history)', async () => (await store.scan(LONG_KEY, 0n, SCAN_ALL)).length);
   await step('listKeys', async () => {
     const keys: string[] = [];
     for await (const key of store.listKeys()) keys.push(key);
@@ -276,7 +281,7 @@ const EVERYTHING_WORKS: Record<string, unknown> = {
   compareAndSet: CaSResult.Committed, 'compareAndSet mismatch': CaSResult.ExpectationMismatch,
   'compareAndSetWithHead mismatch': 0n, append: 1n, head: 1n, scan: 2,
   listKeys: [LONG_KEY, 'k'].sort().join(','),
-  truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', close: 'ok',
+  'scan (long history)': LONG_VERSIONS, truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', close: 'ok',
 };
 
 /** The ACL LOG entry that taking `permission` away should cause. */
