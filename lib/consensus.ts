@@ -66,7 +66,8 @@ export class RedisConsensus {
       durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
       announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
     });
-    this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer);
+    this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer,
+      (key, seqno, options) => this.operations.confirm(key, seqno, options));
     this.watches = new Watches({
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),

@@ -216,6 +216,8 @@ export interface StoreResetAcknowledgement {
   readonly buckets: number;
   /** Buckets marked reset: a writer there had found the marker it knew gone or replaced. */
   readonly reset: number;
+  /** Buckets marked rolled back: a writer there had found commits it had seen gone. */
+  readonly rolledBack: number;
   /** Buckets without a marker: never written, or reset with no process noticing yet. */
   readonly unmarked: number;
 }

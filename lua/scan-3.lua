@@ -9,13 +9,13 @@
     KEYS[3] epoch     the bucket's epoch marker
     ARGV[1] from      19-digit seqno
     ARGV[2] limit     count as decimal digits (below 2^31), or '-1' for all
-    ARGV[3] known     the epoch marker the caller knows for this bucket, or '' when it knows none
+    ARGV[3] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
 
   Output:
     {}                                   nothing at or above `from`
     {seqnos, payloads_1, payloads_2 ...}  seqnos in order, then their payloads in chunks of 1,000
                                           (concatenated in order they line up with seqnos)
-    -3                                   STORE_RESET: the epoch check refused
+    -3, -5                               STORE_RESET, STORE_ROLLBACK: the epoch check refused
     {-4, marker, r}                      EPOCH envelope: `r` is one of the first two replies,
                                           `marker` the bucket's epoch marker for the caller to
                                           remember
@@ -28,7 +28,8 @@ local versions, data, epoch = KEYS[1], KEYS[2], KEYS[3]
 local from, limit, known = ARGV[1], ARGV[2], ARGV[3]
 
 local verdict, marker = checkEpoch(epoch, known, false)
-if verdict == 'reset' then return STORE_RESET end
+local refusal = REFUSE[verdict]
+if refusal then return refusal end
 local reply = {}
 local seqnos = rcall('ZRANGEBYLEX', versions, '[' .. from, '+', 'LIMIT', 0, limit)
 if #seqnos > 0 then
