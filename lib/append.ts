@@ -139,7 +139,11 @@ export class Appender {
       }
       run.mismatches++;
       const current = outcome.head;
-      if (expected !== null && (current === null || current.seqno < expected)) throw run.movedBack(key, pending, expected, current);
+      if (expected !== null && (current === null || current.seqno < expected)) {
+        // Refused once, then forgotten: the next append starts from the head as it is now.
+        this.heads.forget(key);
+        throw run.movedBack(key, pending, expected, current);
+      }
       if (pending !== undefined) {
         const mine = await this.settle(key, pending, current, run);
         if (mine) {
@@ -272,8 +276,8 @@ class Run {
       `${current === null ? 'no data' : formatSeqNo(current.seqno)}: commits this store saw are gone (a failover lost them)`;
     if (pending !== undefined) return this.unresolved(key, pending, why);
     return determinate('store-rollback', `append to ${JSON.stringify(key)} refused: ${why}; nothing was written. ` +
-      'Other calls in its bucket may go on: the epoch check could not tell (see docs/deployment.md, store rollback)',
-    undefined, this.attempts);
+      'The epoch check could not tell (see "Store rollback" in docs/deployment.md), so other calls in the bucket ' +
+      'go on, and so does the next append, from the head as it is now', undefined, this.attempts);
   }
 
   /** An append whose version may or may not have committed. */
@@ -300,6 +304,10 @@ class HeadMemory {
     this.heads.delete(key);
     this.heads.set(key, head);
     return head;
+  }
+
+  forget(key: string): void {
+    this.heads.delete(key);
   }
 
   remember(key: string, head: VersionedData | null): void {

@@ -106,12 +106,9 @@ export class Epochs {
 
   /** The error of a call the epoch check refused as rolled back; `sent` is what it was sent with. */
   rolledBack(what: string, names: KeyNames, sent: string): ExternalError {
-    const known = Known.of(sent);
-    const why = known.count === 0
-      ? `bucket ${names.bucket} of the store is marked rolled back (${names.epoch}): a process found commits ` +
-        'it had seen there gone'
-      : `bucket ${names.bucket} of the store no longer holds commits this process has seen there (it saw ` +
-        `${known.count} commits counted by ${names.epoch}, and Redis now holds fewer, or others)`;
+    const seen = sent === '' ? '' : ` (this process saw ${Known.of(sent).count} commits counted by ${names.epoch})`;
+    const why = `bucket ${names.bucket} of the store was rolled back: it no longer holds commits this process, or ` +
+      `another that marked it rolled back, had seen there${seen}`;
     return determinate('store-rollback', `${what} refused: ${why}: its history was rolled back (a failover to a ` +
       'replica that had not received them, a restart from an older snapshot); the call did nothing. Calls in ' +
       'this bucket stay refused until an operator acknowledges it (`redis-consensus ack-reset` or ' +
