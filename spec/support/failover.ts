@@ -1,0 +1,310 @@
+/**
+ * A Jepsen-style failover harness (issue #19): a Sentinel group (1 primary, 2 replicas, 3
+ * Sentinels) of servers this process starts, processes (each a `RedisConsensus` with a client of its
+ * own, as separate workers would be) appending, compare-and-setting and reading under a fault,
+ * every client operation recorded, and the history checked afterwards against what the store holds:
+ *
+ * - lost: acknowledged commits missing from the store, or stored with other bytes;
+ * - two payloads: a (key, seqno) seen with two different payloads (acknowledged, read or stored);
+ * - backward: a process that saw a key's head at one seqno and later read a lower one;
+ * - detections: calls refused with `store-rollback` or `store-reset`, per process and bucket;
+ * - unnamed: a process that saw a commit that is now gone (it wrote or read it) and got no
+ *   detection in that bucket afterwards: a rewritten history accepted in silence.
+ *
+ * Used by spec/failover.test.ts (the short version in `npm test`) and scripts/failover.ts (the
+ * matrix, `npm run failover`).
+ */
+import { Redis } from 'ioredis';
+import { ExternalError, RedisConsensus } from '../../lib/index.js';
+import type { RedisConsensusOptions } from '../../lib/index.js';
+import { SAFE_WRITE_OPTIONS } from '../../lib/client.js';
+import { keyNames } from '../../lib/layout.js';
+import { command, infoFields, startServer, stopServers, until } from './cluster.js';
+import { RedisServer } from './redis-server.js';
+
+const HOST = '127.0.0.1';
+export const MASTER_NAME = 'rcf';
+
+/** A Sentinel group of ours: servers[0] is the first primary. */
+export interface SentinelGroup {
+  readonly servers: RedisServer[];
+  readonly sentinels: RedisServer[];
+  /** The port of the primary the Sentinels name now. */
+  primaryPort(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a primary on `base`, replicas on `base + 1`, `base + 2`, and 3 Sentinels on `base + 10..12`
+ * (quorum 2, down-after 1000 ms). `serverArgs` go to the three data servers (e.g.
+ * `--min-replicas-to-write 1`).
+ */
+export async function startSentinelGroup(base: number, serverArgs: string[] = []): Promise<SentinelGroup> {
+  const servers: RedisServer[] = [];
+  const sentinels: RedisServer[] = [];
+  const stop = async (): Promise<void> => {
+    await stopServers([...sentinels, ...servers]);
+  };
+  try {
+    servers.push(await startServer(base, serverArgs));
+    for (const i of [1, 2]) servers.push(await startServer(base + i, [...serverArgs, '--replicaof', HOST, String(base)]));
+    await until('the replicas are in sync', 15_000, async () => {
+      const info = infoFields(String(await command(base, 'INFO', 'replication')));
+      return Number(info.connected_slaves) === 2 && [info.slave0, info.slave1].every((line) => line?.includes('state=online'));
+    });
+    for (const i of [10, 11, 12]) {
+      sentinels.push(await RedisServer.start({
+        port: base + i,
+        args: ['--sentinel'],
+        config: [
+          `sentinel monitor ${MASTER_NAME} ${HOST} ${base} 2`,
+          `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+          `sentinel failover-timeout ${MASTER_NAME} 5000`,
+          `sentinel parallel-syncs ${MASTER_NAME} 2`,
+          '',
+        ].join('\n'),
+      }));
+    }
+    await until('the Sentinels see each other and the replicas', 15_000, async () => {
+      const masters = await Promise.all(sentinels.map(async (sentinel) => {
+        const fields = await command(sentinel.port, 'SENTINEL', 'MASTER', MASTER_NAME) as string[];
+        const map = new Map<string, string>();
+        for (let i = 0; i + 1 < fields.length; i += 2) map.set(fields[i]!, fields[i + 1]!);
+        return map;
+      }));
+      return masters.every((map) => Number(map.get('num-other-sentinels')) === 2 && Number(map.get('num-slaves')) === 2);
+    });
+    return {
+      servers, sentinels, stop,
+      async primaryPort() {
+        for (const sentinel of sentinels) {
+          try {
+            const [, port] = await command(sentinel.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME) as [string, string];
+            return Number(port);
+          } catch {
+            // Ask the next one.
+          }
+        }
+        throw new Error('no Sentinel answered');
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** One client operation, as recorded. */
+export interface Op {
+  readonly process: number;
+  readonly kind: 'append' | 'cas' | 'head';
+  readonly key: string;
+  readonly start: number;
+  readonly end: number;
+  /** A commit acknowledged, or a head read (null: no data). */
+  readonly version?: { seqno: bigint; data: string } | null;
+  /** A compare-and-set that mismatched, an append whose update stopped. */
+  readonly committed?: boolean;
+  readonly error?: { code: string; determinate: boolean };
+}
+
+/** A group of processes doing the same thing on the same keys. */
+export interface Role {
+  readonly name: string;
+  readonly kind: 'append' | 'cas' | 'head';
+  readonly processes: number;
+  readonly keys: readonly string[];
+  readonly options?: RedisConsensusOptions;
+}
+
+/** A running workload: its history so far, and how to stop it. */
+export interface Run {
+  readonly history: Op[];
+  /** Process number → its role's name. */
+  readonly roles: Map<number, string>;
+  stop(): Promise<void>;
+}
+
+/** Starts every role's processes on `group`, each with a Sentinel client of its own. */
+export function startWorkload(group: SentinelGroup, prefix: string, roles: readonly Role[]): Run {
+  const history: Op[] = [];
+  const names = new Map<number, string>();
+  const clients: Redis[] = [];
+  const stores: RedisConsensus[] = [];
+  let stopping = false;
+  const loops: Promise<void>[] = [];
+  let next = 0;
+  for (const role of roles) {
+    for (let p = 0; p < role.processes; p++) {
+      const process = next++;
+      names.set(process, role.name);
+      const client = new Redis({
+        sentinels: group.sentinels.map((sentinel) => ({ host: HOST, port: sentinel.port })), name: MASTER_NAME,
+        ...SAFE_WRITE_OPTIONS,
+      });
+      client.on('error', () => {});
+      clients.push(client);
+      const store = new RedisConsensus(client, { prefix, timeoutMs: 1000, ...role.options });
+      stores.push(store);
+      loops.push(work(store, process, role));
+    }
+  }
+
+  async function work(store: RedisConsensus, process: number, role: Role): Promise<void> {
+    for (let step = 0; !stopping; step++) {
+      const key = role.keys[(process + step) % role.keys.length]!;
+      const start = performance.now();
+      const record = (op: Omit<Op, 'process' | 'kind' | 'key' | 'start' | 'end'>, kind: Op['kind'] = role.kind, begun = start): void => {
+        history.push({ process, kind, key, start: begun, end: performance.now(), ...op });
+      };
+      try {
+        if (role.kind === 'append') {
+          const data = `p${process}-${step}`;
+          const result = await store.append(key, () => Buffer.from(data), { timeoutMs: 3000 });
+          record({ committed: result.committed, version: result.committed ? { seqno: result.head.seqno, data } : undefined });
+        } else if (role.kind === 'cas') {
+          const head = await store.head(key);
+          record({ version: head === null ? null : { seqno: head.seqno, data: head.data.toString() } }, 'head');
+          const data = `p${process}-${step}`;
+          const seqno = head === null ? 0n : head.seqno + 1n;
+          const begun = performance.now();
+          const result = await store.compareAndSet(key, head?.seqno ?? null, { seqno, data: Buffer.from(data) });
+          record({ committed: result === 'Committed', version: result === 'Committed' ? { seqno, data } : undefined }, 'cas', begun);
+        } else {
+          const head = await store.head(key);
+          record({ version: head === null ? null : { seqno: head.seqno, data: head.data.toString() } });
+        }
+      } catch (err) {
+        const external = err instanceof ExternalError ? err : undefined;
+        record({ error: { code: external?.code ?? String(err), determinate: external?.determinate ?? true } });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
+
+  return {
+    history, roles: names,
+    async stop() {
+      stopping = true;
+      await Promise.all(loops);
+      await Promise.all(stores.map((store) => store.close().catch(() => undefined)));
+      for (const client of clients) client.disconnect();
+    },
+  };
+}
+
+/** What the store holds: key → seqno → payload, read raw from the primary on `port`. */
+export async function readStore(port: number, prefix: string, keys: readonly string[]): Promise<Map<string, Map<bigint, string>>> {
+  const raw = new Redis({ host: HOST, port });
+  try {
+    const stored = new Map<string, Map<bigint, string>>();
+    for (const key of keys) {
+      const names = keyNames(prefix, key);
+      const seqnos = await raw.zrange(names.versions, 0, -1);
+      const payloads = seqnos.length === 0 ? [] : await raw.hmget(names.data, ...seqnos);
+      stored.set(key, new Map(seqnos.map((seqno, i) => [BigInt(seqno), payloads[i] ?? '<missing>'])));
+    }
+    return stored;
+  } finally {
+    raw.disconnect();
+  }
+}
+
+/** The checks of a history, by role where it matters. */
+export interface Findings {
+  /** Acknowledged commits per role. */
+  readonly acknowledged: Map<string, number>;
+  /** Acknowledged commits lost per role (missing, or stored with other bytes), with examples. */
+  readonly lost: Map<string, string[]>;
+  /** (key, seqno) seen with two payloads. */
+  readonly twoPayloads: string[];
+  /** Heads read lower than one the same process had seen before. */
+  readonly backward: string[];
+  /** Calls refused with store-rollback / store-reset. */
+  readonly detections: { rollback: number; reset: number; processes: number };
+  /** Processes that saw a commit now gone and were never refused in its bucket afterwards. */
+  readonly unnamed: string[];
+  /** Errors by code (and kind). */
+  readonly errors: Map<string, number>;
+  /** Time from the fault to the first acknowledged commit after it, in ms (NaN: none). */
+  readonly recoveryMs: number;
+}
+
+/** Checks `run`'s history against `stored`; `faultAt` is when the fault began (performance.now()). */
+export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix: string, faultAt: number, healedAt: number): Findings {
+  const acknowledged = new Map<string, number>();
+  const lost = new Map<string, string[]>();
+  const payloads = new Map<string, Set<string>>();
+  const seen = (key: string, seqno: bigint, data: string): void => {
+    const id = `${key}@${seqno}`;
+    if (!payloads.has(id)) payloads.set(id, new Set());
+    payloads.get(id)!.add(data);
+  };
+  for (const [key, versions] of stored) for (const [seqno, data] of versions) seen(key, seqno, data);
+  const errors = new Map<string, number>();
+  const backward: string[] = [];
+  const lastSeen = new Map<string, bigint>();
+  const detectedAt = new Map<string, number>();
+  let rollback = 0;
+  let reset = 0;
+  const detectingProcesses = new Set<number>();
+  let recoveryMs = Number.NaN;
+  const ordered = [...run.history].sort((a, b) => a.end - b.end);
+  for (const op of ordered) {
+    const role = run.roles.get(op.process)!;
+    const bucket = keyNames(prefix, op.key).bucket;
+    if (op.error !== undefined) {
+      const name = `${op.kind} ${op.error.code} (${op.error.determinate ? 'determinate' : 'indeterminate'})`;
+      errors.set(name, (errors.get(name) ?? 0) + 1);
+      if (op.error.code === 'store-rollback' || op.error.code === 'store-reset') {
+        if (op.error.code === 'store-rollback') rollback++;
+        else reset++;
+        detectingProcesses.add(op.process);
+        const id = `${op.process}/${bucket}`;
+        if (!detectedAt.has(id)) detectedAt.set(id, op.end);
+      }
+      continue;
+    }
+    if (op.version === undefined) continue;
+    if (op.version === null) {
+      if (lastSeen.has(`${op.process}/${op.key}`)) backward.push(`process ${op.process} (${role}) read ${op.key} empty after seqno ${lastSeen.get(`${op.process}/${op.key}`)}`);
+      continue;
+    }
+    const { seqno, data } = op.version;
+    seen(op.key, seqno, data);
+    const last = lastSeen.get(`${op.process}/${op.key}`);
+    if (op.kind === 'head' && last !== undefined && seqno < last) {
+      backward.push(`process ${op.process} (${role}) read ${op.key} at ${seqno} after ${last}`);
+    }
+    if (last === undefined || seqno > last) lastSeen.set(`${op.process}/${op.key}`, seqno);
+    if (op.kind !== 'head') {
+      acknowledged.set(role, (acknowledged.get(role) ?? 0) + 1);
+      if (op.start > faultAt && Number.isNaN(recoveryMs) && op.start > healedAt - 1) recoveryMs = op.end - faultAt;
+      if (stored.get(op.key)?.get(seqno) !== data) {
+        if (!lost.has(role)) lost.set(role, []);
+        lost.get(role)!.push(`${op.key}@${seqno} ${data} (stored: ${stored.get(op.key)?.get(seqno) ?? 'nothing'})`);
+      }
+    }
+  }
+  // Every process that saw a version now gone (wrote or read it) must have been refused in the
+  // bucket after it saw it.
+  const unnamed = new Set<string>();
+  for (const op of ordered) {
+    if (op.error !== undefined || op.version === undefined || op.version === null) continue;
+    const { seqno, data } = op.version;
+    if (stored.get(op.key)?.get(seqno) === data) continue;
+    // A version above the stored head that a later commit of the same process no longer shows is
+    // gone; one below it is gone only if its seqno now holds other bytes or nothing.
+    const id = `${op.process}/${keyNames(prefix, op.key).bucket}`;
+    const detected = detectedAt.get(id);
+    if (detected === undefined || detected < op.end) {
+      unnamed.add(`process ${op.process} (${run.roles.get(op.process)}) saw ${op.key}@${seqno} ${data}, now gone, and was never refused after`);
+    }
+  }
+  const twoPayloads = [...payloads].filter(([, set]) => set.size > 1).map(([id, set]) => `${id}: ${[...set].join(' / ')}`);
+  return {
+    acknowledged, lost, twoPayloads, backward, errors, recoveryMs,
+    detections: { rollback, reset, processes: detectingProcesses.size },
+    unnamed: [...unnamed],
+  };
+}
