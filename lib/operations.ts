@@ -6,7 +6,7 @@
  */
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import type { NextVersion } from './arguments.js';
-import { checkEvictionPolicy } from './checks.js';
+import { checkEvictionPolicy, checkMinReplicas } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
 import type { Durability } from './durability.js';
 import { Epochs, freshEpochId, freshTag } from './epoch.js';
@@ -227,8 +227,11 @@ export class Operations {
 
   async check(options?: CallOptions): Promise<void> {
     const timeoutMs = this.callTimeout(options);
-    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
-      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
+    await this.link.run(false, 'check', timeoutMs, async (client) => {
+      const primaries = client.isCluster === true ? client.nodes?.('master') ?? [] : [client];
+      await checkEvictionPolicy(primaries, this.evictionPolicy, 'the Redis server');
+      if (this.durability !== undefined) await checkMinReplicas(primaries, 'the Redis server', this.observer);
+    }, options?.signal);
   }
 
   async acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {

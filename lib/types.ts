@@ -76,12 +76,24 @@ export interface OperationEvent {
   readonly waitedMs: number;
 }
 
+/** Something about the server a store found risky, without failing (see `Observer.warning`). */
+export interface StoreWarning {
+  /**
+   * `min-replicas-to-write`: `durability` is set but a primary accepts writes with no replica
+   * connected, so a partition or pause can lose the commits other processes read meanwhile.
+   */
+  readonly code: 'min-replicas-to-write';
+  readonly message: string;
+}
+
 /** Hooks for metrics; see `prometheusObserver` for ready wiring. Keep them cheap: they run inline. */
 export interface Observer {
   /** Called when an operation starts (after its arguments were checked). */
   started?(operation: OperationName): void;
   /** Called when an operation settles. */
   finished?(event: OperationEvent): void;
+  /** Called when `connect`, `connectCluster` or `check()` finds a risky server setting (see `StoreWarning`). */
+  warning?(warning: StoreWarning): void;
 }
 
 /** Wait for replicas to acknowledge each write before reporting it. */

@@ -11,7 +11,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ExternalError, RedisConsensus } from '../lib/index.js';
-import type { OperationEvent } from '../lib/index.js';
+import type { OperationEvent, StoreWarning } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
 import { freshPrefix } from './support/backends.js';
 import { command, infoFields, redisServerAvailable, startServer, stopServers, until } from './support/cluster.js';
@@ -189,6 +189,34 @@ function appendDurabilitySuite(): void {
       await setup.close();
     }
   }
+
+  test('connect and check() warn (observer, not stdout) when durability is set and the primary has min-replicas-to-write 0', async () => {
+    const warnings: StoreWarning[] = [];
+    const observer = { warning: (warning: StoreWarning) => warnings.push(warning) };
+    const prefix = freshPrefix('min-replicas');
+    const durable = await RedisConsensus.connect(url(PRIMARY), { prefix, observer, durability: { replicas: 1 } });
+    try {
+      assert.equal(warnings.map((warning) => warning.code), ['min-replicas-to-write'], 'at connect');
+      assert.match(warnings[0]!.message, 'min-replicas-to-write 1');
+      await durable.check();
+      assert.is(warnings.length, 2, 'check() warns again');
+      const plain = await RedisConsensus.connect(url(PRIMARY), { prefix, observer });
+      await plain.check();
+      await plain.close();
+      assert.is(warnings.length, 2, 'no durability, no warning');
+      await command(PRIMARY, 'CONFIG', 'SET', 'min-replicas-to-write', '1');
+      try {
+        await durable.check();
+        const bounded = await RedisConsensus.connect(url(PRIMARY), { prefix, observer, durability: { replicas: 1 } });
+        await bounded.close();
+        assert.is(warnings.length, 2, 'min-replicas-to-write 1: no warning');
+      } finally {
+        await command(PRIMARY, 'CONFIG', 'SET', 'min-replicas-to-write', '0');
+      }
+    } finally {
+      await durable.close();
+    }
+  });
 
   test('replica frozen: the resend finds its own bytes, and append still fails indeterminate (replicas-short)', async ({ servers }) => {
     const replica = servers[1]!;
