@@ -228,6 +228,10 @@ export interface Findings {
   readonly errors: Map<string, number>;
   /** Time from the fault to the first acknowledged commit after it, in ms (NaN: none). */
   readonly recoveryMs: number;
+  /** Time from the fault until the old primary was made a replica, in ms (set by runScenario). */
+  splitBrainMs: number;
+  /** Whether every key took an append after acknowledgeStoreReset (set by runScenario). */
+  afterAcknowledgement: boolean;
 }
 
 /** Checks `run`'s history against `stored`; `faultAt` is when the fault began (performance.now()). */
@@ -303,8 +307,128 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
   }
   const twoPayloads = [...payloads].filter(([, set]) => set.size > 1).map(([id, set]) => `${id}: ${[...set].join(' / ')}`);
   return {
-    acknowledged, lost, twoPayloads, backward, errors, recoveryMs,
+    acknowledged, lost, twoPayloads, backward, errors, recoveryMs, splitBrainMs: Number.NaN, afterAcknowledgement: false,
     detections: { rollback, reset, processes: detectingProcesses.size },
     unnamed: [...unnamed],
   };
+}
+
+/** Prints what a run found, in the shape of docs/deployment.md's table. */
+export function describeFindings(label: string, findings: Findings): string {
+  const by = (map: Map<string, number | string[]>): string =>
+    [...map].map(([name, value]) => `${name} ${Array.isArray(value) ? value.length : value}`).join(', ') || 'none';
+  return [
+    `[failover] ${label}: recovery ${Math.round(findings.recoveryMs)} ms, split brain ${Math.round(findings.splitBrainMs)} ms`,
+    `  acknowledged: ${by(findings.acknowledged)}`,
+    `  LOST acknowledged: ${by(findings.lost)} ${JSON.stringify([...findings.lost.values()].flat().slice(0, 4))}`,
+    `  seqnos with two payloads: ${findings.twoPayloads.length} ${JSON.stringify(findings.twoPayloads.slice(0, 3))}`,
+    `  backward reads: ${findings.backward.length} ${JSON.stringify(findings.backward.slice(0, 3))}`,
+    `  detections: ${findings.detections.rollback} store-rollback, ${findings.detections.reset} store-reset, ` +
+      `in ${findings.detections.processes} processes`,
+    `  unnamed (saw a lost commit, never refused after): ${findings.unnamed.length} ${JSON.stringify(findings.unnamed.slice(0, 3))}`,
+    `  errors: ${by(findings.errors)}`,
+  ].join('\n');
+}
+
+/** The roles of a run: durable and plain writers (append and head -> compareAndSet), and readers. */
+export function failoverRoles(durable: Role['options']): Role[] {
+  return [
+    { name: 'append durable', kind: 'append', processes: 2, keys: ['d0', 'd1'], options: durable },
+    { name: 'cas durable', kind: 'cas', processes: 2, keys: ['d2', 'd3'], options: durable },
+    { name: 'append plain', kind: 'append', processes: 2, keys: ['p0', 'p1'] },
+    { name: 'cas plain', kind: 'cas', processes: 2, keys: ['p2', 'p3'] },
+    { name: 'reader', kind: 'head', processes: 2, keys: ['d0', 'd1', 'd2', 'd3', 'p0', 'p1', 'p2', 'p3'] },
+  ];
+}
+
+export const FAILOVER_KEYS = ['d0', 'd1', 'd2', 'd3', 'p0', 'p1', 'p2', 'p3'];
+
+/**
+ * Commits seqno 0 of every key and waits until both replicas have it: a failover that loses a
+ * bucket's first commit loses its epoch marker, and reads as a reset there (docs/deployment.md).
+ */
+export async function firstCommits(group: SentinelGroup, prefix: string): Promise<void> {
+  const port = await group.primaryPort();
+  const setup = await RedisConsensus.connect(url(port), { prefix });
+  try {
+    for (const key of FAILOVER_KEYS) await setup.compareAndSet(key, null, { seqno: 0n, data: bytes('first') });
+  } finally {
+    await setup.close();
+  }
+  const offset = Number(infoFields(String(await command(port, 'INFO', 'replication'))).master_repl_offset);
+  await until('the replicas have every first commit', 10_000, async () => {
+    const offsets = await Promise.all(group.servers.filter((server) => server.port !== port).map(async (server) =>
+      Number(infoFields(String(await command(server.port, 'INFO', 'replication'))).master_repl_offset)));
+    return offsets.every((replicated) => replicated >= offset);
+  });
+}
+
+/**
+ * Waits until every process has finished two calls begun after `from` (the clients have all moved
+ * to the new primary: each either writes again or is refused), then one second more.
+ */
+export async function settle(run: Run, from: number): Promise<void> {
+  await until('every process made calls on the new primary', 20_000, async () => {
+    const calls = new Map<number, number>();
+    for (const op of run.history) if (op.start > from) calls.set(op.process, (calls.get(op.process) ?? 0) + 1);
+    return [...run.roles.keys()].every((process) => (calls.get(process) ?? 0) >= 2);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+}
+
+/** Acknowledges the rollbacks, and checks that every key takes appends again. */
+export async function afterAcknowledgement(group: SentinelGroup, prefix: string): Promise<boolean> {
+  const store = await RedisConsensus.connect(url(await group.primaryPort()), { prefix });
+  try {
+    await store.acknowledgeStoreReset();
+    for (const key of FAILOVER_KEYS) if (!(await store.append(key, () => bytes('after ack'))).committed) return false;
+    return true;
+  } finally {
+    await store.close();
+  }
+}
+
+
+const url = (port: number): string => `redis://${HOST}:${port}`;
+const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
+
+/** The faults: SIGKILL (the primary gone for good), SIGSTOP for 4 s (then resumed). */
+export type Fault = 'sigkill' | 'sigstop';
+
+/**
+ * One run: first commits replicated, the roles of `failoverRoles` under load 1.5 s, the fault on the
+ * primary, until the Sentinels promote a replica and the old primary (if resumed) is made a
+ * replica, until every process has made calls since, then the history checked against the new
+ * primary's data, and the rollbacks acknowledged.
+ */
+export async function runScenario(group: SentinelGroup, fault: Fault): Promise<Findings> {
+  const prefix = `rcf-${fault}-${process.pid}-${Date.now().toString(36)}`;
+  await firstCommits(group, prefix);
+  const run = startWorkload(group, prefix, failoverRoles({ durability: { replicas: 1, timeoutMs: 500 } }));
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const primary = group.servers[0]!;
+    const faultAt = performance.now();
+    if (fault === 'sigkill') await primary.crash();
+    else primary.pause();
+    if (fault === 'sigstop') await new Promise((resolve) => setTimeout(resolve, 4000));
+    if (fault === 'sigstop') primary.resume();
+    const healedAt = performance.now();
+    await until('Sentinel names another primary', 20_000, async () => (await group.primaryPort()) !== primary.port);
+    // Until then, clients still connected to a resumed old primary go on writing there (split brain).
+    if (fault === 'sigstop') {
+      await until('the old primary is made a replica', 30_000, async () =>
+        infoFields(String(await command(primary.port, 'INFO', 'replication'))).role === 'slave');
+    }
+    const splitBrainMs = performance.now() - faultAt;
+    await settle(run, performance.now());
+    await run.stop();
+    const stored = await readStore(await group.primaryPort(), prefix, FAILOVER_KEYS);
+    const findings = check(run, stored, prefix, faultAt, healedAt);
+    findings.splitBrainMs = splitBrainMs;
+    findings.afterAcknowledgement = await afterAcknowledgement(group, prefix);
+    return findings;
+  } finally {
+    await run.stop();
+  }
 }
