@@ -226,7 +226,7 @@ export interface Findings {
   readonly unnamed: string[];
   /** Errors by code (and kind). */
   readonly errors: Map<string, number>;
-  /** Time from the fault to the first acknowledged commit after it, in ms (NaN: none). */
+  /** Time from the fault to the first commit acknowledged after it that the store kept, in ms (NaN: none). */
   readonly recoveryMs: number;
   /** Time from the fault until the old primary was made a replica, in ms (set by runScenario). */
   splitBrainMs: number;
@@ -235,7 +235,7 @@ export interface Findings {
 }
 
 /** Checks `run`'s history against `stored`; `faultAt` is when the fault began (performance.now()). */
-export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix: string, faultAt: number, healedAt: number): Findings {
+export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix: string, faultAt: number): Findings {
   const acknowledged = new Map<string, number>();
   const lost = new Map<string, string[]>();
   const payloads = new Map<string, Set<string>>();
@@ -283,8 +283,10 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
     if (last === undefined || seqno > last) lastSeen.set(`${op.process}/${op.key}`, seqno);
     if (op.kind !== 'head') {
       acknowledged.set(role, (acknowledged.get(role) ?? 0) + 1);
-      if (op.start > faultAt && Number.isNaN(recoveryMs) && op.start > healedAt - 1) recoveryMs = op.end - faultAt;
-      if (stored.get(op.key)?.get(seqno) !== data) {
+      const survived = stored.get(op.key)?.get(seqno) === data;
+      // Recovered: the first commit acknowledged after the fault that the store kept.
+      if (survived && op.start > faultAt && (Number.isNaN(recoveryMs) || op.end - faultAt < recoveryMs)) recoveryMs = op.end - faultAt;
+      if (!survived) {
         if (!lost.has(role)) lost.set(role, []);
         lost.get(role)!.push(`${op.key}@${seqno} ${data} (stored: ${stored.get(op.key)?.get(seqno) ?? 'nothing'})`);
       }
@@ -413,7 +415,6 @@ export async function runScenario(group: SentinelGroup, fault: Fault): Promise<F
     else primary.pause();
     if (fault === 'sigstop') await new Promise((resolve) => setTimeout(resolve, 4000));
     if (fault === 'sigstop') primary.resume();
-    const healedAt = performance.now();
     await until('Sentinel names another primary', 20_000, async () => (await group.primaryPort()) !== primary.port);
     // Until then, clients still connected to a resumed old primary go on writing there (split brain).
     if (fault === 'sigstop') {
@@ -424,7 +425,7 @@ export async function runScenario(group: SentinelGroup, fault: Fault): Promise<F
     await settle(run, performance.now());
     await run.stop();
     const stored = await readStore(await group.primaryPort(), prefix, FAILOVER_KEYS);
-    const findings = check(run, stored, prefix, faultAt, healedAt);
+    const findings = check(run, stored, prefix, faultAt);
     findings.splitBrainMs = splitBrainMs;
     findings.afterAcknowledgement = await afterAcknowledgement(group, prefix);
     return findings;
