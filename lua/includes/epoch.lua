@@ -48,14 +48,16 @@ local STORE_ROLLBACK = -5
 local REFUSE = {reset = STORE_RESET, rollback = STORE_ROLLBACK}
 local TAG = 8
 local RING = 32
+-- Locals: each `string.x` is two table lookups per call, on the path of every commit.
+local sub, find = string.sub, string.find
 
 -- splitMarker(value) -> id, n, bar: `bar` is the position of the '|' before the tags (false
 -- without a count).
 local function splitMarker(value)
-  local bar = string.find(value, '|', 1, true)
+  local bar = find(value, '|', 1, true)
   if not bar then return value, 0, false end
-  local bar2 = string.find(value, '|', bar + 1, true)
-  return string.sub(value, 1, bar - 1), tonumber(string.sub(value, bar + 1, bar2 - 1)), bar2
+  local bar2 = find(value, '|', bar + 1, true)
+  return sub(value, 1, bar - 1), tonumber(sub(value, bar + 1, bar2 - 1)), bar2
 end
 
 --[[
@@ -84,17 +86,17 @@ local function checkEpoch(key, known, write)
   end
   -- The common case first: the value starts with `known`, its count and newest tag included (a
   -- tag never holds '|'; `known` without a count must be the whole value).
-  if known ~= '' and string.sub(marker, 1, #known) == known then
-    local after = string.sub(marker, #known + 1, #known + 1)
-    if after == '' or (after ~= '|' and string.find(known, '|', 1, true)) then return 'go', marker end
+  if known ~= '' and sub(marker, 1, #known) == known then
+    local after = sub(marker, #known + 1, #known + 1)
+    if after == '' or (after ~= '|' and find(known, '|', 1, true)) then return 'go', marker end
   end
-  if string.sub(marker, 1, 6) == 'reset:' then return 'reset', marker end
-  if string.sub(marker, 1, 9) == 'rollback:' then return 'rollback', marker end
+  if sub(marker, 1, 6) == 'reset:' then return 'reset', marker end
+  if sub(marker, 1, 9) == 'rollback:' then return 'rollback', marker end
   if known == '' then return 'teach', marker end
   local id, n, bar = splitMarker(marker)
   local knownId, knownN, knownBar = splitMarker(known)
   if id ~= knownId then
-    if string.sub(id, 1, 4) == 'ack:' then return 'teach', marker end
+    if sub(id, 1, 4) == 'ack:' then return 'teach', marker end
     if write then redis.call('SET', key, 'reset:' .. known) end
     return 'reset', marker
   end
@@ -104,7 +106,7 @@ local function checkEpoch(key, known, write)
   local lost = ahead < 0
   if not lost and knownBar and ahead < RING then
     local at = bar + 1 + ahead * TAG
-    lost = string.sub(marker, at, at + TAG - 1) ~= string.sub(known, knownBar + 1, knownBar + TAG)
+    lost = sub(marker, at, at + TAG - 1) ~= sub(known, knownBar + 1, knownBar + TAG)
   end
   if lost then
     if write then redis.call('SET', key, 'rollback:' .. known) end
@@ -121,7 +123,7 @@ end
 local function countCommit(key, marker, tag)
   if not marker then marker = 'first:' .. tag end
   local id, n, bar = splitMarker(marker)
-  local kept = bar and string.sub(marker, bar + 1, bar + (RING - 1) * TAG) or ''
+  local kept = bar and sub(marker, bar + 1, bar + (RING - 1) * TAG) or ''
   marker = id .. '|' .. (n + 1) .. '|' .. tag .. kept
   redis.call('SET', key, marker)
   return marker
