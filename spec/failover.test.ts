@@ -4,9 +4,14 @@
  * - `append` with `durability`: a version found committed by a resend after `replicas-short` is
  *   reported committed only once replicas confirm it (a replica frozen with SIGSTOP: the same
  *   indeterminate `replicas-short`; thawed between the attempts: committed, on the replica).
- * - A real Sentinel failover that loses acknowledged commits (the primary's replicas frozen, so that
- *   the commits made meanwhile are on the primary alone): every process that saw them is refused
- *   with `store-rollback`, until `acknowledgeStoreReset`.
+ * - `connect` / `check()` warn through the observer when durability is set and the primary has
+ *   `min-replicas-to-write 0`.
+ * - Real Sentinel failovers under load (spec/support/failover.ts): the primary frozen 4 s (SIGSTOP)
+ *   then resumed, and the primary partitioned (with 2 processes on its side) then healed: with
+ *   `durability: { replicas: 1 }` no acknowledged write is lost, and every process that saw a
+ *   commit the failover lost is refused (`store-rollback`) before it reads or builds on the new
+ *   history, until `acknowledgeStoreReset`. The partition is a TCP proxy that holds all traffic
+ *   (loopback only; no network namespaces).
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -179,6 +184,21 @@ function appendDurabilitySuite(): void {
     } finally {
       replica.resume();
       await consensus.close();
+    }
+  });
+
+  test('a partition (the primary and 2 processes cut off from the rest, healed after the failover): the same', async () => {
+    const group = await startSentinelGroup(7750, [], true);
+    try {
+      const findings = await runScenario(group, 'partition');
+      console.log(describeFindings('Sentinel, partition', findings));
+      assert.equal(findings.lost.get('append durable') ?? [], [], 'durable appends lost');
+      assert.equal(findings.lost.get('cas durable') ?? [], [], 'durable compare-and-sets lost');
+      assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
+      assert.ok((findings.acknowledged.get('cas durable') ?? 0) > 0, 'durable compare-and-sets were acknowledged');
+      assert.ok(findings.afterAcknowledgement, 'after acknowledgeStoreReset every key takes appends again');
+    } finally {
+      await group.stop();
     }
   });
 

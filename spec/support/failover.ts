@@ -20,6 +20,7 @@ import type { RedisConsensusOptions } from '../../lib/index.js';
 import { SAFE_WRITE_OPTIONS } from '../../lib/client.js';
 import { keyNames } from '../../lib/layout.js';
 import { command, infoFields, startServer, stopServers, until } from './cluster.js';
+import { FaultProxy } from './fault-proxy.js';
 import { RedisServer } from './redis-server.js';
 
 const HOST = '127.0.0.1';
@@ -29,6 +30,12 @@ export const MASTER_NAME = 'rcf';
 export interface SentinelGroup {
   readonly servers: RedisServer[];
   readonly sentinels: RedisServer[];
+  /**
+   * With `partitionable`: the proxy every replica and Sentinel (and every Sentinel client) reaches
+   * the first primary through; cutting it partitions the primary from all of them, but not from
+   * clients connected to it directly.
+   */
+  readonly proxy: FaultProxy | undefined;
   /** The port of the primary the Sentinels name now. */
   primaryPort(): Promise<number>;
   stop(): Promise<void>;
@@ -39,15 +46,21 @@ export interface SentinelGroup {
  * (quorum 2, down-after 1000 ms). `serverArgs` go to the three data servers (e.g.
  * `--min-replicas-to-write 1`).
  */
-export async function startSentinelGroup(base: number, serverArgs: string[] = []): Promise<SentinelGroup> {
+export async function startSentinelGroup(base: number, serverArgs: string[] = [], partitionable = false): Promise<SentinelGroup> {
   const servers: RedisServer[] = [];
   const sentinels: RedisServer[] = [];
+  let proxy: FaultProxy | undefined;
   const stop = async (): Promise<void> => {
+    proxy?.heal();
+    await proxy?.close();
     await stopServers([...sentinels, ...servers]);
   };
   try {
     servers.push(await startServer(base, serverArgs));
-    for (const i of [1, 2]) servers.push(await startServer(base + i, [...serverArgs, '--replicaof', HOST, String(base)]));
+    // Seen through the proxy on base + 3 by everyone but the clients connected to it directly.
+    if (partitionable) proxy = await FaultProxy.start(base + 3, { port: base });
+    const primaryAddress = partitionable ? base + 3 : base;
+    for (const i of [1, 2]) servers.push(await startServer(base + i, [...serverArgs, '--replicaof', HOST, String(primaryAddress)]));
     await until('the replicas are in sync', 15_000, async () => {
       const info = infoFields(String(await command(base, 'INFO', 'replication')));
       return Number(info.connected_slaves) === 2 && [info.slave0, info.slave1].every((line) => line?.includes('state=online'));
@@ -57,7 +70,7 @@ export async function startSentinelGroup(base: number, serverArgs: string[] = []
         port: base + i,
         args: ['--sentinel'],
         config: [
-          `sentinel monitor ${MASTER_NAME} ${HOST} ${base} 2`,
+          `sentinel monitor ${MASTER_NAME} ${HOST} ${primaryAddress} 2`,
           `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
           `sentinel failover-timeout ${MASTER_NAME} 5000`,
           `sentinel parallel-syncs ${MASTER_NAME} 2`,
@@ -75,7 +88,7 @@ export async function startSentinelGroup(base: number, serverArgs: string[] = []
       return masters.every((map) => Number(map.get('num-other-sentinels')) === 2 && Number(map.get('num-slaves')) === 2);
     });
     return {
-      servers, sentinels, stop,
+      servers, sentinels, stop, proxy,
       async primaryPort() {
         for (const sentinel of sentinels) {
           try {
@@ -115,6 +128,8 @@ export interface Role {
   readonly processes: number;
   readonly keys: readonly string[];
   readonly options?: RedisConsensusOptions;
+  /** Connected to the first primary directly, not through Sentinel: on its side of a partition. */
+  readonly direct?: boolean;
 }
 
 /** A running workload: its history so far, and how to stop it. */
@@ -138,10 +153,12 @@ export function startWorkload(group: SentinelGroup, prefix: string, roles: reado
     for (let p = 0; p < role.processes; p++) {
       const process = next++;
       names.set(process, role.name);
-      const client = new Redis({
-        sentinels: group.sentinels.map((sentinel) => ({ host: HOST, port: sentinel.port })), name: MASTER_NAME,
-        ...SAFE_WRITE_OPTIONS,
-      });
+      const client = role.direct === true
+        ? new Redis({ host: HOST, port: group.servers[0]!.port, ...SAFE_WRITE_OPTIONS })
+        : new Redis({
+          sentinels: group.sentinels.map((sentinel) => ({ host: HOST, port: sentinel.port })), name: MASTER_NAME,
+          ...SAFE_WRITE_OPTIONS,
+        });
       client.on('error', () => {});
       clients.push(client);
       const store = new RedisConsensus(client, { prefix, timeoutMs: 1000, ...role.options });
@@ -220,8 +237,8 @@ export interface Findings {
   readonly twoPayloads: string[];
   /** Heads read lower than one the same process had seen before. */
   readonly backward: string[];
-  /** Calls refused with store-rollback / store-reset. */
-  readonly detections: { rollback: number; reset: number; processes: number };
+  /** Calls refused with store-rollback / store-reset, and by how many of all the processes. */
+  readonly detections: { rollback: number; reset: number; processes: number; of: number };
   /** Processes that saw a commit now gone and were never refused in its bucket afterwards. */
   readonly unnamed: string[];
   /** Errors by code (and kind). */
@@ -248,7 +265,6 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
   const errors = new Map<string, number>();
   const backward: string[] = [];
   const lastSeen = new Map<string, bigint>();
-  const detectedAt = new Map<string, number>();
   let rollback = 0;
   let reset = 0;
   const detectingProcesses = new Set<number>();
@@ -256,7 +272,6 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
   const ordered = [...run.history].sort((a, b) => a.end - b.end);
   for (const op of ordered) {
     const role = run.roles.get(op.process)!;
-    const bucket = keyNames(prefix, op.key).bucket;
     if (op.error !== undefined) {
       const name = `${op.kind} ${op.error.code} (${op.error.determinate ? 'determinate' : 'indeterminate'})`;
       errors.set(name, (errors.get(name) ?? 0) + 1);
@@ -264,8 +279,6 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
         if (op.error.code === 'store-rollback') rollback++;
         else reset++;
         detectingProcesses.add(op.process);
-        const id = `${op.process}/${bucket}`;
-        if (!detectedAt.has(id)) detectedAt.set(id, op.end);
       }
       continue;
     }
@@ -292,25 +305,36 @@ export function check(run: Run, stored: Map<string, Map<bigint, string>>, prefix
       }
     }
   }
-  // Every process that saw a version now gone (wrote or read it) must have been refused in the
-  // bucket after it saw it.
+  // A process that saw a version now gone (wrote or read it) must not succeed in its bucket again
+  // (a read, a commit) unless it was refused there in between: that would be the rewritten
+  // history accepted in silence. (A process that only fails afterwards, e.g. connected to a
+  // demoted primary, accepts nothing.)
   const unnamed = new Set<string>();
+  const sawLost = new Map<string, { at: number; what: string }>();
   for (const op of ordered) {
-    if (op.error !== undefined || op.version === undefined || op.version === null) continue;
-    const { seqno, data } = op.version;
-    if (stored.get(op.key)?.get(seqno) === data) continue;
-    // A version above the stored head that a later commit of the same process no longer shows is
-    // gone; one below it is gone only if its seqno now holds other bytes or nothing.
     const id = `${op.process}/${keyNames(prefix, op.key).bucket}`;
-    const detected = detectedAt.get(id);
-    if (detected === undefined || detected < op.end) {
-      unnamed.add(`process ${op.process} (${run.roles.get(op.process)}) saw ${op.key}@${seqno} ${data}, now gone, and was never refused after`);
+    if (op.error !== undefined) {
+      if (op.error.code === 'store-rollback' || op.error.code === 'store-reset') sawLost.delete(id);
+      continue;
     }
+    if (op.version === undefined) continue;
+    // What the op saw or wrote is on the surviving history (or a key now empty read empty).
+    const survives = op.version === null
+      ? (stored.get(op.key)?.size ?? 0) === 0
+      : stored.get(op.key)?.get(op.version.seqno) === op.version.data;
+    const lostSeen = sawLost.get(id);
+    if (lostSeen !== undefined && op.start > lostSeen.at && survives) {
+      unnamed.add(`process ${op.process} (${run.roles.get(op.process)}) saw ${lostSeen.what}, now gone, and then ` +
+        `${op.kind} ${op.key} succeeded without a refusal`);
+      sawLost.delete(id);
+    }
+    if (op.version === null || survives) continue;
+    if (!sawLost.has(id)) sawLost.set(id, { at: op.end, what: `${op.key}@${op.version.seqno} ${op.version.data}` });
   }
   const twoPayloads = [...payloads].filter(([, set]) => set.size > 1).map(([id, set]) => `${id}: ${[...set].join(' / ')}`);
   return {
     acknowledged, lost, twoPayloads, backward, errors, recoveryMs, splitBrainMs: Number.NaN, afterAcknowledgement: false,
-    detections: { rollback, reset, processes: detectingProcesses.size },
+    detections: { rollback, reset, processes: detectingProcesses.size, of: run.roles.size },
     unnamed: [...unnamed],
   };
 }
@@ -326,7 +350,7 @@ export function describeFindings(label: string, findings: Findings): string {
     `  seqnos with two payloads: ${findings.twoPayloads.length} ${JSON.stringify(findings.twoPayloads.slice(0, 3))}`,
     `  backward reads: ${findings.backward.length} ${JSON.stringify(findings.backward.slice(0, 3))}`,
     `  detections: ${findings.detections.rollback} store-rollback, ${findings.detections.reset} store-reset, ` +
-      `in ${findings.detections.processes} processes`,
+      `in ${findings.detections.processes} of ${findings.detections.of} processes`,
     `  unnamed (saw a lost commit, never refused after): ${findings.unnamed.length} ${JSON.stringify(findings.unnamed.slice(0, 3))}`,
     `  errors: ${by(findings.errors)}`,
   ].join('\n');
@@ -394,8 +418,12 @@ export async function afterAcknowledgement(group: SentinelGroup, prefix: string)
 const url = (port: number): string => `redis://${HOST}:${port}`;
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
 
-/** The faults: SIGKILL (the primary gone for good), SIGSTOP for 4 s (then resumed). */
-export type Fault = 'sigkill' | 'sigstop';
+/**
+ * The faults: SIGKILL (the primary gone for good), SIGSTOP for 4 s (then resumed), a partition of
+ * 6 s (then healed) between the primary, with the processes connected to it directly, and
+ * everything else (group started `partitionable`).
+ */
+export type Fault = 'sigkill' | 'sigstop' | 'partition';
 
 /**
  * One run: first commits replicated, the roles of `failoverRoles` under load 1.5 s, the fault on the
@@ -406,18 +434,31 @@ export type Fault = 'sigkill' | 'sigstop';
 export async function runScenario(group: SentinelGroup, fault: Fault): Promise<Findings> {
   const prefix = `rcf-${fault}-${process.pid}-${Date.now().toString(36)}`;
   await firstCommits(group, prefix);
-  const run = startWorkload(group, prefix, failoverRoles({ durability: { replicas: 1, timeoutMs: 500 } }));
+  const roles = failoverRoles({ durability: { replicas: 1, timeoutMs: 500 } });
+  // On the primary's side of a partition: a plain and a durable compare-and-set writer.
+  if (fault === 'partition') {
+    roles.push({ name: 'cas plain', kind: 'cas', processes: 1, keys: ['p2', 'p3'], direct: true });
+    roles.push({ name: 'cas durable', kind: 'cas', processes: 1, keys: ['d2', 'd3'], direct: true,
+      options: { durability: { replicas: 1, timeoutMs: 500 } } });
+  }
+  const run = startWorkload(group, prefix, roles);
   try {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const primary = group.servers[0]!;
     const faultAt = performance.now();
     if (fault === 'sigkill') await primary.crash();
-    else primary.pause();
+    else if (fault === 'sigstop') primary.pause();
+    else group.proxy!.partition();
     if (fault === 'sigstop') await new Promise((resolve) => setTimeout(resolve, 4000));
     if (fault === 'sigstop') primary.resume();
-    await until('Sentinel names another primary', 20_000, async () => (await group.primaryPort()) !== primary.port);
+    if (fault === 'partition') {
+      await until('Sentinel names another primary', 20_000, async () => (await group.primaryPort()) !== primary.port + 3);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      group.proxy!.heal();
+    }
+    await until('Sentinel names another primary', 20_000, async () => ![primary.port, primary.port + 3].includes(await group.primaryPort()));
     // Until then, clients still connected to a resumed old primary go on writing there (split brain).
-    if (fault === 'sigstop') {
+    if (fault !== 'sigkill') {
       await until('the old primary is made a replica', 30_000, async () =>
         infoFields(String(await command(primary.port, 'INFO', 'replication'))).role === 'slave');
     }
