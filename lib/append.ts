@@ -126,6 +126,8 @@ export class Appender {
         outcome = await this.target.compareAndSetWithHead(key, expected, next, { timeoutMs });
       } catch (err) {
         if (!(err instanceof ExternalError)) throw err;
+        // The history this store remembers is gone: once acknowledged, start from the head as it is.
+        if (err.code === 'store-reset' || err.code === 'store-rollback') this.heads.forget(key);
         // Sent and unknown: send the same version again. A determinate failure of that resend
         // leaves the first one as unknown as it was; after a store reset, unknowable.
         if (!err.determinate) pending = { expected, next, cause: err };

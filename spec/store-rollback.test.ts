@@ -108,6 +108,9 @@ function storeRollbackSuite(backend: Backend): void {
     const versions = await store.raw.zrange(keyNames(store.prefix, KEY).versions, 0, -1);
     assert.equal(versions.map(Number), [0, 1, 2], 'no version written or deleted');
     assert.match(String(await store.raw.get(keyNames(store.prefix, KEY).epoch)), /^rollback:/, 'a write marked the bucket');
+    // After the acknowledgement, append starts from the head as it is now (it forgot its own, 4).
+    await consensus.acknowledgeStoreReset();
+    assert.is((await consensus.append(KEY, () => bytes('after ack'))).head?.seqno, 3n);
   });
 
   test('the mark holds for every process, the ones that never saw the lost commits too, until acknowledged; then all go on', async ({ store, consensus }) => {
@@ -192,6 +195,18 @@ function storeRollbackSuite(backend: Backend): void {
     // Refused once: the next append starts from the head as it is now.
     assert.is((await consensus.append(KEY, () => bytes('three'))).head?.seqno, 1n);
     await late.close();
+  });
+
+  test('append forgets the head it remembered when refused, so after the acknowledgement it starts from the head as it is', async ({ store, consensus }) => {
+    for (let i = 0; i < 3; i++) await consensus.append(KEY, () => bytes(`v${i}`));
+    const older = await copyBucket(store, [KEY]);
+    for (let i = 3; i < 5; i++) await consensus.append(KEY, () => bytes(`v${i}`));
+    await restoreBucket(store, older);
+    await rolledBack(consensus.append(KEY, () => bytes('on the lost head?')), 'append on its remembered head 4');
+    await consensus.acknowledgeStoreReset();
+    const after = await consensus.append(KEY, () => bytes('after ack'));
+    assert.is(after.head?.seqno, 3n, 'on head 2, as stored now');
+    assert.is(after.attempts, 1, 'no spurious mismatch on the forgotten head');
   });
 
   test('upgrade: a marker of the previous format (no count) is adopted, counted from its next commit, and guards rollbacks from then on', async ({ store }) => {
