@@ -10,11 +10,17 @@
  *   loss in a row on, it backs off with jitter.
  * - An indeterminate attempt is resolved, never guessed: the same version (same expected, seqno
  *   and bytes, so `update` is not run again) is sent again; its reply says whether the first
- *   one committed (and the two cannot both commit: they expect the same head).
+ *   one committed (and the two cannot both commit: they expect the same head). A version found
+ *   committed that way is reported committed only once durability is met for it (`confirm`): the
+ *   first send may have fallen short of replicas (`replicas-short`), and the resend that found it
+ *   wrote nothing that a `WAIT` would wait for.
+ * - A head never moves back: a mismatch that brings a head below the one the attempt expected
+ *   means commits this store saw are gone (a rollback the epoch check could not name), and the
+ *   append refuses (`store-rollback`) instead of committing on top of the older history.
  */
 import { checkAppendOptions, checkKey, describe } from './arguments.js';
 import type { AppendBounds } from './arguments.js';
-import { ExternalError } from './errors.js';
+import { determinate, ExternalError, indeterminate } from './errors.js';
 import type { ExternalErrorCode } from './errors.js';
 import { begin } from './observer.js';
 import type { Report } from './observer.js';
@@ -32,6 +38,12 @@ export interface AppendTarget {
   head(key: string, options?: CallOptions): Promise<VersionedData | null>;
   scan(key: string, from: SeqNo, limit: number, options?: CallOptions): Promise<VersionedData[]>;
 }
+
+/**
+ * Confirms durability of a version found committed (see `Operations.confirm`): true once replicas
+ * have it (at once without durability), false when it is no longer stored.
+ */
+export type Confirm = (key: string, seqno: SeqNo, options?: CallOptions) => Promise<boolean>;
 
 /** A version sent whose outcome is unknown: it is sent again, unchanged, until it is known. */
 interface Pending {
@@ -51,6 +63,7 @@ export class Appender {
     private readonly defaults: AppendBounds,
     rememberHeads: number,
     private readonly observer: Observer | undefined,
+    private readonly confirm: Confirm,
   ) {
     this.heads = new HeadMemory(rememberHeads);
   }
@@ -114,11 +127,13 @@ export class Appender {
         outcome = await this.target.compareAndSetWithHead(key, expected, next, { timeoutMs });
       } catch (err) {
         if (!(err instanceof ExternalError)) throw err;
+        // The history this store remembers is gone: once acknowledged, start from the head as it is.
+        if (err.code === 'store-reset' || err.code === 'store-rollback') this.heads.forget(key);
         // Sent and unknown: send the same version again. A determinate failure of that resend
         // leaves the first one as unknown as it was; after a store reset, unknowable.
         if (!err.determinate) pending = { expected, next, cause: err };
         else if (pending === undefined) throw err;
-        else if (err.code === 'store-reset') throw run.unresolved(key, pending, err.message);
+        else if (err.code === 'store-reset' || err.code === 'store-rollback') throw run.unresolved(key, pending, err.message);
         continue;
       }
       if (outcome.result === CaSResult.Committed) {
@@ -127,9 +142,15 @@ export class Appender {
       }
       run.mismatches++;
       const current = outcome.head;
+      if (expected !== null && (current === null || current.seqno < expected)) {
+        // Refused once, then forgotten: the next append starts from the head as it is now.
+        this.heads.forget(key);
+        throw run.movedBack(key, pending, expected, current);
+      }
       if (pending !== undefined) {
         const mine = await this.settle(key, pending, current, run);
         if (mine) {
+          await this.durable(key, pending, run);
           this.heads.remember(key, current);
           return { committed: true, head: pending.next, attempts: run.attempts };
         }
@@ -139,6 +160,25 @@ export class Appender {
       head = current;
       await run.lost();
     }
+  }
+
+  /**
+   * Makes sure durability was met for `pending`, found committed by a resend.
+   * @throws ExternalError (indeterminate, `replicas-short` when replicas fell short) otherwise.
+   */
+  private async durable(key: string, pending: Pending, run: Run): Promise<void> {
+    let stored: boolean;
+    try {
+      stored = await this.confirm(key, pending.next.seqno, { timeoutMs: run.remainingOr(key, pending) });
+    } catch (err) {
+      const why = `it was found committed, then confirming its durability failed: ${(err as Error).message}`;
+      if (err instanceof ExternalError && err.code === 'replicas-short') {
+        throw indeterminate('replicas-short', `append to ${JSON.stringify(key)}: ${formatSeqNo(pending.next.seqno)} may ` +
+          `not survive a failover (${why})`, err, run.attempts);
+      }
+      throw run.unresolved(key, pending, why);
+    }
+    if (!stored) throw run.unresolved(key, pending, 'it was found committed, then no longer stored (truncated or lost)');
   }
 
   /**
@@ -256,6 +296,16 @@ class Run {
       { attempts: this.attempts, code });
   }
 
+  /** The error of a mismatch whose head is below the one the attempt expected: a rollback. */
+  movedBack(key: string, pending: Pending | undefined, expected: SeqNo, current: VersionedData | null): ExternalError {
+    const why = `the key's head moved back from ${formatSeqNo(expected)} to ` +
+      `${current === null ? 'no data' : formatSeqNo(current.seqno)}: commits this store saw are gone (a failover lost them)`;
+    if (pending !== undefined) return this.unresolved(key, pending, why);
+    return determinate('store-rollback', `append to ${JSON.stringify(key)} refused: ${why}; nothing was written. ` +
+      'The epoch check could not tell (see "Store rollback" in docs/deployment.md), so other calls in the bucket ' +
+      'go on, and so does the next append, from the head as it is now', undefined, this.attempts);
+  }
+
   /** An append whose version may or may not have committed (code: the bound, else the unknown attempt's). */
   unresolved(key: string, pending: Pending, why: string, code: ExternalErrorCode = pending.cause.code): ExternalError {
     return new ExternalError(false, `append to ${JSON.stringify(key)}: ${formatSeqNo(pending.next.seqno)} may or may ` +
@@ -283,6 +333,10 @@ class HeadMemory {
     this.heads.delete(key);
     this.heads.set(key, head);
     return head;
+  }
+
+  forget(key: string): void {
+    this.heads.delete(key);
   }
 
   remember(key: string, head: VersionedData | null): void {

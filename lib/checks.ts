@@ -8,11 +8,15 @@
  *   store sets none; `noeviction` refuses writes instead (OOM, a determinate error).
  * - the database a URL names: ioredis selects it after connecting and, when the index is out of
  *   range, only emits an error event and carries on in database 0.
+ * - with `durability` set, `min-replicas-to-write` on the primaries: at 0 a primary cut off from
+ *   its replicas keeps accepting writes, which a failover then drops (only warned about: through
+ *   the observer's `warning` hook and the debug log).
  */
 import { checkDatabase } from './arguments.js';
 import type { RedisClient } from './client.js';
 import { debug } from './debug.js';
 import { codeOf, determinate, toExternal } from './errors.js';
+import type { Observer } from './types.js';
 
 /** What to do when the server may evict the store's keys. */
 export type EvictionPolicyAction = 'refuse' | 'warn';
@@ -59,6 +63,31 @@ export async function checkEvictionPolicy(servers: RedisClient[], action: Evicti
       throw determinate('eviction-policy', `${problem}, or pass evictionPolicy: 'warn' to accept the risk`);
     }
     process.emitWarning(problem, { code: 'REDIS_CONSENSUS_EVICTION_POLICY' });
+  }
+}
+
+/**
+ * With `durability` set: warns (observer `warning`, debug log) about each primary of `servers` whose
+ * `min-replicas-to-write` is 0, read from `INFO replication` (which reports `min_slaves_good_slaves`
+ * only when it is set; CONFIG GET may be refused by an ACL). A server that cannot be asked, or is
+ * no primary, is passed over: this never fails a connect.
+ */
+export async function checkMinReplicas(servers: RedisClient[], where: string, observer: Observer | undefined): Promise<void> {
+  for (const server of servers) {
+    let info: unknown;
+    try {
+      info = await server.call?.('INFO', 'replication');
+    } catch (err) {
+      debug('could not read INFO replication of %s: %s', where, (err as Error).message);
+      continue;
+    }
+    if (typeof info !== 'string' || !/^role:master\b/m.test(info) || /^min_slaves_good_slaves:/m.test(info)) continue;
+    const message = `${where} has min-replicas-to-write 0 while durability is set: a primary cut off from its ` +
+      'replicas (a partition, a pause) keeps accepting writes, which then fail indeterminate (replicas-short) and ' +
+      'are lost in the failover, with the commits other processes read from it. Set min-replicas-to-write 1 and ' +
+      'min-replicas-max-lag 10 (docs/deployment.md, "Replicas and durability")';
+    debug('%s', message);
+    observer?.warning?.({ code: 'min-replicas-to-write', message });
   }
 }
 

@@ -8,16 +8,19 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { checkCallOptions, checkOptionsObject, describe } from './arguments.js';
 import { openClient, OWN_CONNECTION_DEFAULTS, redactUrl, SAFE_WRITE_OPTIONS, safeClusterOptions } from './client.js';
-import { checkEvictionPolicy, databaseOf, readRedisUrl, selectDatabase } from './checks.js';
+import { checkEvictionPolicy, checkMinReplicas, databaseOf, readRedisUrl, selectDatabase } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
 import { redactCause } from './errors.js';
-import type { ConnectOptions } from './types.js';
+import type { ConnectOptions, DurabilityOptions, Observer } from './types.js';
 
 /** What opening needs of the store's settings. */
 export interface OpenSettings {
   readonly timeoutMs: number;
   readonly evictionPolicy: EvictionPolicyAction;
   readonly signal: AbortSignal | undefined;
+  /** With durability set, primaries without `min-replicas-to-write` are warned about to `observer`. */
+  readonly durability?: DurabilityOptions | undefined;
+  readonly observer?: Observer | undefined;
 }
 
 /**
@@ -88,6 +91,7 @@ export async function openRedis(url: string, settings: OpenSettings, redisOption
       check: async (opened) => {
         if (db !== undefined && db !== 0) await selectDatabase(opened, db, where);
         await checkEvictionPolicy([opened], settings.evictionPolicy, where);
+        if (settings.durability !== undefined) await checkMinReplicas([opened], where, settings.observer);
       },
     });
   } catch (err) {
@@ -113,7 +117,10 @@ export async function openCluster(nodes: ClusterNode[], settings: OpenSettings, 
     await openClient(cluster, 'the Redis Cluster', {
       timeoutMs: settings.timeoutMs,
       signal: settings.signal,
-      check: (opened) => checkEvictionPolicy(opened.nodes('master'), settings.evictionPolicy, 'a Redis Cluster primary'),
+      check: async (opened) => {
+        await checkEvictionPolicy(opened.nodes('master'), settings.evictionPolicy, 'a Redis Cluster primary');
+        if (settings.durability !== undefined) await checkMinReplicas(opened.nodes('master'), 'a Redis Cluster primary', settings.observer);
+      },
     });
   } catch (err) {
     throw redactCause(err, secrets);

@@ -66,7 +66,8 @@ export class RedisConsensus {
       durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
       announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
     });
-    this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer);
+    this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer,
+      (key, seqno, options) => this.operations.confirm(key, seqno, options));
     this.watches = new Watches({
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),
@@ -147,7 +148,8 @@ export class RedisConsensus {
    * @throws TypeError when `key` is not a string, `options` not an object or its `signal` not an
    *   AbortSignal; RangeError when the key is longer than `maxKeyBytes`. Nothing is sent or armed.
    * @throws ExternalError (determinate) when Redis could not be read; code `store-reset` when the
-   *   store was reset under this process (see `acknowledgeStoreReset`).
+   *   store was reset under this process, `store-rollback` when commits it had seen in the key's
+   *   bucket are gone (a failover lost them; see `acknowledgeStoreReset`).
    */
   head(key: string, options?: CallOptions): Promise<VersionedData | null> {
     return this.operations.head(key, options);
@@ -162,7 +164,8 @@ export class RedisConsensus {
    *   nothing is sent.
    * @throws ExternalError: `determinate: false` when the write was sent but its outcome is
    *   unknown (re-read to learn it); `determinate: true` when it certainly did not happen, e.g.
-   *   code `store-reset` when the store was reset under this process (see `acknowledgeStoreReset`).
+   *   code `store-reset` when the store was reset under this process, `store-rollback` when commits it
+   *   had seen in the bucket are gone (see `acknowledgeStoreReset`).
    */
   compareAndSet(
     key: string,
@@ -327,7 +330,8 @@ export class RedisConsensus {
    * @throws TypeError at once when `key` is not a string, `options` is not an object, or `signal`
    *   is not an AbortSignal; RangeError when the key is longer than `maxKeyBytes`.
    * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once
-   *   with code `store-reset` when the store was reset under it (the watch ends).
+   *   with code `store-reset` when the store was reset under it, or `store-rollback` when a head it
+   *   yielded was lost in a failover (the watch ends).
    * @example
    * ```ts
    * const ac = new AbortController();
@@ -388,12 +392,17 @@ export class RedisConsensus {
    * adopts on its next call there, whatever marker it knew. Keys then read as they are now (a
    * key lost in the reset has no data, and its seqnos start over).
    *
+   * The same acknowledges rollbacks: each marker also counts the bucket's commits, and a process that
+   * saw commits a failover (or an older snapshot) lost is refused with code `store-rollback`; a write
+   * that meets it marks the bucket rolled back for every process, until this is called.
+   *
    * A process started after the reset that writes in a bucket before any process that knew the old
    * marker has touched it cannot tell the empty store from a new one: that write commits. Idempotent;
    * on a store that was not reset it only replaces the markers. Acknowledge once the loss is
    * understood: it is what turns the loud failure back into writers starting over.
    *
-   * @returns how many buckets there are, how many had been marked reset, and how many had no marker.
+   * @returns how many buckets there are, how many had been marked reset or rolled back, and how many
+   *   had no marker.
    * @throws ExternalError when a marker could not be written (indeterminate: it may have been).
    *   Calling it again is safe.
    * @example
@@ -401,7 +410,7 @@ export class RedisConsensus {
    * try {
    *   await consensus.compareAndSet(key, expected, next);
    * } catch (err) {
-   *   if (err instanceof ExternalError && err.code === 'store-reset') {
+   *   if (err instanceof ExternalError && (err.code === 'store-reset' || err.code === 'store-rollback')) {
    *     // Page an operator; once they have decided the data may start over:
    *     const { reset } = await consensus.acknowledgeStoreReset();
    *   }

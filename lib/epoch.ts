@@ -1,13 +1,16 @@
 /**
- * The store epoch, client side: the epoch marker this store learned for each bucket, which every
- * script call passes back for its script to check (`lua/includes/epoch.lua` has the rules), and
- * the error of a call the check refused.
+ * The store epoch, client side: what this store knows of each bucket's epoch marker (its id, the
+ * highest commit count it has seen there and that commit's tag), which every script call passes for
+ * its script to check (`lua/includes/epoch.lua` has the rules), and the errors of a call the check
+ * refused: `store-reset` (the marker gone or replaced) and `store-rollback` (commits this store had
+ * seen are gone).
  *
- * A marker is learned from the envelope of a reply: when this store knew none for the bucket, or
- * when an acknowledgement replaced the one it knew. It is adopted only if the call was sent with the
- * marker known when the reply comes back, so that a reply to a call sent before another reply taught
- * a marker (two calls in flight across a reset) cannot replace it: the next call then finds the
- * marker it knows gone, and is refused, as it should be.
+ * What a store knows is learned from the envelope of a reply, and from its own commits: a commit
+ * that went through without an envelope counted itself on the marker the call was sent with. Within
+ * one marker id only a higher count is learned (replies may come back out of order). Another id is
+ * adopted only if the call was sent under the id known when the reply comes back, so that a reply
+ * to a call sent before another reply taught an id (two calls in flight across a reset) cannot
+ * replace it: the next call then finds the id it knows gone, and is refused, as it should be.
  */
 import { randomBytes } from 'node:crypto';
 import { determinate } from './errors.js';
@@ -20,21 +23,76 @@ export function freshEpochId(): string {
   return randomBytes(8).toString('hex');
 }
 
+/** Width of a commit tag (`TAG` in `lua/includes/epoch.lua`). */
+export const TAG_WIDTH = 8;
+
+/** Random tags, drawn from one buffer: a `randomBytes` call per commit would cost more than it. */
+let tagPool = '';
+let tagAt = 0;
+
+/** A fresh random tag for a commit: 8 base64url characters (48 bits), never '|'. */
+export function freshTag(): string {
+  if (tagAt + TAG_WIDTH > tagPool.length) {
+    tagPool = randomBytes(6 * 512).toString('base64url');
+    tagAt = 0;
+  }
+  tagAt += TAG_WIDTH;
+  return tagPool.slice(tagAt - TAG_WIDTH, tagAt);
+}
+
+/** What a store knows of one bucket's marker. */
+class Known {
+  constructor(
+    /** What is sent: `<id>` or `<id>|<count>|<tag>`. */
+    readonly wire: string,
+    readonly id: string,
+    readonly count: number,
+  ) {}
+
+  /** Parses a marker value (its kept tags are cut off) or a `wire`. */
+  static of(value: string): Known {
+    const bar = value.indexOf('|');
+    if (bar < 0) return new Known(value, value, 0);
+    const bar2 = value.indexOf('|', bar + 1);
+    return new Known(value.slice(0, bar2 + 1 + TAG_WIDTH), value.slice(0, bar), Number(value.slice(bar + 1, bar2)));
+  }
+}
+
 /** The epoch markers one store learned, by bucket. */
 export class Epochs {
-  private readonly markers: Array<string | undefined> = new Array<string | undefined>(BUCKETS);
+  private readonly buckets: Array<Known | undefined> = new Array<Known | undefined>(BUCKETS);
 
-  /** The marker to send for `bucket`: the one learned, or '' when none is. */
+  /** What to send for `bucket`: what is known, or '' when nothing is. */
   known(bucket: number): string {
-    return this.markers[bucket] ?? '';
+    return this.buckets[bucket]?.wire ?? '';
   }
 
-  /** Remembers `marker` for `bucket`, if the call that brought it was sent with the marker known now. */
+  /** Learns from the marker value of an envelope to a call sent with `sent`. */
   learn(bucket: number, sent: string, marker: string): void {
-    if ((this.markers[bucket] ?? '') === sent) this.markers[bucket] = marker;
+    this.adopt(bucket, sent, Known.of(marker));
   }
 
-  /** The error of a call the epoch check refused; `sent` is the marker it was sent with. */
+  /** Learns from a commit sent with `sent` and `tag` that came back without an envelope. */
+  committed(bucket: number, sent: string, tag: string): void {
+    const current = this.buckets[bucket];
+    // The common case: nothing was learned while the call was in flight.
+    const base = current !== undefined && current.wire === sent ? current : Known.of(sent);
+    const count = base.count + 1;
+    this.adopt(bucket, sent, new Known(`${base.id}|${count}|${tag}`, base.id, count));
+  }
+
+  private adopt(bucket: number, sent: string, next: Known): void {
+    const current = this.buckets[bucket];
+    if (current === undefined) {
+      if (sent === '') this.buckets[bucket] = next;
+    } else if (current.id === next.id) {
+      if (next.count > current.count) this.buckets[bucket] = next;
+    } else if (sent !== '' && Known.of(sent).id === current.id) {
+      this.buckets[bucket] = next;
+    }
+  }
+
+  /** The error of a call the epoch check refused as reset; `sent` is what it was sent with. */
   refused(what: string, names: KeyNames, sent: string): ExternalError {
     const why = sent === ''
       ? `bucket ${names.bucket} of the store is marked reset (${names.epoch}): a process found the store's ` +
@@ -44,5 +102,16 @@ export class Epochs {
     return determinate('store-reset', `${what} refused: ${why}; the call did nothing. Calls in this bucket stay ` +
       'refused until an operator acknowledges the reset (`redis-consensus ack-reset` or ' +
       'acknowledgeStoreReset()), accepting that the data committed before it is gone');
+  }
+
+  /** The error of a call the epoch check refused as rolled back; `sent` is what it was sent with. */
+  rolledBack(what: string, names: KeyNames, sent: string): ExternalError {
+    const seen = sent === '' ? '' : ` (this process saw ${Known.of(sent).count} commits counted by ${names.epoch})`;
+    const why = `bucket ${names.bucket} of the store was rolled back: it no longer holds commits this process, or ` +
+      `another that marked it rolled back, had seen there${seen}`;
+    return determinate('store-rollback', `${what} refused: ${why}: its history was rolled back (a failover to a ` +
+      'replica that had not received them, a restart from an older snapshot); the call did nothing. Calls in ' +
+      'this bucket stay refused until an operator acknowledges it (`redis-consensus ack-reset` or ' +
+      'acknowledgeStoreReset()), accepting that those commits are gone');
   }
 }

@@ -21,6 +21,7 @@ import { debug } from './debug.js';
  * | `scan-truncated` | a streamed scan (`scanStream`) met a truncate that removed versions it had not read yet |
  * | `replicas-short` | a write committed on the primary but replicas did not confirm it |
  * | `store-reset` | the store's data was reset under it (an epoch marker gone); until acknowledged |
+ * | `store-rollback` | commits this process had seen in the bucket are gone (a failover lost them); until acknowledged |
  * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
  * | `permission` | an ACL refused a command or key (NOPERM, NOAUTH, WRONGPASS) |
  * | `out-of-memory` | Redis is at `maxmemory` and refused to write (OOM) |
@@ -30,7 +31,7 @@ import { debug } from './debug.js';
  */
 export type ExternalErrorCode =
   | 'timeout' | 'attempts-exhausted' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
-  | 'replicas-short' | 'store-reset' | 'payload-missing' | 'permission' | 'out-of-memory'
+  | 'replicas-short' | 'store-reset' | 'store-rollback' | 'payload-missing' | 'permission' | 'out-of-memory'
   | 'eviction-policy' | 'wrong-database' | 'redis-error'
   | 'scan-truncated';
 
@@ -153,7 +154,7 @@ export function indeterminate(code: ExternalErrorCode, message: string, cause?: 
  */
 const NOT_RETRIED: ReadonlySet<ExternalErrorCode> = new Set<ExternalErrorCode>([
   'permission', 'out-of-memory', 'closed', 'aborted', 'truncate-above-head', 'payload-missing',
-  'store-reset', 'eviction-policy', 'wrong-database',
+  'store-reset', 'store-rollback', 'eviction-policy', 'wrong-database',
 ]);
 
 /** Whether a determinate failure is worth another attempt. */

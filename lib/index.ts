@@ -8,7 +8,7 @@ export { CaSResult, OPERATIONS } from './types.js';
 export type {
   AppendBackoff, AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
   DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
-  RetryOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
+  RetryOptions, SeqNoInput, StoreResetAcknowledgement, StoreWarning, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
 export type { ExternalErrorCode } from './errors.js';

@@ -201,7 +201,7 @@ export interface OperationCounts {
 }
 
 /** An observer that keeps counts in memory; see `countingObserver`. */
-export interface CountingObserver extends Required<Observer> {
+export interface CountingObserver extends Required<Pick<Observer, 'started' | 'finished'>>, Pick<Observer, 'warning'> {
   /** Counts per operation; every operation is present, zeroed until it runs. */
   readonly counts: Readonly<Record<OperationName, Readonly<OperationCounts>>>;
   /** Sets every count back to zero. */
@@ -273,6 +273,9 @@ export function combineObservers(...observers: Observer[]): Observer {
     },
     finished(event) {
       each((observer) => observer.finished?.(event));
+    },
+    warning(warning) {
+      each((observer) => observer.warning?.(warning));
     },
   };
 }

@@ -6,10 +6,10 @@
  */
 import { checkCallOptions, checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import type { NextVersion } from './arguments.js';
-import { checkEvictionPolicy } from './checks.js';
+import { checkEvictionPolicy, checkMinReplicas } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
 import type { Durability } from './durability.js';
-import { Epochs, freshEpochId } from './epoch.js';
+import { Epochs, freshEpochId, freshTag } from './epoch.js';
 import { BUCKETS, epochOf, keyOfMember } from './layout.js';
 import type { KeyNames, KeyNamesCache } from './layout.js';
 import type { Link } from './link.js';
@@ -20,13 +20,15 @@ import { scanAll, scanPages, STEP_LIMITS, truncateInSteps } from './history.js';
 import type { ScanStep } from './history.js';
 import { registryMembers } from './registry.js';
 import {
-  ACK_NO_MARKER, ACK_WAS_RESET, callScript, CAS_COMMITTED, CAS_WITH_HEAD, decodeHead, decodeScan, decodeTruncate,
-  openEpoch,
+  ACK_NO_MARKER, ACK_WAS_RESET, ACK_WAS_ROLLED_BACK, callScript, CAS_COMMITTED, CAS_WITH_HEAD, CONFIRM_STORED, decodeHead,
+  decodeScan, decodeTruncate, isPlainCommit, openEpoch,
 } from './scripts.js';
 import type {
-  AcknowledgeResetReply, CompareAndSetWithHeadReply, EpochReply, HeadReply, ScanReply, ScriptArgs, ScriptName,
+  AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, ScanReply, ScriptArgs,
+  ScriptName,
 } from './scripts.js';
 import { encodeSeqNo, SCAN_ALL } from './seqno.js';
+import type { SeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
   CallOptions, CompareAndSetOutcome, Observer, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
@@ -101,16 +103,18 @@ export class Operations {
     let timeoutMs: number;
     let args: ScriptArgs;
     let sent: string;
+    let tag: string;
     try {
       names = this.names.get(checkKey(key, this.maxKeyBytes));
       const expectedSeqNo = toExpected(expected);
       version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
       timeoutMs = this.callTimeout(options);
       sent = this.epochs.known(names.bucket);
+      tag = freshTag();
       args = [
         names.versions, names.data, names.registry, names.epoch,
         expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
-        names.heads, this.announce, sent, sent === '' ? freshEpochId() : '',
+        names.heads, this.announce, sent, tag,
       ];
     } catch (err) {
       return Promise.reject(err);
@@ -121,7 +125,8 @@ export class Operations {
       const mark = this.durability?.mark(names.versions);
       return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
         const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
-        if (reply !== CAS_COMMITTED) {
+        if (isPlainCommit(wire)) this.epochs.committed(names.bucket, sent, tag);
+        else if (reply !== CAS_COMMITTED) {
           if (!withHead) return MISMATCH;
           const head = decodeHead(reply as HeadReply, key);
           return {
@@ -230,6 +235,27 @@ export class Operations {
     }
   }
 
+  /**
+   * For `append`, with durability on: whether the version at `seqno` of `key`, which a resend found
+   * committed with its bytes, is still stored; if it is, waits until the configured replicas have it
+   * (a write is made after it on the write connection, then `WAIT` on that connection: see
+   * `lua/confirm-2.lua`). True at once without durability.
+   * @throws ExternalError: indeterminate (`replicas-short`) when replicas fall short; determinate
+   *   when the call did not run or was refused (`store-reset`, `store-rollback`).
+   */
+  async confirm(key: string, seqno: SeqNo, options?: CallOptions): Promise<boolean> {
+    if (this.durability === undefined) return true;
+    const names = this.names.get(key);
+    const timeoutMs = this.callTimeout(options);
+    const mark = this.durability.mark(names.versions);
+    const sent = this.epochs.known(names.bucket);
+    const reply = await this.script<EpochReply<ConfirmReply>>('confirm', true, timeoutMs,
+      [names.versions, names.epoch, encodeSeqNo(seqno), sent, freshTag()], options?.signal);
+    if (openEpoch(reply, this.epochs, names, sent, 'append') !== CONFIRM_STORED) return false;
+    await this.durability.acknowledged('append', names.versions, mark);
+    return true;
+  }
+
   /** The Redis names of a key (checked): for watches. */
   namesOf(key: string): KeyNames {
     return this.names.get(checkKey(key, this.maxKeyBytes));
@@ -244,14 +270,17 @@ export class Operations {
 
   async check(options?: CallOptions): Promise<void> {
     const timeoutMs = this.callTimeout(options);
-    await this.link.run(false, 'check', timeoutMs, (client) => checkEvictionPolicy(
-      client.isCluster === true ? client.nodes?.('master') ?? [] : [client], this.evictionPolicy, 'the Redis server'), options?.signal);
+    await this.link.run(false, 'check', timeoutMs, async (client) => {
+      const primaries = client.isCluster === true ? client.nodes?.('master') ?? [] : [client];
+      await checkEvictionPolicy(primaries, this.evictionPolicy, 'the Redis server');
+      if (this.durability !== undefined) await checkMinReplicas(primaries, 'the Redis server', this.observer);
+    }, options?.signal);
   }
 
   async acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
     const timeoutMs = this.callTimeout(options);
     const id = freshEpochId();
-    const acknowledgement = { buckets: BUCKETS, reset: 0, unmarked: 0 };
+    const acknowledgement = { buckets: BUCKETS, reset: 0, rolledBack: 0, unmarked: 0 };
     // Several buckets at once: 1,024 round trips in turn take long on a remote Redis.
     for (let first = 0; first < BUCKETS; first += ACKNOWLEDGE_IN_FLIGHT) {
       const buckets = Array.from({ length: Math.min(ACKNOWLEDGE_IN_FLIGHT, BUCKETS - first) }, (_, i) => first + i);
@@ -259,6 +288,7 @@ export class Operations {
         'acknowledgeReset', true, timeoutMs, [epochOf(this.prefix, bucket), id], options?.signal)));
       for (const reply of replies) {
         if (reply === ACK_WAS_RESET) acknowledgement.reset++;
+        else if (reply === ACK_WAS_ROLLED_BACK) acknowledgement.rolledBack++;
         else if (reply === ACK_NO_MARKER) acknowledgement.unmarked++;
       }
     }

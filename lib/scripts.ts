@@ -24,6 +24,7 @@ const FILES = {
   scan: 'scan-3',
   truncate: 'truncate-3',
   acknowledgeReset: 'acknowledgeReset-1',
+  confirm: 'confirm-2',
 } as const;
 
 export type ScriptName = keyof typeof FILES;
@@ -98,20 +99,24 @@ function toPayload(payload: Wire | null | undefined, key: string, seqno: Wire): 
 
 /**
  * Every script but `acknowledgeReset-1.lua` checks the bucket's epoch marker
- * (`lua/includes/epoch.lua`): STORE_RESET when the check refused the call, or its usual reply in an
- * envelope `{EPOCH_ENVELOPE, marker, reply}` when the caller is to learn the bucket's marker.
+ * (`lua/includes/epoch.lua`): STORE_RESET or STORE_ROLLBACK when the check refused the call, or its
+ * usual reply in an envelope `{EPOCH_ENVELOPE, marker, reply}` when the caller is to learn from the
+ * bucket's marker.
  */
 export const STORE_RESET = -3;
 export const EPOCH_ENVELOPE = -4;
-export type EpochReply<T> = T | typeof STORE_RESET | [typeof EPOCH_ENVELOPE, Wire, T];
+export const STORE_ROLLBACK = -5;
+export type EpochReply<T> = T | typeof STORE_RESET | typeof STORE_ROLLBACK | [typeof EPOCH_ENVELOPE, Wire, T];
 
 /**
  * The usual reply of a script that checks the epoch, the marker of an envelope learned by `epochs`;
- * `sent` is the marker the call was sent with.
- * @throws ExternalError (determinate, code `store-reset`) when the epoch check refused the call.
+ * `sent` is what the call was sent with.
+ * @throws ExternalError (determinate, code `store-reset` or `store-rollback`) when the epoch check
+ *   refused the call.
  */
 export function openEpoch<T>(reply: EpochReply<T>, epochs: Epochs, names: KeyNames, sent: string, what: string): T {
   if (reply === STORE_RESET) throw epochs.refused(what, names, sent);
+  if (reply === STORE_ROLLBACK) throw epochs.rolledBack(what, names, sent);
   if (Array.isArray(reply) && reply[0] === EPOCH_ENVELOPE) {
     const marker = reply[1] as Wire;
     epochs.learn(names.bucket, sent, typeof marker === 'string' ? marker : marker.toString('utf8'));
@@ -139,6 +144,14 @@ export type CompareAndSetReply = typeof CAS_COMMITTED | typeof CAS_MISMATCH;
  * mismatch (`{}` when the key has no data) as `head-3.lua` returns it.
  */
 export type CompareAndSetWithHeadReply = typeof CAS_COMMITTED | HeadReply;
+
+/**
+ * A commit's reply without an envelope: it counted itself on the marker the call was sent with (see
+ * `Epochs.committed`).
+ */
+export function isPlainCommit(wire: unknown): boolean {
+  return wire === CAS_COMMITTED;
+}
 
 /** The flag (ARGV[9], the last, of `compareAndSet-4.lua`) that asks for the head with a mismatch. */
 export const CAS_WITH_HEAD = '1';
@@ -182,4 +195,10 @@ export function decodeTruncate(deleted: number, upper: SeqNo): number {
 export const ACK_NO_MARKER = 0;
 export const ACK_MARKER_IN_USE = 1;
 export const ACK_WAS_RESET = 2;
-export type AcknowledgeResetReply = typeof ACK_NO_MARKER | typeof ACK_MARKER_IN_USE | typeof ACK_WAS_RESET;
+export const ACK_WAS_ROLLED_BACK = 3;
+export type AcknowledgeResetReply =
+  typeof ACK_NO_MARKER | typeof ACK_MARKER_IN_USE | typeof ACK_WAS_RESET | typeof ACK_WAS_ROLLED_BACK;
+
+/** `confirm-2.lua`: whether the version found is still stored (and a write made after it). */
+export const CONFIRM_STORED = 1;
+export type ConfirmReply = typeof CONFIRM_STORED | 0;

@@ -76,12 +76,24 @@ export interface OperationEvent {
   readonly waitedMs: number;
 }
 
+/** Something about the server a store found risky, without failing (see `Observer.warning`). */
+export interface StoreWarning {
+  /**
+   * `min-replicas-to-write`: `durability` is set but a primary accepts writes with no replica
+   * connected, so a partition or pause can lose the commits other processes read meanwhile.
+   */
+  readonly code: 'min-replicas-to-write';
+  readonly message: string;
+}
+
 /** Hooks for metrics; see `prometheusObserver` for ready wiring. Keep them cheap: they run inline. */
 export interface Observer {
   /** Called when an operation starts (after its arguments were checked). */
   started?(operation: OperationName): void;
   /** Called when an operation settles. */
   finished?(event: OperationEvent): void;
+  /** Called when `connect`, `connectCluster` or `check()` finds a risky server setting (see `StoreWarning`). */
+  warning?(warning: StoreWarning): void;
 }
 
 /** Wait for replicas to acknowledge each write before reporting it. */
@@ -222,6 +234,8 @@ export interface StoreResetAcknowledgement {
   readonly buckets: number;
   /** Buckets marked reset: a writer there had found the marker it knew gone or replaced. */
   readonly reset: number;
+  /** Buckets marked rolled back: a writer there had found commits it had seen gone. */
+  readonly rolledBack: number;
   /** Buckets without a marker: never written, or reset with no process noticing yet. */
   readonly unmarked: number;
 }

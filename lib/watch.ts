@@ -26,7 +26,7 @@ export interface WatchHost {
 }
 
 function isStoreReset(err: unknown): boolean {
-  return err instanceof ExternalError && err.code === 'store-reset';
+  return err instanceof ExternalError && (err.code === 'store-reset' || err.code === 'store-rollback');
 }
 
 /** Delay before the first retry of a failed head read; doubles up to the poll interval. */

@@ -14,10 +14,12 @@
   has already been written; watchers re-read the head after any gap.
 
   The bucket's epoch marker is checked first (includes/epoch.lua): a caller that knew a marker which
-  is gone or replaced is refused with STORE_RESET, nothing written but the bucket's mark as reset,
-  so that it cannot re-commit seqnos from 0 over a store that lost its data. The first commit in a
-  bucket without a marker creates one. The marker is a declared KEY (it exists once the bucket has
-  had a commit, so a migrating slot moves it with the rest).
+  is gone or replaced is refused with STORE_RESET, and one that had seen commits the bucket no
+  longer holds with STORE_ROLLBACK, nothing written but the bucket's mark, so that it cannot
+  re-commit seqnos over a history that lost its data. Every commit counts itself in the marker with
+  its tag (ARGV[8]); the first commit in a bucket without a marker creates one. The marker is a
+  declared KEY (it exists once the bucket has had a commit, so a migrating slot moves it with the
+  rest).
 
   Input:
     KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0
@@ -30,8 +32,9 @@
     ARGV[4] member    the key's registry member
     ARGV[5] heads     pub/sub channel of this bucket's commits
     ARGV[6] announce  'PUBLISH' (standalone, Sentinel), 'SPUBLISH' (Cluster) or '' (no announcement)
-    ARGV[7] known     the epoch marker the caller knows for this bucket, or '' when it knows none
-    ARGV[8] newEpoch  when ARGV[7] is '': a fresh random id, for the marker a first commit creates
+    ARGV[7] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
+    ARGV[8] tag       a fresh random tag of 8 bytes, without '|': this commit's in the marker (and
+                      the id of the marker a first commit creates)
     ARGV[9] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
                       absent for the plain compareAndSet, whose replies stay 1 and 0
 
@@ -42,9 +45,11 @@
     {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
                       step (ARGV[9] = '1')
     -3                STORE_RESET: the epoch check refused; the key unchanged, nothing announced
+    -5                STORE_ROLLBACK: the epoch check refused; the key unchanged, nothing announced
     {-4, marker, r}   EPOCH envelope: `r` is one of the replies above, `marker` the bucket's epoch
-                      marker for the caller to remember (it knew none, or an acknowledgement
-                      replaced it)
+                      marker value for the caller to learn from (it knew none, or less than the
+                      bucket holds, or an acknowledgement replaced it). Without an envelope, a
+                      commit counted itself on the marker the caller knew.
 ]]
 --- @include "includes/headOf"
 --- @include "includes/epoch"
@@ -52,10 +57,11 @@
 local rcall = redis.call
 local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local heads, announce, known, newEpoch, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local heads, announce, known, tag, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
 local verdict, marker = checkEpoch(epoch, known, true)
-if verdict == 'reset' then return STORE_RESET end
+local refusal = REFUSE[verdict]
+if refusal then return refusal end
 
 local reply
 local head = headOf(versions)
@@ -73,7 +79,7 @@ if not reply then
   rcall('ZADD', versions, 0, seqno)
   rcall('HSET', data, seqno, payload)
   if announce ~= '' then redis.pcall(announce, heads, seqno .. member) end
-  if verdict == 'teach' and not marker then marker = createEpoch(epoch, newEpoch) end
+  marker = countCommit(epoch, marker, tag)
   reply = 1
 end
 if verdict == 'teach' and marker then return {EPOCH, marker, reply} end

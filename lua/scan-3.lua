@@ -21,7 +21,7 @@
     ARGV[3] after     19-digit seqno the caller got last, which must still be stored; '' on a first step
     ARGV[4] limit     most versions to return, decimal digits in [1, 2^31)
     ARGV[5] maxBytes  most payload bytes to return (at least one version is returned), decimal digits
-    ARGV[6] known     the epoch marker the caller knows for this bucket, or '' when it knows none
+    ARGV[6] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
 
   Output:
     {}                                         nothing in [from, to]
@@ -29,7 +29,7 @@
                                                 in chunks of 1,000 (concatenated in order they line
                                                 up with seqnos)
     -1                                         TRUNCATED: `after` is no longer stored
-    -3                                         STORE_RESET: the epoch check refused
+    -3, -5                                     STORE_RESET, STORE_ROLLBACK: the epoch check refused
     {-4, marker, r}                            EPOCH envelope: `r` is one of the replies above,
                                                 `marker` the bucket's epoch marker for the caller
                                                 to remember
@@ -68,7 +68,8 @@ local function scan()
 end
 
 local verdict, marker = checkEpoch(epoch, known, false)
-if verdict == 'reset' then return STORE_RESET end
+local refusal = REFUSE[verdict]
+if refusal then return refusal end
 local reply = scan()
 if verdict == 'teach' and marker then return {EPOCH, marker, reply} end
 return reply

@@ -11,7 +11,8 @@
   UNLINKed, which frees them on a background thread: one call.
 
   The bucket's epoch marker is checked first (includes/epoch.lua), as in compareAndSet-4.lua: a
-  caller that knew a marker which is gone or replaced is refused and the bucket marked reset. A
+  caller that knew a marker which is gone or replaced, or saw commits the bucket no longer holds, is
+  refused and the bucket marked. A truncate is not counted as a commit. A
   truncate in a bucket without a marker (data from before markers existed) creates one.
 
   Input:
@@ -19,7 +20,7 @@
     KEYS[2] data      hash seqno -> payload
     KEYS[3] epoch     the bucket's epoch marker
     ARGV[1] upper     19-digit seqno: versions below it go
-    ARGV[2] known     the epoch marker the caller knows for this bucket, or '' when it knows none
+    ARGV[2] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
     ARGV[3] newEpoch  when ARGV[2] is '': a fresh random id, for the marker this call may create
     ARGV[4] step      most versions to delete (or to copy) in this call, decimal digits in [1, 2^31)
 
@@ -27,7 +28,7 @@
     n >= 0           how many versions were deleted; n < step: none below `upper` is left
     -1               the key has no data; nothing changed
     -2               upper is above the head; nothing changed
-    -3               STORE_RESET: the epoch check refused; no version deleted
+    -3, -5           STORE_RESET, STORE_ROLLBACK: the epoch check refused; no version deleted
     {-4, marker, r}  EPOCH envelope: `r` is one of the replies above, `marker` the bucket's epoch
                      marker for the caller to remember
 ]]
@@ -88,7 +89,8 @@ local function truncate()
 end
 
 local verdict, marker = checkEpoch(epoch, known, true)
-if verdict == 'reset' then return STORE_RESET end
+local refusal = REFUSE[verdict]
+if refusal then return refusal end
 local reply = truncate()
 if verdict == 'teach' and not marker and reply >= 0 then marker = createEpoch(epoch, newEpoch) end
 if verdict == 'teach' and marker then return {EPOCH, marker, reply} end

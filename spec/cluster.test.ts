@@ -400,12 +400,20 @@ function failoverSuite(cluster: TestCluster): void {
       const promotedMs = Date.now() - killedAt;
       // The library keeps working on the promoted replica.
       const committedAtPromotion = plainLoad.outcomes.committed;
+      // Or are refused: a commit the plain writers saw may be lost, and then they are refused in
+      // its bucket (store-rollback) until an acknowledgement.
+      const refused = (): number => [...plainLoad.errors].filter(([message]) => message.includes('rolled back'))
+        .reduce((sum, [, count]) => sum + count, 0);
       await until('writes commit again on the promoted replica', 15_000,
-        async () => plainLoad.outcomes.committed > committedAtPromotion + 20);
+        async () => plainLoad.outcomes.committed > committedAtPromotion + 20 || refused() > 0);
       const recoveredMs = Date.now() - killedAt;
       await plainLoad.stop();
       await durableLoad.stop();
+      // The audit reads every key: buckets marked rolled back are acknowledged first.
+      const acknowledged = await plain.consensus.acknowledgeStoreReset();
+      console.log(`[cluster] rollbacks detected: ${refused()} calls refused, ${acknowledged.rolledBack} buckets marked`);
       const plainAudit = await audit(plain.consensus, plainLoad);
+      if (plainAudit.lost.length > 0) assert.ok(refused() > 0, 'lost commits were detected');
       const durableAudit = await audit(durable.consensus, durableLoad);
       console.log(`[cluster] failover: replica promoted ${promotedMs} ms after the kill, writes back at ${recoveredMs} ms`);
       console.log(`[cluster] failover without durability: ${plainAudit.acknowledged} acknowledged, ` +

@@ -142,7 +142,7 @@ function storeResetSuite(backend: Backend): void {
     await refused(consensus.compareAndSet(KEY, 2n, { seqno: 3n, data: bytes('x') }), 'before');
     const operator = await backend.peer(store);
     const acknowledged = await operator.acknowledgeStoreReset();
-    assert.equal(acknowledged, { buckets: 1024, reset: 1, unmarked: 1023 });
+    assert.equal(acknowledged, { buckets: 1024, reset: 1, rolledBack: 0, unmarked: 1023 });
     // The old writer adopts the new marker on its next call, in either bucket.
     assert.is(await consensus.head(KEY), null);
     assert.is(await consensus.head(OTHER), null);
@@ -160,8 +160,8 @@ function storeResetSuite(backend: Backend): void {
     await readmeLoop(consensus, KEY, 2);
     await readmeLoop(peer, KEY, 1);
     const acknowledged = await peer.acknowledgeStoreReset();
-    assert.equal(acknowledged, { buckets: 1024, reset: 0, unmarked: 1023 });
-    assert.equal(await peer.acknowledgeStoreReset(), { buckets: 1024, reset: 0, unmarked: 0 }, 'idempotent');
+    assert.equal(acknowledged, { buckets: 1024, reset: 0, rolledBack: 0, unmarked: 1023 });
+    assert.equal(await peer.acknowledgeStoreReset(), { buckets: 1024, reset: 0, rolledBack: 0, unmarked: 0 }, 'idempotent');
     await readmeLoop(consensus, KEY, 1);
     await readmeLoop(peer, KEY, 1);
     assert.is((await consensus.head(KEY))?.seqno, 4n);
@@ -372,7 +372,7 @@ restart('the README loop gets store-reset after the restart, not a silent re-com
     assert.is(unconfirmed.code, 2, unconfirmed.stderr);
     const ack = await cli(['--url', server.url, '--prefix', prefix, '--json', 'ack-reset', '--yes']);
     assert.is(ack.code, 0, ack.stderr);
-    assert.equal(JSON.parse(ack.stdout), { buckets: 1024, reset: 1, unmarked: 1023 });
+    assert.equal(JSON.parse(ack.stdout), { buckets: 1024, reset: 1, rolledBack: 0, unmarked: 1023 });
 
     assert.is(await writer.head(KEY), null, 'the data is gone, and the writer knows it');
     await readmeLoop(writer, KEY, 2);

@@ -116,11 +116,14 @@ then exits with 0.`,
     summary: "acknowledge that the store's data was reset, so that its users write again",
     details: `After Redis lost the store's data (restarted without persistence, flushed, keys deleted),
 every process that had used the store is refused (determinate error 'store-reset'; exit 5 here)
-rather than committing seqnos from 0 again over a history it believed settled. This writes a fresh
+rather than committing seqnos from 0 again over a history it believed settled; after a failover lost
+commits (a rollback), every process that had seen them is refused the same way ('store-rollback',
+exit 5). This writes a fresh
 epoch marker into each of the store's 1024 buckets; every process adopts it on its next call and
 goes on from the data as it is now. What was committed before the reset stays lost. Asks for
 confirmation when stdin is a terminal; refuses to run without --yes when it is not. Prints how
-many buckets had been marked reset (or {"buckets", "reset", "unmarked"} with --json).
+many buckets had been marked reset or rolled back (or {"buckets", "reset", "rolledBack", "unmarked"}
+with --json).
 
 Options:
   -y, --yes          do not ask for confirmation`,

@@ -55,7 +55,7 @@ export function deletedLine(key: string, seqno: bigint, deleted: number, format:
 export function acknowledgedLine(acknowledged: StoreResetAcknowledgement, format: Format): string {
   if (format.json) return JSON.stringify(acknowledged);
   return `acknowledged: wrote a fresh epoch marker into all ${acknowledged.buckets} buckets; ` +
-    `${acknowledged.reset} had been marked reset, ${acknowledged.unmarked} had no marker`;
+    `${acknowledged.reset} had been marked reset, ${acknowledged.rolledBack} rolled back, ${acknowledged.unmarked} had no marker`;
 }
 
 export function pongLine(ms: number, format: Format): string {

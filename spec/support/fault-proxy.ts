@@ -13,6 +13,9 @@
  *   with a Redis error reply (e.g. `LOADING ...`) without forwarding them: refused before running.
  * - `refuse()` / `accept()`: while refusing, new connections are closed as soon as they are
  *   accepted; `dropAll()` destroys the connections there are.
+ * - `partition()` / `heal()`: a network partition: while partitioned, nothing goes through in
+ *   either direction, on open connections or new ones (held, as TCP would keep retransmitting),
+ *   and `heal()` delivers what was held and connects what was waiting.
  *
  * It counts what it saw (`seen(marker)`: how many requests carrying a marker reached Redis), so
  * a test can prove that a request was sent exactly once. Markers (at most 256 bytes) are matched
@@ -79,6 +82,9 @@ export class FaultProxy {
   private rules: Rule[] = [];
   private readonly counted = new Map<string, number>();
   private refusing = false;
+  private partitioned = false;
+  /** Connections accepted while partitioned, with what they sent: connected upstream on heal. */
+  private waiting: Array<{ client: Socket; sent: Buffer[] }> = [];
 
   private constructor(
     private readonly server: Server,
@@ -158,6 +164,7 @@ export class FaultProxy {
 
   /** Forwards everything held back, in order, and stops holding. */
   releaseHeld(): void {
+    if (this.partitioned) return;
     for (const pipe of this.pipes) {
       pipe.onReply = undefined;
       for (const chunk of pipe.heldRequests.splice(0)) pipe.server.write(chunk);
@@ -182,6 +189,23 @@ export class FaultProxy {
     this.refusing = false;
   }
 
+  /** Holds all traffic, both ways, on open and new connections, until `heal()`. */
+  partition(): void {
+    this.partitioned = true;
+    for (const pipe of this.pipes) pipe.onReply = 'hold';
+  }
+
+  /** Ends a partition: what was held is delivered, connections made meanwhile go through. */
+  heal(): void {
+    this.partitioned = false;
+    this.releaseHeld();
+    for (const { client, sent } of this.waiting.splice(0)) {
+      client.removeAllListeners('data');
+      const pipe = this.onConnection(client);
+      for (const chunk of sent) if (pipe !== undefined) this.fromClient(pipe, chunk);
+    }
+  }
+
   /** Destroys every open connection (the client sees its connection reset). */
   dropAll(): void {
     for (const pipe of [...this.pipes]) this.cut(pipe);
@@ -194,11 +218,18 @@ export class FaultProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private onConnection(client: Socket): void {
+  private onConnection(client: Socket): Pipe | undefined {
     if (this.refusing) {
       this.stats.refused++;
       client.destroy();
-      return;
+      return undefined;
+    }
+    if (this.partitioned) {
+      const waiting = { client, sent: [] as Buffer[] };
+      this.waiting.push(waiting);
+      client.on('data', (chunk: Buffer) => waiting.sent.push(chunk));
+      client.on('error', () => client.destroy());
+      return undefined;
     }
     this.stats.accepted++;
     const server = connect(this.target);
@@ -218,6 +249,7 @@ export class FaultProxy {
     server.on('close', close);
     client.on('data', (chunk: Buffer) => this.fromClient(pipe, chunk));
     server.on('data', (chunk: Buffer) => this.fromServer(pipe, chunk));
+    return pipe;
   }
 
   private arm(marker: string | Buffer, action: Rule['action'], times = 1, reply?: Buffer): Promise<void> {
@@ -230,7 +262,7 @@ export class FaultProxy {
   }
 
   private fromClient(pipe: Pipe, chunk: Buffer): void {
-    if (pipe.heldRequests.length > 0) {
+    if (pipe.heldRequests.length > 0 || this.partitioned) {
       pipe.heldRequests.push(chunk);
       return;
     }
