@@ -220,7 +220,7 @@ withTls('the CLI without the client certificate, or with the wrong CA, exits 3 w
     assert.ok(run.ms < 5000, `${run.ms} ms`);
   }
   assert.match(wrongCa.stderr, /certificate/);
-  console.log(`    without the client certificate: ${noCert.stderr.trim()}\n    with the wrong CA: ${wrongCa.stderr.trim()}`);
+  console.log(`    (expected refusals) without the client certificate: ${noCert.stderr.trim()}\n    (expected refusals) with the wrong CA: ${wrongCa.stderr.trim()}`);
 });
 
 test('a TLS file that cannot be read, or a certificate without its key, is a usage error (exit 2) before connecting', async () => {
