@@ -273,6 +273,11 @@ export async function openClient<C extends Openable>(client: C, where: string, o
     await Promise.race([opened, givenUp]);
   } catch (err) {
     client.disconnect();
+    // A service that is not Redis (a web server on the port) fails the first command with a
+    // protocol error, after which the connection is gone and the check reports only that: say why.
+    if (lastError !== undefined && /Protocol error/i.test(lastError.message) && !(err instanceof Error && err === lastError)) {
+      throw determinate('unavailable', `could not connect to ${where}: ${lastError.message}`, lastError);
+    }
     throw err;
   } finally {
     clearTimeout(timer);

@@ -146,7 +146,10 @@ test('every command and flag of the CLI help is in docs/cli.md, and its exit cod
   const missing = [...flags].filter((flag) => !new RegExp(`\`${flag}[\` =]`).test(page));
   for (const name of Object.keys(COMMANDS)) if (!rows(page).some((row) => row.startsWith(`| \`${name}`))) missing.push(`command ${name}`);
   assert.equal(missing, [], `not in docs/cli.md: ${missing.join(', ')}`);
-  const codes = Object.entries(exits).filter(([name]) => name.startsWith('EXIT_')) as Array<[string, number]>;
+  const codes = (Object.entries(exits) as Array<[string, unknown]>)
+    .filter((entry): entry is [string, number] => entry[0].startsWith('EXIT_') && typeof entry[1] === 'number');
+  // The help's table (EXIT_CODES) lists every exit code too.
+  assert.equal(exits.EXIT_CODES.map(([code]) => code).sort(), codes.map(([, code]) => code).sort());
   assert.ok(codes.length >= 6);
   const exitRows = rows(section(page, 'Exit codes'));
   const undocumented = codes.filter(([, code]) => !exitRows.some((row) => row.startsWith(`| \`${code}\` |`)));

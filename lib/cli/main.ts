@@ -49,22 +49,19 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(redactUrl(globals.url))}`);
   }
+  // -a/--user/-n override the URL's: written into it, since ioredis lets a URL's settings win over options.
+  if (globals.username !== undefined) url.username = encodeURIComponent(globals.username);
+  if (globals.password !== undefined) url.password = encodeURIComponent(globals.password);
+  if (globals.db !== undefined) url.pathname = `/${globals.db}`;
   const { RedisConsensus } = await import('../consensus.js');
   const options = { prefix: globals.prefix, timeoutMs: globals.timeoutMs };
   // The files given or --tls (TLS whatever the URL's scheme), else rediss://'s defaults.
   const tls = globals.tls ?? (url.protocol === 'rediss:' ? {} : undefined);
   // A command-line tool should fail fast when Redis is down instead of reconnecting forever.
   const retryStrategy = (attempt: number): number | null => (attempt > 3 ? null : 100 * attempt);
-  // -a/--user/-n override the URL's; undefined leaves the URL's in force.
-  const credentials = {
-    ...(globals.username === undefined ? {} : { username: globals.username }),
-    ...(globals.password === undefined ? {} : { password: globals.password }),
-  };
   try {
     if (!globals.cluster) {
-      return await RedisConsensus.connect(globals.url, options, {
-        connectTimeout: globals.timeoutMs, retryStrategy, tls, ...credentials, ...(globals.db === undefined ? {} : { db: globals.db }),
-      });
+      return await RedisConsensus.connect(url.href, options, { connectTimeout: globals.timeoutMs, retryStrategy, tls });
     }
     // Startup nodes carry no credentials: they go to every node connection instead.
     return await RedisConsensus.connectCluster([{ host: url.hostname, port: Number(url.port || 6379) }], options, {
@@ -73,7 +70,6 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
         connectTimeout: globals.timeoutMs,
         username: decodeURIComponent(url.username) || undefined,
         password: decodeURIComponent(url.password) || undefined,
-        ...credentials,
         tls,
       },
     });
