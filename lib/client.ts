@@ -243,8 +243,12 @@ export interface OpenOptions<C> {
 export async function openClient<C extends Openable>(client: C, where: string, options: OpenOptions<C>): Promise<C> {
   const { timeoutMs, signal, check } = options;
   let lastError: Error | undefined;
+  // The first protocol error: what a service that is not Redis gets, before later errors of the
+  // reconnects (`Stream isn't writeable`) overwrite lastError.
+  let protocolError: Error | undefined;
   client.on('error', (err) => {
     lastError = err;
+    if (/Protocol error/i.test(err.message)) protocolError ??= err;
     debug('connection to %s: %s', where, err.message);
   });
   const because = (): string => (lastError === undefined ? '' : ` (last error: ${lastError.message})`);
@@ -273,6 +277,11 @@ export async function openClient<C extends Openable>(client: C, where: string, o
     await Promise.race([opened, givenUp]);
   } catch (err) {
     client.disconnect();
+    // A service that is not Redis (a web server on the port) fails the first command with a
+    // protocol error, after which the connection is gone and later errors say only that: say why.
+    if (protocolError !== undefined) {
+      throw determinate('unavailable', `could not connect to ${where}: ${protocolError.message}`, protocolError);
+    }
     throw err;
   } finally {
     clearTimeout(timer);

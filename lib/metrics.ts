@@ -82,22 +82,10 @@ export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
 ];
 
 /**
- * An observer that feeds Prometheus metrics through `prom-client`. Every metric has an
- * `operation` label (`head`, `compareAndSet`, `scan`, `truncate`, `listKeys`, `append`); with the
- * default prefix they are:
- *
- * | metric | type | labels | counts |
- * |---|---|---|---|
- * | `redis_consensus_operations_started_total` | counter | operation | calls that passed argument checks and started |
- * | `redis_consensus_operations_succeeded_total` | counter | operation | calls that returned (a compare-and-set mismatch included: it is a normal result) |
- * | `redis_consensus_operations_failed_total` | counter | operation, outcome | calls that failed with an ExternalError; outcome `determinate` or `indeterminate` |
- * | `redis_consensus_mismatches_total` | counter | operation | ExpectationMismatch replies: compare-and-sets that returned one (each attempt of an append is also a compareAndSet), and races an append lost |
- * | `redis_consensus_append_attempts` | histogram | | compare-and-set attempts per append that ended (1 when nothing raced it) |
- * | `redis_consensus_wait_seconds_total` | counter | operation | time appends spent waiting for their turn on a key and backing off after lost races |
- * | `redis_consensus_bytes_written_total` | counter | operation | payload bytes committed |
- * | `redis_consensus_bytes_read_total` | counter | operation | payload bytes returned |
- * | `redis_consensus_versions_truncated_total` | counter | operation | versions deleted by truncate |
- * | `redis_consensus_operation_duration_seconds` | histogram | operation, outcome | latency; outcome `ok`, `mismatch`, `determinate` or `indeterminate` |
+ * An observer that feeds Prometheus metrics through `prom-client`: counters of operations started,
+ * succeeded and failed (by `operation` and `outcome`), mismatches, bytes and versions truncated,
+ * append attempts and waits, and a latency histogram. The list of metrics with their labels is in
+ * docs/metrics.md (spec/docs.test.ts checks it against what this function registers).
  *
  * Calls rejected for invalid arguments never reach Redis and are not counted. Calling this twice
  * with the same registry and prefix (two stores in one process) shares the metrics instead of

@@ -8,18 +8,22 @@
  *   npm run demo -- --workers 16 --keys 4 --appends 300 --keep 20
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { RedisConsensus, SCAN_ALL } from '../lib/index.js';
 import { deletePrefix } from '../spec/support/backends.js';
 
+/** The options and defaults `npm run demo` checks before building (scripts/demo.mjs). */
+const DEFAULTS = JSON.parse(readFileSync(new URL('../../scripts/demo-options.json', import.meta.url), 'utf8')) as
+  Record<'workers' | 'keys' | 'appends' | 'keep', number>;
 const { values: args } = parseArgs({
   options: {
-    workers: { type: 'string', default: '8' },
-    keys: { type: 'string', default: '3' },
-    appends: { type: 'string', default: '100' },
-    keep: { type: 'string', default: '16' },
+    workers: { type: 'string', default: String(DEFAULTS.workers) },
+    keys: { type: 'string', default: String(DEFAULTS.keys) },
+    appends: { type: 'string', default: String(DEFAULTS.appends) },
+    keep: { type: 'string', default: String(DEFAULTS.keep) },
     worker: { type: 'string' },
     prefix: { type: 'string' },
   },
@@ -96,6 +100,11 @@ async function check(consensus: RedisConsensus, reports: WorkerReport[]): Promis
     const matches = stored.length > 0 && stored.every((version, i) =>
       version.seqno.toString() === expected[i]!.seqno && Buffer.from(version.data).toString() === expected[i]!.data);
     if (!matches) problems.push(`${key}: stored history differs from the workers' commits`);
+    // Every 8th commit truncates to the last `keep`: between `keep` and `keep + 7` stay (all of a short history).
+    const least = Math.min(settings.keep, commits.length);
+    if (stored.length < least || stored.length > settings.keep + 7) {
+      problems.push(`${key}: ${stored.length} versions kept, expected ${least} to ${settings.keep + 7}`);
+    }
     const head = await consensus.head(key);
     const last = commits[commits.length - 1]!;
     if (head?.seqno.toString() !== last.seqno || Buffer.from(head.data).toString() !== last.data) {
@@ -111,6 +120,10 @@ async function check(consensus: RedisConsensus, reports: WorkerReport[]): Promis
 
 async function runWorkerProcess(worker: number, prefix: string): Promise<void> {
   const consensus = await RedisConsensus.connect(url, { prefix });
+  // Ready: connected. The parent starts every worker at once, and its clock, when all are.
+  const go = new Promise((resolve) => process.once('message', resolve));
+  process.send!({ ready: true });
+  await go;
   const report = await work(consensus, worker, () => process.send!({ progress: 1 }));
   await consensus.close();
   await new Promise<void>((resolve) => process.send!({ report }, () => resolve()));
@@ -122,14 +135,20 @@ async function main(): Promise<void> {
 
   const where = url === undefined ? 'in-memory ioredis-mock (set REDIS_URL for a real Redis)' : `${url}, one process per worker`;
   console.log(`redis-consensus demo: ${settings.workers} workers × ${settings.appends} appends over ` +
-    `${settings.keys} keys, keeping the last ${settings.keep} versions; store: ${where}; prefix ${prefix}`);
+    `${settings.keys} keys; every 8th commit of a key truncates it to its last ${settings.keep} versions, so a key keeps ` +
+    `${settings.keep} to ${settings.keep + 7}; store: ${where}; prefix ${prefix}`);
 
   let commits = 0;
-  const started = Date.now();
-  const progress = setInterval(() => {
-    const seconds = (Date.now() - started) / 1000;
-    console.log(`  ... ${commits} / ${settings.workers * settings.appends} commits (${Math.round(commits / seconds)}/s)`);
-  }, 1000);
+  let started = 0;
+  let progress: ReturnType<typeof setInterval> | undefined;
+  /** Called once every worker is ready (processes started and connected): rates count from here. */
+  const startClock = (): void => {
+    started = Date.now();
+    progress = setInterval(() => {
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`  ... ${commits} / ${settings.workers * settings.appends} commits (${Math.round(commits / seconds)}/s)`);
+    }, 1000);
+  };
 
   const checker = url === undefined
     ? new RedisConsensus(new RedisMock({ port: MOCK_PORT }), { prefix })
@@ -137,17 +156,22 @@ async function main(): Promise<void> {
   let reports: WorkerReport[];
   try {
     if (url === undefined) {
-      reports = await Promise.all(Array.from({ length: settings.workers }, (_, worker) => {
-        // Separate mock instances on one port share one data set, like separate connections.
-        const consensus = new RedisConsensus(new RedisMock({ port: MOCK_PORT }), { prefix });
-        return work(consensus, worker, () => commits++);
-      }));
+      // Separate mock instances on one port share one data set, like separate connections.
+      const stores = Array.from({ length: settings.workers }, () => new RedisConsensus(new RedisMock({ port: MOCK_PORT }), { prefix }));
+      startClock();
+      reports = await Promise.all(stores.map((consensus, worker) => work(consensus, worker, () => commits++)));
     } else {
-      reports = await Promise.all(Array.from({ length: settings.workers }, (_, worker) =>
+      const children = Array.from({ length: settings.workers }, (_, worker) =>
+        fork(process.argv[1]!, [...process.argv.slice(2), '--worker', String(worker), '--prefix', prefix]));
+      let ready = 0;
+      reports = await Promise.all(children.map((child, worker) =>
         new Promise<WorkerReport>((resolve, reject) => {
-          const child = fork(process.argv[1]!, [...process.argv.slice(2), '--worker', String(worker), '--prefix', prefix]);
           let report: WorkerReport | undefined;
-          child.on('message', (message: { progress?: number; report?: WorkerReport }) => {
+          child.on('message', (message: { ready?: boolean; progress?: number; report?: WorkerReport }) => {
+            if (message.ready && ++ready === children.length) {
+              startClock();
+              for (const each of children) each.send('go');
+            }
             if (message.progress) commits += message.progress;
             if (message.report) report = message.report;
           });
@@ -158,15 +182,16 @@ async function main(): Promise<void> {
     clearInterval(progress);
     const seconds = (Date.now() - started) / 1000;
     const mismatches = reports.reduce((sum, report) => sum + report.mismatches, 0);
-    console.log(`done: ${commits} commits in ${seconds.toFixed(1)} s (${Math.round(commits / seconds)}/s), ` +
-      `${mismatches} extra attempts by append (lost races, unknown outcomes resolved)`);
+    console.log(`done: ${commits} commits in ${seconds.toFixed(1)} s (${Math.round(commits / seconds)}/s, counted from when ` +
+      `every worker was ready), ${mismatches} extra attempts by append (lost races, unknown outcomes resolved)`);
     console.log('check:');
     const problems = await check(checker, reports);
     if (problems.length > 0) {
       for (const problem of problems) console.log(`  FAIL ${problem}`);
       process.exitCode = 1;
     } else {
-      console.log('  OK: every seqno committed exactly once, each history matches the commits, each head is the last commit');
+      console.log('  OK: every seqno committed exactly once, each history matches the commits, each head is the last commit, ' +
+        'each key keeps what the truncation rule leaves');
     }
   } finally {
     clearInterval(progress);

@@ -21,6 +21,7 @@ import * as assert from 'uvu/assert';
 import { Cluster, Redis } from 'ioredis';
 import { CaSResult, RedisConsensus, SEQNO_MAX } from '../lib/index.js';
 import { deletePrefix, freshPrefix, REDIS_URL, realRedisAvailable } from './support/backends.js';
+import { RedisServer } from './support/redis-server.js';
 
 const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -115,7 +116,7 @@ test('--help, help COMMAND and COMMAND --help print help and exit 0, without Red
     assert.match(viaHelp.stdout, `Usage: redis-consensus [options] ${command}`);
   }));
   assert.match((await cli(['help', 'scan'])).stdout, '--from SEQNO');
-  assert.match((await cli(['help'])).stdout, 'Exit codes: 0 done');
+  assert.match((await cli(['help'])).stdout, /Exit codes:\n  0  done\n/);
   const version = await cli(['--version']);
   assert.is(version.code, 0);
   assert.match(version.stdout, /^\d+\.\d+\.\d+/);
@@ -131,18 +132,23 @@ test('bad arguments exit with 2 and say what is wrong, before connecting', async
     [['head'], /'head' takes KEY; got none/],
     [['head', 'a', 'b'], /'head' takes KEY; got "a" "b"/],
     [['head', 'a', '--from', '1'], /--from is not an option of 'head'/],
-    [['--nope', 'keys'], /Unknown option '--nope'/],
+    [['--nope', 'keys'], /unknown option --nope\n/],
     [['scan', 'a', '--from', 'x'], /--from must be a seqno/],
     [['scan', 'a', '--from', '9223372036854775808'], /--from must be at most 9223372036854775807/],
-    [['scan', 'a', '--limit', '1.5'], /--limit must be a non-negative integer/],
-    [['scan', 'a', '--limit'], /argument missing/],
-    [['truncate', 'a', '-1', '--yes'], /Unknown option '-1'/],
+    [['scan', 'a', '--from', '-1'], /--from must be a seqno, a whole number from 0 to 9223372036854775807; got "-1"/],
+    [['scan', 'a', '--limit', '1.5'], /--limit must be a whole number from 0/],
+    [['scan', 'a', '--limit'], /--limit needs a value \(--limit N\)/],
+    [['truncate', 'a', '-1', '--yes'], /SEQNO must be a seqno, a whole number from 0 .*; got "-1"/],
     [['truncate', 'a', 'ten', '--yes'], /SEQNO must be a seqno/],
     [['head', 'a', '--encoding', 'latin1'], /--encoding must be one of utf8, hex, base64/],
-    [['head', 'a', '--timeout', '0'], /--timeout must be at least 1 ms/],
+    [['head', 'a', '--timeout', '0'], /--timeout must be a whole number of milliseconds from 1 to 3600000; got 0/],
+    [['head', 'a', '--timeout', 'abc'], /--timeout must be a whole number of milliseconds from 1 to 3600000; got "abc"/],
+    [['head', 'a', '-n', 'x'], /-n\/--db must be a whole number/],
+    [['head', 'a', '--cluster', '-n', '1'], /a Redis Cluster has only database 0/],
+    [['head', 'a', '--yes'], /--yes is not an option of 'head'/],
     [['head', 'a', '--prefix', 'a{b}'], /--prefix must be non-empty/],
     [['head', 'a', '--url', 'http://localhost'], /--url must be a redis:\/\/ or rediss:\/\/ URL/],
-    [['stats', '--top', 'many'], /--top must be a non-negative integer/],
+    [['stats', '--top', 'many'], /--top must be a whole number/],
   ];
   const results = await Promise.all(cases.map(([args]) => cli(args, { env: { REDIS_URL: DEAD_URL } })));
   cases.forEach(([args, message], i) => {
@@ -150,6 +156,8 @@ test('bad arguments exit with 2 and say what is wrong, before connecting', async
     assert.is(result.code, 2, args.join(' '));
     assert.match(result.stderr, message, args.join(' '));
     assert.is(result.stdout, '', args.join(' '));
+    // One line, plus at most a pointer to the usage.
+    assert.ok(lines(result.stderr).length <= 2 || args.length === 0, `${args.join(' ')}: ${result.stderr}`);
   });
 });
 
@@ -157,9 +165,11 @@ test('an unreachable Redis exits with 3, from --url or REDIS_URL', async () => {
   const viaFlag = await cli(['--url', DEAD_URL, 'ping']);
   assert.is(viaFlag.code, 3);
   assert.match(viaFlag.stderr, 'cannot reach Redis at redis://127.0.0.1:7498');
+  assert.is(viaFlag.stderr, 'redis-consensus: cannot reach Redis at redis://127.0.0.1:7498: ' +
+    'connection refused: nothing listens there (is Redis running, on that port?)\n');
   const viaEnv = await cli(['keys'], { env: { REDIS_URL: DEAD_URL } });
   assert.is(viaEnv.code, 3);
-  assert.match(viaEnv.stderr, 'ECONNREFUSED');
+  assert.match(viaEnv.stderr, 'connection refused');
   assert.is(viaEnv.stdout, '');
   const credentials = await cli(['--url', 'redis://user:secret@127.0.0.1:7498', 'ping']);
   assert.is(credentials.code, 3);
@@ -213,6 +223,64 @@ test('ping --timeout 1000 against a server that accepts and never answers exits 
   } finally {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => hole.close(resolve));
+  }
+});
+
+test('a service that is not Redis gets one line saying so, exit 3', async () => {
+  // Like a web server: it answers what it cannot parse, and keeps the connection open.
+  const http = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.on('data', () => socket.write('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'));
+  });
+  http.listen(0, '127.0.0.1');
+  await once(http, 'listening');
+  try {
+    const { port } = http.address() as AddressInfo;
+    const result = await cli(['-u', `redis://127.0.0.1:${port}`, '--timeout', '2000', 'ping'], { killAfterMs: 10_000 });
+    assert.is(result.code, 3, result.stderr);
+    assert.is(result.stderr, `redis-consensus: cannot reach Redis at redis://127.0.0.1:${port}: ` +
+      'the service there does not speak the Redis protocol (is it Redis, on the right port?)\n');
+  } finally {
+    await new Promise((resolve) => http.close(resolve));
+  }
+});
+
+real('a standalone server given --cluster gets one line saying so, exit 3', async () => {
+  const result = await cli(['--cluster', '--timeout', '3000', 'ping'], { killAfterMs: 20_000 });
+  assert.is(result.code, 3, result.stderr);
+  assert.match(result.stderr, /^redis-consensus: cannot reach Redis Cluster at .*: it is a standalone server, not a Redis Cluster: leave out --cluster\n$/);
+});
+
+real("redis-cli's flags: -u, -a or REDISCLI_AUTH, --user, -n; a missing or wrong password says what to do", async () => {
+  const server = await RedisServer.startInRange(7880, 7899);
+  // Set once started: the helper's readiness check pings without a password.
+  const admin = new Redis(server.port, '127.0.0.1');
+  await admin.config('SET', 'requirepass', 'pw');
+  admin.disconnect();
+  const store = await RedisConsensus.connect(`redis://:pw@127.0.0.1:${server.port}/3`, { prefix });
+  try {
+    assert.is(await store.compareAndSet('in-db-3', null, { seqno: 3n, data: Buffer.from('three') }), CaSResult.Committed);
+    const url = `redis://127.0.0.1:${server.port}`;
+    const byFlags = await cli(['-u', url, '-a', 'pw', '-n', '3', '--prefix', prefix, 'head', 'in-db-3']);
+    assert.is(byFlags.code, 0, byFlags.stderr);
+    assert.is(byFlags.stdout, '3\tthree\n');
+    const byEnv = await cli(['-u', `${url}/3`, '--user', 'default', '--prefix', prefix, 'head', 'in-db-3'], { env: { REDISCLI_AUTH: 'pw' } });
+    assert.is(byEnv.stdout, '3\tthree\n', byEnv.stderr);
+    // -n overrides the URL's database: database 0 has no such key.
+    const otherDb = await cli(['-u', `${url}/3`, '-a', 'pw', '-n', '0', '--prefix', prefix, 'head', 'in-db-3']);
+    assert.is(otherDb.code, 4, otherDb.stderr);
+    const missing = await cli(['-u', url, 'ping'], { env: { REDISCLI_AUTH: '' } });
+    assert.is(missing.code, 3);
+    assert.match(missing.stderr, 'Redis asks for a password: give -a PASSWORD');
+    const wrong = await cli(['-u', url, '-a', 'nope', 'ping']);
+    assert.is(wrong.code, 3);
+    assert.match(wrong.stderr, /wrong user name or password\n$/);
+    assert.not.match(wrong.stderr, 'nope');
+    const noDb = await cli(['-u', url, '-a', 'pw', '-n', '99', 'ping']);
+    assert.match(noDb.stderr, 'the server has no database 99');
+  } finally {
+    await store.close();
+    await server.stop();
   }
 });
 
@@ -414,6 +482,30 @@ real('truncate on a terminal asks, and only "y" deletes', async () => {
   assert.is(accepted.code, 0);
   assert.match(accepted.stdout, 'deleted 2 versions of key "alpha" below seqno 4');
   assert.equal((await consensus.scan('alpha', 0n, 10)).map((version) => version.seqno), [4n]);
+});
+
+real('keys on a terminal shows a running count on stderr while stdout goes to a file, then the total', async () => {
+  if (!hasScript) {
+    console.warn('!!! SKIPPING the terminal progress test: no util-linux `script` on PATH !!!');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'cli-progress-'));
+  try {
+    const out = join(dir, 'keys.txt');
+    // --json: one line per key, whatever the key holds (one has a newline).
+    const command = `'${process.execPath}' '${CLI}' --prefix '${prefix}' keys --json > '${out}'`;
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: 20_000 });
+    assert.is(result.status, 0, result.stdout);
+    const listed = readFileSync(out, 'utf8').split('\n').filter((line) => line !== '').length;
+    assert.ok(listed >= 2, `${listed} keys listed`);
+    assert.match(result.stdout, `\r\u001b[K${listed} keys`, JSON.stringify(result.stdout));
+    // Keys printed to the terminal itself: no count to tear them.
+    const onScreen = spawnSync('script', ['-qec', `'${process.execPath}' '${CLI}' --prefix '${prefix}' keys`, '/dev/null'],
+      { encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: 20_000 });
+    assert.not.match(onScreen.stdout, 'keys');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 real('examples/workers.mjs: forked workers build one gapless log', async () => {

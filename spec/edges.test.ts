@@ -17,6 +17,7 @@ import { codeOf, toExternal } from '../lib/errors.js';
 import { KeyNamesCache } from '../lib/layout.js';
 import { assertExternal, deletePrefix, freshPrefix, realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
 import { RedisServer, redisServerAvailable } from './support/redis-server.js';
+import { captureWarnings } from './support/warnings.js';
 
 /** A mock store whose script `name` always fails with `error`; counts the attempts. */
 function refusingStore(port: number, script: string, error: () => Error): { consensus: RedisConsensus; sent: () => number } {
@@ -306,16 +307,14 @@ if (serverAvailable) {
       await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
       const err = assertExternal(await rejection(RedisConsensus.connect(server.url, { timeoutMs: 2000 })), true, 'eviction-policy');
       assert.match(err.message, /maxmemory-policy allkeys-lru/);
-      const warnings: Error[] = [];
-      const onWarning = (warning: Error): void => { warnings.push(warning); };
-      process.on('warning', onWarning);
+      const captured = captureWarnings(/maxmemory-policy allkeys-lru/);
       try {
         const warned = await RedisConsensus.connect(server.url, { evictionPolicy: 'warn' });
         await new Promise((resolve) => setImmediate(resolve));
-        assert.ok(warnings.some((warning) => /allkeys-lru/.test(warning.message)), 'a warning was emitted');
+        assert.ok(captured.warnings.some((warning) => /allkeys-lru/.test(warning.message)), 'a warning was emitted');
         await warned.close();
       } finally {
-        process.off('warning', onWarning);
+        await captured.stop();
       }
       // A client passed in is checked by check().
       const client = new Redis(server.url, { autoResendUnfulfilledCommands: false });

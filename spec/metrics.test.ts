@@ -12,6 +12,7 @@ import {
 } from '../lib/index.js';
 import type { Observer, OperationEvent } from '../lib/index.js';
 import { backends, freshPrefix, mockBackend } from './support/backends.js';
+import { captureWarnings } from './support/warnings.js';
 
 const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
 
@@ -244,9 +245,8 @@ combined('an observer that throws never changes an outcome nor reports one call 
     started() { throw new Error('broken metrics'); },
     finished(event) { events.push(event); throw new Error('broken metrics'); },
   };
-  const warnings: string[] = [];
-  const onWarning = (warning: Error): void => { warnings.push(warning.message); };
-  process.on('warning', onWarning);
+  // Expected: the warning is the point of the test, so it is recorded rather than printed.
+  const captured = captureWarnings(/an observer hook threw: broken metrics/);
   const consensus = new RedisConsensus(new RedisMock({ port: 39101 }), { observer: throwing });
   try {
     assert.is(await consensus.compareAndSet('k', null, { seqno: 1n, data: bytes('x') }), CaSResult.Committed);
@@ -255,9 +255,9 @@ combined('an observer that throws never changes an outcome nor reports one call 
     assert.equal(events.map((event) => [event.operation, event.outcome]),
       [['compareAndSet', 'ok'], ['head', 'ok'], ['listKeys', 'ok']]);
     await new Promise((resolve) => setImmediate(resolve));
-    assert.ok(warnings.some((message) => message.includes('an observer hook threw: broken metrics')));
+    assert.ok(captured.warnings.some((warning) => warning.message.includes('an observer hook threw: broken metrics')));
   } finally {
-    process.off('warning', onWarning);
+    await captured.stop();
     await consensus.close();
   }
 });

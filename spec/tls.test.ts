@@ -191,6 +191,15 @@ withTls('the CLI connects with --tls-ca, --tls-cert and --tls-key: ping, head, k
   const head = await cli(['--url', `rediss://127.0.0.1:${TLS_PORT}`, ...tls, 'head', 'cli']);
   assert.is(head.code, 0, head.stderr);
   assert.is(head.stdout, '2\tv2\n');
+  // redis-cli's names: --tls with a redis:// URL, --cacert, --cert, --key.
+  const named = await cli(['-u', `redis://127.0.0.1:${TLS_PORT}`, '--tls', '--cacert', certs.ca, '--cert', certs.clientCert,
+    '--key', certs.clientKey, 'head', 'cli']);
+  assert.is(named.code, 0, named.stderr);
+  assert.is(named.stdout, '2\tv2\n');
+  // --tls alone speaks TLS (the system's CAs do not vouch for this server's test CA).
+  const systemCas = await cli(['-u', `redis://127.0.0.1:${TLS_PORT}`, '--tls', '--timeout', '2000', 'ping']);
+  assert.is(systemCas.code, 3, systemCas.stderr);
+  assert.match(systemCas.stderr, 'not signed by a CA we trust');
   const keys = await cli(['--url', TLS_URL, ...tls, 'keys']);
   assert.equal(keys.stdout.split('\n').filter((line) => line !== '').sort(), ['cli', 'lib']);
   const truncated = await cli(['--url', TLS_URL, ...tls, '--json', 'truncate', 'cli', '2', '--yes']);
@@ -219,8 +228,10 @@ withTls('the CLI without the client certificate, or with the wrong CA, exits 3 w
     // Node's start-up included.
     assert.ok(run.ms < 5000, `${run.ms} ms`);
   }
-  assert.match(wrongCa.stderr, /certificate/);
-  console.log(`    without the client certificate: ${noCert.stderr.trim()}\n    with the wrong CA: ${wrongCa.stderr.trim()}`);
+  assert.match(noCert.stderr, 'the server requires a client certificate: give --cert and --key');
+  assert.match(wrongCa.stderr, "the server's certificate is not signed by a CA we trust (--cacert)");
+  for (const run of [noCert, wrongCa]) assert.is(run.stderr.split(TLS_URL).length, 2, `the URL once: ${run.stderr}`);
+  console.log(`    (expected refusals) without the client certificate: ${noCert.stderr.trim()}\n    (expected refusals) with the wrong CA: ${wrongCa.stderr.trim()}`);
 });
 
 test('a TLS file that cannot be read, or a certificate without its key, is a usage error (exit 2) before connecting', async () => {
@@ -228,8 +239,11 @@ test('a TLS file that cannot be read, or a certificate without its key, is a usa
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [['--tls-ca', nowhere, 'ping'], {}, /--tls-ca: cannot read ".*ca\.pem": ENOENT/],
     [['ping'], { REDIS_TLS_KEY: nowhere, REDIS_TLS_CERT: nowhere }, /\$REDIS_TLS_CERT: cannot read/],
-    [['--tls-cert', CLI, 'ping'], {}, /needs both --tls-cert and --tls-key/],
-    [['--tls-key', CLI, 'ping'], { REDIS_TLS_CA: CLI }, /needs both --tls-cert and --tls-key .*got \$REDIS_TLS_CA, --tls-key/],
+    [['--tls-cert', CLI, 'ping'], {}, /needs both --cert and --key/],
+    [['--cert', CLI, 'ping'], {}, /needs both --cert and --key .*got --cert$/m],
+    [['--cacert', nowhere, 'ping'], {}, /--cacert: cannot read/],
+    [['--tls-ca', CLI, '--cacert', CLI, 'ping'], {}, /--tls-ca and --cacert are the same option/],
+    [['--tls-key', CLI, 'ping'], { REDIS_TLS_CA: CLI }, /needs both --cert and --key .*got \$REDIS_TLS_CA, --tls-key/],
   ];
   for (const [args, env, message] of cases) {
     // Nothing listens at the URL: a usage error comes before any connection.
@@ -238,7 +252,9 @@ test('a TLS file that cannot be read, or a certificate without its key, is a usa
     assert.match(run.stderr, message);
   }
   const help = await cli(['--help']);
-  for (const option of ['--tls-ca FILE', '--tls-cert FILE', '--tls-key FILE', '$REDIS_TLS_CA']) assert.match(help.stdout, option);
+  for (const option of ['--cacert FILE', '--cert FILE', '--key FILE', 'also --tls-ca', 'also --tls-cert', 'also --tls-key', '$REDIS_TLS_CA', '--tls ']) {
+    assert.match(help.stdout, option);
+  }
 });
 
 test.run();

@@ -9,7 +9,7 @@ import type { VersionedData } from '../types.js';
 import { CliError, EXIT_FAILED, EXIT_MISSING_KEY, parseCount, parseSeqNo, usageError } from './args.js';
 import type { CommandSpec, Globals, OptionValues } from './args.js';
 import {
-  acknowledgedLine, deletedLine, keyLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
+  acknowledgedLine, deletedLine, keyLine, pongLine, Progress, statsLines, versionLine,
 } from './output.js';
 import type { KeyStats, Output, StoreStats } from './output.js';
 
@@ -38,11 +38,11 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     summary: 'list every key of the store, one per line',
     details: `Streams every key that has ever had a committed version, each exactly once, in no
 particular order. With --json each line is {"key": "..."} (exact for keys with newlines).
-
-Options:
-  --progress         report a running count on stderr every ${PROGRESS_EVERY} keys (on by
-                     default when stderr is a terminal)`,
-    options: { progress: { type: 'boolean' } },
+Walking a store visits its 1024 buckets; on a terminal a running count shows on stderr while
+stdout goes elsewhere (keys > file).`,
+    options: {
+      progress: { type: 'boolean', help: `report a running count on stderr (default: when stderr is a terminal and stdout is not)` },
+    },
     positionals: [],
     run: listKeys,
   },
@@ -60,12 +60,11 @@ Exits with 4 when the key has no data.`,
     summary: 'print the versions of a key, oldest first',
     details: `Prints one version per line, "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with
 --json), ascending. Reads ${PAGE} versions per call, so long histories stream in bounded memory;
-each page is a consistent snapshot. Exits with 4 when the key has no data.
-
-Options:
-  --from SEQNO       first seqno to print (default: 0)
-  --limit N          print at most N versions (default: all)`,
-    options: { from: { type: 'string' }, limit: { type: 'string' } },
+each page is a consistent snapshot. Exits with 4 when the key has no data.`,
+    options: {
+      from: { type: 'string', arg: 'SEQNO', help: 'first seqno to print (default: 0)' },
+      limit: { type: 'string', arg: 'N', help: 'print at most N versions (default: all)' },
+    },
     positionals: ['KEY'],
     run: printVersions,
   },
@@ -74,12 +73,10 @@ Options:
     summary: 'delete every version of a key below SEQNO',
     details: `Deletes every version with a seqno below SEQNO; the head is never deleted. SEQNO must
 be at most the head. Asks for confirmation when stdin is a terminal; refuses to run without
---yes when it is not. Prints how many versions were deleted (or {"deleted": N} with --json).
-Exits with 4 when the key has no data, 1 when SEQNO is above the head or the answer is not yes.
-
-Options:
-  -y, --yes          do not ask for confirmation`,
-    options: { yes: { type: 'boolean', short: 'y' } },
+--yes when it is not (exit 2). Prints how many versions were deleted (or {"deleted": N} with
+--json). Exits with 4 when the key has no data, 1 when SEQNO is above the head or the answer is
+not yes.`,
+    options: { yes: { type: 'boolean', short: 'y', help: 'do not ask for confirmation' } },
     positionals: ['KEY', 'SEQNO'],
     run: truncate,
   },
@@ -88,13 +85,11 @@ Options:
     summary: 'count keys, versions and payload bytes; largest histories',
     details: `Walks every key (listKeys, then scan in pages of ${PAGE}): it reads every payload once,
 so on a large store it takes a while and moves that many bytes. Not a snapshot: writes made
-during the walk may or may not be counted.
-
-Options:
-  --top N            how many of the largest histories to list (default: ${DEFAULT_TOP})
-  --progress         report a running count on stderr every ${PROGRESS_EVERY} keys (on by
-                     default when stderr is a terminal)`,
-    options: { top: { type: 'string' }, progress: { type: 'boolean' } },
+during the walk may or may not be counted.`,
+    options: {
+      top: { type: 'string', arg: 'N', help: `how many of the largest histories to list (default: ${DEFAULT_TOP})` },
+      progress: { type: 'boolean', help: 'report a running count on stderr (default: when stderr is a terminal and stdout is not)' },
+    },
     positionals: [],
     run: printStats,
   },
@@ -121,13 +116,10 @@ commits (a rollback), every process that had seen them is refused the same way (
 exit 5). This writes a fresh
 epoch marker into each of the store's 1024 buckets; every process adopts it on its next call and
 goes on from the data as it is now. What was committed before the reset stays lost. Asks for
-confirmation when stdin is a terminal; refuses to run without --yes when it is not. Prints how
-many buckets had been marked reset or rolled back (or {"buckets", "reset", "rolledBack", "unmarked"}
-with --json).
-
-Options:
-  -y, --yes          do not ask for confirmation`,
-    options: { yes: { type: 'boolean', short: 'y' } },
+confirmation when stdin is a terminal; refuses to run without --yes when it is not (exit 2). Prints
+how many buckets had been marked reset or rolled back (or {"buckets", "reset", "rolledBack",
+"unmarked"} with --json).`,
+    options: { yes: { type: 'boolean', short: 'y', help: 'do not ask for confirmation' } },
     positionals: [],
     run: acknowledgeReset,
   },
@@ -143,7 +135,7 @@ Options:
 
 async function listKeys({ options, out, connect, globals }: Context): Promise<void> {
   const consensus = await connect();
-  const progress = new Progress(options['progress'] === true, 'keys');
+  const progress = new Progress(options['progress'] === true, 'keys', { printsToStdout: true });
   let count = 0;
   for await (const key of consensus.listKeys()) {
     await out.line(keyLine(key, globals));
@@ -199,7 +191,7 @@ async function truncate({ args, options, out, connect, globals }: Context): Prom
 async function printStats({ options, out, connect, globals }: Context): Promise<void> {
   const top = options['top'] === undefined ? DEFAULT_TOP : Number(parseCount(options['top'] as string, '--top', 10_000n));
   const consensus = await connect();
-  const progress = new Progress(options['progress'] === true, 'keys');
+  const progress = new Progress(options['progress'] === true, 'keys', { printsToStdout: false });
   const store: StoreStats = { keys: 0, versions: 0, payloadBytes: 0, largest: [] };
   const add = async (batch: string[]): Promise<void> => {
     for (const key of await Promise.all(batch.map((name) => keyStats(consensus, name)))) {

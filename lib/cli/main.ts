@@ -4,7 +4,9 @@
  * it checks the command line, connects, runs one command, and turns failures into exit codes.
  */
 import { redactUrl } from '../client.js';
-import { RedisConsensus } from '../consensus.js';
+// Types only: the library (and ioredis with it, most of the start-up time) is loaded when a
+// command connects, so --help, --version and bad arguments answer without loading it.
+import type { RedisConsensus } from '../consensus.js';
 import { ExternalError } from '../errors.js';
 import {
   CliError, EXIT_DONE, EXIT_FAILED, EXIT_STORE_RESET, EXIT_UNREACHABLE, EXIT_USAGE, parseCommandLine, usageError,
@@ -51,51 +53,90 @@ async function connect(globals: Globals): Promise<RedisConsensus> {
   if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.host === '') {
     throw usageError(`--url must be a redis:// or rediss:// URL; got ${JSON.stringify(redactUrl(globals.url))}`);
   }
-  let username: string;
-  let password: string;
   try {
-    username = decodeURIComponent(url.username);
-    password = decodeURIComponent(url.password);
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
   } catch {
     throw usageError("--url: the username or password is not valid percent-encoding (a '%' must start %XX; write '%' as %25)");
   }
+  // -a/--user/-n override the URL's: written into it, since ioredis lets a URL's settings win over options.
+  if (globals.username !== undefined) url.username = encodeURIComponent(globals.username);
+  if (globals.password !== undefined) url.password = encodeURIComponent(globals.password);
+  if (globals.db !== undefined) url.pathname = `/${globals.db}`;
+  const { RedisConsensus } = await import('../consensus.js');
   const options = { prefix: globals.prefix, timeoutMs: globals.timeoutMs };
-  // The files given (any of them means TLS, whatever the URL's scheme), else rediss://'s defaults.
+  // The files given or --tls (TLS whatever the URL's scheme), else rediss://'s defaults.
   const tls = globals.tls ?? (url.protocol === 'rediss:' ? {} : undefined);
   // A command-line tool should fail fast when Redis is down instead of reconnecting forever.
   const retryStrategy = (attempt: number): number | null => (attempt > 3 ? null : 100 * attempt);
   try {
     if (!globals.cluster) {
-      return await RedisConsensus.connect(globals.url, options, { connectTimeout: globals.timeoutMs, retryStrategy, tls });
+      return await RedisConsensus.connect(url.href, options, { connectTimeout: globals.timeoutMs, retryStrategy, tls });
     }
     // Startup nodes carry no credentials: they go to every node connection instead.
     return await RedisConsensus.connectCluster([{ host: url.hostname, port: Number(url.port || 6379) }], options, {
       clusterRetryStrategy: retryStrategy,
       redisOptions: {
         connectTimeout: globals.timeoutMs,
-        username: username || undefined,
-        password: password || undefined,
+        username: decodeURIComponent(url.username) || undefined,
+        password: decodeURIComponent(url.password) || undefined,
         tls,
       },
     });
   } catch (err) {
     if (!(err instanceof ExternalError)) throw err;
-    const cause = err.cause instanceof Error ? err.cause.message : err.message;
     throw new CliError(EXIT_UNREACHABLE, `cannot reach Redis${globals.cluster ? ' Cluster' : ''} at ` +
-      `${redactUrl(globals.url)}: ${cause}`);
+      `${redactUrl(globals.url)}: ${explainConnectFailure(err, globals)}`);
   }
+}
+
+/**
+ * Why connecting failed, in a user's words: the usual causes named with what to do, anything
+ * else as the underlying error's message without the URL (already said) and the library's
+ * `determinate:` (always so at connect).
+ */
+function explainConnectFailure(err: ExternalError, globals: Globals): string {
+  const cause = err.cause as (Error & { code?: string; lastNodeError?: Error }) | undefined;
+  const detail = cause?.lastNodeError?.message ?? cause?.message ?? err.message;
+  const text = `${detail} ${cause?.code ?? ''} ${err.message}`;
+  if (/ECONNREFUSED/.test(text)) return 'connection refused: nothing listens there (is Redis running, on that port?)';
+  if (/ENOTFOUND|EAI_AGAIN/.test(text)) return 'no such host';
+  if (/Protocol error|reply type byte/i.test(text)) return 'the service there does not speak the Redis protocol (is it Redis, on the right port?)';
+  if (/cluster support disabled/i.test(text)) return 'it is a standalone server, not a Redis Cluster: leave out --cluster';
+  if (/NOAUTH/.test(text)) return 'Redis asks for a password: give -a PASSWORD (or $REDISCLI_AUTH, or redis://user:password@host)';
+  if (/WRONGPASS|invalid password/i.test(text)) return 'wrong user name or password';
+  if (/DB index is out of range/i.test(text)) return `the server has no database ${globals.db ?? 'with that number'}`;
+  if (/alert certificate required/i.test(text)) return 'the server requires a client certificate: give --cert and --key';
+  if (/self[- ]signed|unable to verify|unable to get local issuer/i.test(text)) {
+    return `the server's certificate is not signed by a CA we trust (--cacert): ${detail.replace(/^.*?:\s*/, '')}`;
+  }
+  if (/wrong version number|packet length too long|EPROTO/i.test(text)) return 'the TLS handshake failed: does the server speak TLS on that port?';
+  if (err.code === 'timeout' || /ETIMEDOUT|no reply within|timed out/i.test(text)) {
+    // A TLS client meeting a plain server waits for a handshake that never comes.
+    const tls = globals.tls !== undefined || globals.url.startsWith('rediss:') ? '; TLS was asked for: does the server speak TLS on that port?' : '';
+    return `no answer within ${globals.timeoutMs} ms (--timeout)${tls}`;
+  }
+  if (/Failed to refresh slots cache/i.test(text)) return 'no Cluster node answered';
+  const url = redactUrl(globals.url);
+  return detail.replace(/^(in)?determinate: /, '').replaceAll(globals.url, url)
+    .replace(new RegExp(`(could not connect to )?${url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:? ?`, 'g'), '').trim() || detail;
 }
 
 /** Maps a failure to its message and exit code. */
 function failure(err: unknown): { message: string; code: number } {
   if (err instanceof CliError) return { message: err.message, code: err.exitCode };
+  // The library's `determinate: ` prefix, in words: whether anything may have changed.
+  const plain = (e: ExternalError): string => e.message.replace(/^(in)?determinate: /, '');
   if (err instanceof ExternalError && err.code === 'store-reset') {
-    return { message: `the store was reset: ${err.message}`, code: EXIT_STORE_RESET };
+    return { message: `the store was reset: ${plain(err)}`, code: EXIT_STORE_RESET };
   }
   if (err instanceof ExternalError && err.code === 'store-rollback') {
-    return { message: `the store was rolled back: ${err.message}`, code: EXIT_STORE_RESET };
+    return { message: `the store was rolled back: ${plain(err)}`, code: EXIT_STORE_RESET };
   }
-  if (err instanceof ExternalError) return { message: `Redis failed: ${err.message}`, code: EXIT_UNREACHABLE };
+  if (err instanceof ExternalError) {
+    const changed = err.determinate ? 'nothing was changed' : 'the change may or may not have been made: check before retrying';
+    return { message: `Redis failed (${changed}): ${plain(err)}`, code: EXIT_UNREACHABLE };
+  }
   if (err instanceof RangeError || err instanceof TypeError) return { message: err.message, code: EXIT_USAGE };
   return { message: err instanceof Error ? err.stack ?? err.message : String(err), code: EXIT_FAILED };
 }

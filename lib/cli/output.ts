@@ -89,23 +89,40 @@ export class Output {
   }
 }
 
-/** A running count on stderr: rewritten in place on a terminal, one line each otherwise. */
+/** How often a terminal's running count is rewritten. */
+const TERMINAL_EVERY_MS = 200;
+
+/**
+ * A running count on stderr. On a terminal it is rewritten in place every ${TERMINAL_EVERY_MS} ms
+ * and on by default, except while the command's own lines go to that terminal too (`keys`
+ * printing keys): they would tear it. Asked for with --progress off a terminal, it is one line
+ * every PROGRESS_EVERY items, for logs.
+ */
 export class Progress {
   private readonly enabled: boolean;
   private readonly tty: boolean;
+  private shownAt = 0;
 
-  constructor(requested: boolean, private readonly unit: string) {
+  constructor(requested: boolean, private readonly unit: string, options: { printsToStdout: boolean }) {
     this.tty = process.stderr.isTTY === true;
-    this.enabled = requested || this.tty;
+    this.enabled = requested || (this.tty && !(options.printsToStdout && process.stdout.isTTY === true));
   }
 
   update(count: number): void {
-    if (!this.enabled || count % PROGRESS_EVERY !== 0) return;
-    process.stderr.write(this.tty ? `\r${count} ${this.unit}` : `progress: ${count} ${this.unit}\n`);
+    if (!this.enabled) return;
+    if (!this.tty) {
+      if (count % PROGRESS_EVERY === 0) process.stderr.write(`progress: ${count} ${this.unit}\n`);
+      return;
+    }
+    const now = Date.now();
+    if (now - this.shownAt < TERMINAL_EVERY_MS) return;
+    this.shownAt = now;
+    process.stderr.write(`\r${count} ${this.unit}...`);
   }
 
   done(count: number): void {
     if (!this.enabled) return;
-    process.stderr.write(this.tty ? `\r${count} ${this.unit}\n` : `progress: ${count} ${this.unit}, done\n`);
+    // On a terminal: the line cleared, then the total.
+    process.stderr.write(this.tty ? `\r\u001b[K${count} ${this.unit}\n` : `progress: ${count} ${this.unit}, done\n`);
   }
 }

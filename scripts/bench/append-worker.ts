@@ -1,11 +1,11 @@
 /**
- * A worker process of the bench's append section (scripts/bench-append.ts): one RedisConsensus,
+ * A worker process of the bench's append section (scripts/bench/append.ts): one RedisConsensus,
  * one writer. For each message `{ mode, key, durationMs }` it appends to `key` for that long,
  * either with `append` or with the README's loop (head, compareAndSet, re-read on mismatch), and
  * replies with its commits and their latencies. Exits on `{ stop: true }`.
  */
-import { RedisConsensus } from '../lib/index.js';
-import { readmeLoop } from './bench-append.js';
+import { RedisConsensus } from '../../lib/index.js';
+import { readmeLoop } from './append.js';
 
 interface Round { mode: 'loop' | 'append'; key: string; durationMs: number; stop?: boolean }
 
