@@ -271,7 +271,7 @@ places('a payload above maxPayloadBytes is a RangeError and is never sent', asyn
 places('redis://host/abc is a RangeError before connecting', async () => {
   const err = await rejection(RedisConsensus.connect('redis://127.0.0.1:1/abc', { timeoutMs: 500 }));
   assert.instance(err, RangeError);
-  assert.match((err as Error).message, /database .* non-negative integer; got "abc"/);
+  assert.match((err as Error).message, /database .* non-negative integer; got something else \(not shown/);
 });
 
 if (serverAvailable) {

@@ -41,13 +41,20 @@ const STORE_OPTIONS: RedisConsensusOptions = {
 /** How long past its own timeout any call may take before the suite calls it hung. */
 const SLACK_MS = 3000;
 
-// Every uncaught exception and unhandled rejection of the suite, from the library or ioredis.
+// Every uncaught exception and unhandled rejection of this suite, from the library or ioredis:
+// listened for from the suite's first test on (`npm test` runs every spec in one process, and
+// some provoke ioredis's own unhandled rejections on purpose, e.g. a Cluster user without +asking).
 const escaped: unknown[] = [];
 const onEscape = (err: unknown): void => {
   escaped.push(err);
 };
-process.on('uncaughtException', onEscape);
-process.on('unhandledRejection', onEscape);
+let listening = false;
+function listenForEscapes(): void {
+  if (listening) return;
+  listening = true;
+  process.on('uncaughtException', onEscape);
+  process.on('unhandledRejection', onEscape);
+}
 
 /** Every way an error can be shown: its text, inspection, JSON; the same for each cause. */
 function shown(err: unknown): string {
@@ -401,6 +408,7 @@ for (const backend of await backends()) {
   const test = suite(`fuzz: every method with random and hostile arguments, against a model (${backend.name})`);
 
   test('each call resolves as the model says, or fails as the contract names, in time, writing nothing when refused', async () => {
+    listenForEscapes();
     await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: OPS_PER_RUN }), async (ops) => {
       counts.runs++;
       const store = await backend.store(STORE_OPTIONS);
@@ -427,6 +435,7 @@ for (const backend of await backends()) {
 const options = suite('fuzz: constructor options');
 
 options('new RedisConsensus(client, anything) constructs or throws a TypeError / RangeError, and arms nothing', async () => {
+  listenForEscapes();
   const client = new RedisMock({ port: 41_818 });
   const fieldArb = fc.record({
     prefix: fc.option(fc.oneof(fc.string(), junk), { nil: undefined }),
@@ -481,6 +490,7 @@ const connectOptionsArb = fc.oneof(
 );
 
 connecting('connect(url, options, redisOptions) and connectCluster: a store, or TypeError / RangeError / ExternalError, in time, never showing the password', async () => {
+  listenForEscapes();
   // What the process prints meanwhile (ioredis's warnings, process warnings) must not show it either.
   const printed: string[] = [];
   const writes = { out: process.stdout.write, err: process.stderr.write };
@@ -565,6 +575,7 @@ connecting('no uncaught exception and no unhandled rejection escaped during the 
     `${counts.connects} connects, ${counts.cli} CLI runs`);
   process.off('uncaughtException', onEscape);
   process.off('unhandledRejection', onEscape);
+  assert.ok(listening, 'the suite listened');
   assert.equal(escaped.map((err) => inspect(err)), []);
   assert.ok(counts.calls > 100 && counts.connects > 20 && counts.cli > 5, 'the fuzz ran');
 });
