@@ -9,7 +9,7 @@
  *   token order, so tokens strictly increase with time;
  * - each handover (release or expiry) took at most the ttl plus a round trip (and scheduling slack
  *   on a shared machine), outside the failover itself;
- * - every contender of the processes left alive acquired the lease again and again: no waiter
+ * - no wait, finished or still going at the end, took 10 s (plus a failover's outage): no waiter
  *   waits forever.
  */
 import { fork } from 'node:child_process';
@@ -39,8 +39,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 interface Run {
   readonly children: ChildProcess[];
   readonly logs: string[];
-  /** The child whose contender holds the lease now (by the lease record's name). */
-  holder(): Promise<ChildProcess | undefined>;
+  /** The child whose contender holds the lease now (by the lease record's name); `long`: in a long hold. */
+  holder(long?: boolean): Promise<ChildProcess | undefined>;
   /** Server-clock windows in which handovers are not bounded (a failover). */
   readonly excused: Array<[number, number]>;
   serverNow(): Promise<number>;
@@ -57,10 +57,15 @@ async function contend(
   const time = new Redis({ host: '127.0.0.1', port: connection.timePort });
   const run: Run = {
     children, logs, excused: [],
-    async holder() {
-      const state = await reader.readLease(KEY).catch(() => null);
-      if (state?.held !== true || state.record === null) return undefined;
-      return children[Number(state.record.name.split('/')[0])];
+    async holder(long = false) {
+      // Between two tenures nobody holds it: ask again.
+      for (let attempt = 0; attempt < 1000; attempt++) {
+        const state = await reader.readLease(KEY).catch(() => null);
+        const [worker, , hold] = state?.record?.name.split('/') ?? [];
+        if (state?.held === true && (!long || hold === 'long')) return children[Number(worker)];
+        await sleep(10);
+      }
+      return undefined;
     },
     async serverNow() {
       const [sec, usec] = await time.time();
@@ -69,7 +74,7 @@ async function contend(
   };
   try {
     await Promise.all(logs.map((log, worker) => new Promise<void>((resolve, reject) => {
-      const config: WorkerConfig = { worker, contenders: 4, key: KEY, prefix, ttlMs: TTL, holdMs: [15, 50], log, ...connection };
+      const config: WorkerConfig = { worker, contenders: 4, key: KEY, prefix, ttlMs: TTL, holdMs: [15, 50], longHoldMs: TTL * 4, log, ...connection };
       const child = fork(WORKER, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       children.push(child);
       child.once('message', () => resolve());
@@ -93,9 +98,10 @@ async function contend(
     time.disconnect();
   }
   try {
-    check(logs, children, run.excused);
+    check(logs, run.excused);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.LEASE_KEEP_LOGS === undefined) rmSync(dir, { recursive: true, force: true });
+    else console.log(`[lease] logs kept in ${dir}`);
   }
 }
 
@@ -107,7 +113,7 @@ interface Tenure {
   error: number;
 }
 
-function check(logs: string[], children: ChildProcess[], excused: Array<[number, number]>): void {
+function check(logs: string[], excused: Array<[number, number]>): void {
   const tenures = new Map<bigint, Tenure>();
   const acquisitions = new Map<string, number>();
   const waits: number[] = [];
@@ -120,6 +126,7 @@ function check(logs: string[], children: ChildProcess[], excused: Array<[number,
         acquisitions.set(`${worker}/${a}`, (acquisitions.get(`${worker}/${a}`) ?? 0) + 1);
         waits.push(Number(c));
       }
+      if (kind === 'W') waits.push(Number(b));
       if (kind !== 'T') continue;
       const token = BigInt(b!);
       const at = Number(c);
@@ -134,7 +141,7 @@ function check(logs: string[], children: ChildProcess[], excused: Array<[number,
     }
   });
   const ordered = [...tenures.values()].sort((x, y) => (x.token < y.token ? -1 : 1));
-  assert.ok(ordered.length >= 20, `only ${ordered.length} tenures`);
+  assert.ok(ordered.length >= 8, `only ${ordered.length} tenures`);
   let closest = Infinity;
   const gaps: number[] = [];
   for (let i = 1; i < ordered.length; i++) {
@@ -150,25 +157,22 @@ function check(logs: string[], children: ChildProcess[], excused: Array<[number,
   }
   const longest = Math.max(...gaps);
   assert.ok(longest <= TTL + SLACK, `a handover took ${longest} ms (ttl ${TTL} ms)`);
-  const killed = new Set(children.flatMap((child, worker) => (child.signalCode === 'SIGKILL' ? [worker] : [])));
-  for (let worker = 0; worker < 4; worker++) {
-    if (killed.has(worker)) continue;
-    for (let contender = 0; contender < 4; contender++) {
-      const count = acquisitions.get(`${worker}/${contender}`) ?? 0;
-      assert.ok(count >= 2, `contender ${worker}/${contender} acquired ${count} times`);
-    }
-  }
+  // Every wait, finished or still going at the end, was bounded (a failover's outage added).
+  const outage = excused.reduce((sum, [from, to]) => sum + (to - from), 0);
+  assert.ok(Math.max(...waits) < 10_000 + outage, `a waiter waited ${Math.max(...waits)} ms`);
   const sorted = [...gaps].sort((x, y) => x - y);
   console.log(`[lease] ${ordered.length} tenures, tokens ${ordered[0]!.token}..${ordered.at(-1)!.token}; ` +
     `closest holders ${closest.toFixed(1)} ms apart; handover median ${sorted[sorted.length >> 1]!.toFixed(1)} ms, ` +
-    `longest ${longest.toFixed(1)} ms; longest wait ${Math.max(...waits).toFixed(0)} ms`);
+    `longest ${longest.toFixed(1)} ms; longest wait ${Math.max(...waits).toFixed(0)} ms; ` +
+    `${acquisitions.size} contenders acquired it`);
 }
 
 /** SIGSTOPs the holder's process for longer than the ttl, then lets it go on. */
 async function pauseHolder(run: Run): Promise<void> {
-  const holder = await run.holder();
+  const holder = await run.holder(true);
   assert.ok(holder !== undefined, 'someone holds the lease');
   holder.kill('SIGSTOP');
+  console.log(`[lease] paused worker ${run.children.indexOf(holder)} at ${(await run.serverNow()).toFixed(1)}`);
   await sleep(TTL * 2 + 200);
   holder.kill('SIGCONT');
 }
@@ -230,7 +234,7 @@ if (available) {
         });
         await until('the lease is held again', 10_000, async () => (await reader.readLease(KEY).catch(() => null))?.held === true);
         run.excused.push([crashed, await run.serverNow()]);
-        await sleep(2000);
+        await sleep(3000);
       });
       await reader.close();
     } finally {

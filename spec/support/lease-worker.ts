@@ -7,6 +7,7 @@
  *
  * Log lines: `O <offsetMs> <errorMs>`, `A <contender> <token> <waitedMs>` (acquired),
  * `T <contender> <token> <serverMs>` (acted as owner), `R <contender> <token>` (released),
+ * `W <contender> <waitedMs>` (still waiting when stopped),
  * `E <contender> <message>` (an acquire failed and is tried again).
  */
 import { openSync, writeSync } from 'node:fs';
@@ -22,6 +23,8 @@ export interface WorkerConfig {
   readonly prefix: string;
   readonly ttlMs: number;
   readonly holdMs: readonly [number, number];
+  /** One tenure in twenty is held this long (renewals, and a pause that catches a holder at work). */
+  readonly longHoldMs: number;
   readonly log: string;
   /** Where the store is: a URL, a Sentinel, or Cluster nodes. */
   readonly url?: string;
@@ -76,17 +79,23 @@ async function contend(contender: number, store: RedisConsensus, offset: number)
   const [minHold, maxHold] = config.holdMs;
   while (!stop.signal.aborted) {
     const started = performance.now();
+    const long = Math.random() < 0.05;
     let lease;
     try {
-      lease = await store.acquireLease(config.key, { ttlMs: config.ttlMs, name: `${config.worker}/${contender}`, signal: stop.signal });
+      lease = await store.acquireLease(config.key, {
+        ttlMs: config.ttlMs, name: `${config.worker}/${contender}/${long ? 'long' : 'short'}`, signal: stop.signal,
+      });
     } catch (err) {
-      if (stop.signal.aborted) break;
+      if (stop.signal.aborted) {
+        log(`W ${contender} ${(performance.now() - started).toFixed(1)}`);
+        break;
+      }
       log(`E ${contender} ${(err as Error).message.replace(/\n/g, ' ')}`);
       await sleep(50);
       continue;
     }
     log(`A ${contender} ${lease.token} ${(performance.now() - started).toFixed(1)}`);
-    const holdUntil = performance.now() + minHold + Math.random() * (maxHold - minHold);
+    const holdUntil = performance.now() + (long ? config.longHoldMs : minHold + Math.random() * (maxHold - minHold));
     while (!stop.signal.aborted) {
       // The time is taken before `held` is checked: the holder believed it owned the lease then.
       const checked = performance.now();
