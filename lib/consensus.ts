@@ -7,7 +7,7 @@ import { openCluster, openRedis } from './connect.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
 import { Leases } from './lease.js';
-import type { Lease } from './lease.js';
+import type { Lease } from './lease-holder.js';
 import type { LeaseOptions, LeaseState } from './lease-record.js';
 import { Link } from './link.js';
 import { Operations } from './operations.js';
@@ -296,59 +296,30 @@ export class RedisConsensus {
   }
 
   /**
-   * Acquires the lease on `key`, waiting until it is free: expiring ownership with a fencing token
-   * (docs/leases.md). The lease's state is the key's head (a lease record written by the lease
-   * script; the key's history is the audit log of who held it when), so use a key for leases only.
+   * Acquires the lease on `key`, waiting in arrival order until it is free: ownership that expires
+   * by the Redis server's clock unless renewed (in the background), with a fencing token
+   * (docs/leases.md). Act as the owner only while `lease.held`; pass `lease.token` to the resource;
+   * `lease.signal` aborts on a loss. Use the key for leases only; `close()` releases them.
    *
-   * - Expiry is decided by the Redis server's clock (`TIME` in the script), `ttlMs` after each
-   *   acquire or renewal; the holder renews every `renewIntervalMs` by itself.
-   * - The holder considers itself the owner (`lease.held`) only until `expiry - marginMs` on its own
-   *   monotonic clock, counted from when it sent the call; `lease.signal` aborts (a
-   *   `LeaseLostError` as reason) as soon as it learns of a loss: expired, taken, rollback, store
-   *   reset, released, closed.
-   * - `lease.token` (the seqno of the version that began the tenure) strictly increases across
-   *   holders: pass it to the protected resource, which refuses tokens below the highest it saw.
-   * - Waiters are queued in arrival order (a waiter not heard from for its `ttlMs` is dropped) and
-   *   woken by the release (heard through `watch`) or at the known expiry; no polling.
-   *
-   * @returns the held lease. `close()` releases every lease of this store.
-   * @throws TypeError / RangeError for invalid arguments or options (nothing sent); TypeError when
-   *   the key's head is not a lease record.
-   * @throws the reason of `options.signal` when it aborts first (this waiter leaves the queue).
-   * @throws ExternalError (code `store-reset`, `closed`, `permission`): failures that retrying
-   *   cannot help; others are retried while waiting.
+   * @throws TypeError / RangeError for invalid arguments, or a key holding other data; the reason
+   *   of `options.signal`; ExternalError that retrying cannot help (`store-reset`, `closed`, ...).
    * @example
    * ```ts
-   * const lease = await consensus.acquireLease('leader', { ttlMs: 5000, name: os.hostname() });
-   * try {
-   *   while (lease.held) await doLeaderWork({ fencingToken: lease.token, signal: lease.signal });
-   * } finally {
-   *   await lease.release();
-   * }
+   * const lease = await consensus.acquireLease('leader', { ttlMs: 5000 });
+   * while (lease.held) await leadOnce({ fencingToken: lease.token, signal: lease.signal });
+   * await lease.release();
    * ```
    */
   async acquireLease(key: string, options?: LeaseOptions): Promise<Lease> {
     return this.leases.acquire(key, this.operations.namesOf(key), options, true) as Promise<Lease>;
   }
 
-  /**
-   * `acquireLease`, once: the lease if it is free (or expired) and no earlier waiter is queued,
-   * else `null` at once, without queueing. Options as for `acquireLease` (`signal` aborts the try).
-   *
-   * @throws as `acquireLease`; ExternalError when Redis could not be asked (after a few attempts:
-   *   an unknown outcome is resolved by trying again).
-   */
+  /** `acquireLease` once, never queued: `null` when it is held or others wait. @throws as `acquireLease`. */
   async tryAcquireLease(key: string, options?: LeaseOptions): Promise<Lease | null> {
     return this.leases.acquire(key, this.operations.namesOf(key), options, false);
   }
 
-  /**
-   * The lease on `key` as the server sees it now: the head and its lease record (`null` when the head
-   * is not one), whether it is held and for how many more milliseconds by the server's clock, and
-   * how many waiters are queued. `null` when the key has no data. Writes nothing.
-   *
-   * @throws TypeError when `key` is not a string; ExternalError as for `head`.
-   */
+  /** The lease on `key` by the server's clock now (`null`: no data); writes nothing. @throws as `head`. */
   async readLease(key: string, options?: CallOptions): Promise<LeaseState | null> {
     return this.leases.read(this.operations.namesOf(key), options?.timeoutMs);
   }

@@ -11,7 +11,7 @@ export type {
   RetryOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
-export { Lease } from './lease.js';
+export { Lease } from './lease-holder.js';
 export { LeaseLostError } from './lease-record.js';
 export type { LeaseLossReason, LeaseOptions, LeaseRecord, LeaseState } from './lease-record.js';
 export type { ExternalErrorCode } from './errors.js';

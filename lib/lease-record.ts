@@ -1,11 +1,14 @@
 /**
  * What a lease is on the wire: its options checked and defaulted, the lease record that
  * `lua/lease-5.lua` writes as a version's payload (`rcl1|state|token|sec|usec|ttlMs|owner|name`),
- * and the public types describing a lease. No behaviour beyond parsing lives here (`lease.ts` has
- * it).
+ * the public types describing a lease, and the small helpers `lease.ts` and `lease-holder.ts` share.
  */
 import { randomBytes } from 'node:crypto';
 import { checkSignal, checkTimeout } from './arguments.js';
+import { ExternalError } from './errors.js';
+import type { KeyNames } from './layout.js';
+import type { LeaseReply, Wire } from './scripts.js';
+import { decodeSeqNo, encodeSeqNo } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import type { VersionedData } from './types.js';
 
@@ -72,6 +75,36 @@ export function checkLeaseOptions(options: LeaseOptions | undefined, storeTimeou
     signal: checkSignal(options?.signal),
     timeoutMs: options?.timeoutMs === undefined ? storeTimeoutMs : checkTimeout(options.timeoutMs, 'lease timeoutMs'),
   };
+}
+
+/** What the leases of one store use. */
+export interface LeaseHost {
+  /** One call of `lease-5.lua`: `args` are op, expected, next, owner, ttlMs, name. */
+  call(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply>;
+  /** The key's heads as they commit (`RedisConsensus.watch`). */
+  watch(key: string, signal: AbortSignal): AsyncIterable<VersionedData>;
+}
+
+/** The longest delay before another attempt after a failed call. */
+export const RETRY_MAX_MS = 500;
+
+export function isStoreReset(err: unknown): boolean {
+  return err instanceof ExternalError && err.code === 'store-reset';
+}
+
+/** A seqno or payload of a reply as text. */
+export function text(wire: Wire): string {
+  return typeof wire === 'string' ? wire : wire.toString('latin1');
+}
+
+/** The seqno after `head` (19 digits; '' is "no data", so 0). */
+export function nextOf(head: string): string {
+  return head === '' ? encodeSeqNo(0n) : encodeSeqNo(decodeSeqNo(head) + 1n);
+}
+
+/** The script's arguments after the keys: op, expected, next, owner, ttlMs, name. */
+export function argsOf(op: string, expected: string, next: string, owner: string, settings: LeaseSettings): string[] {
+  return [op, expected, next, owner, String(settings.ttlMs), settings.name];
 }
 
 /** A fresh random id for a holder or waiter (64 bits, as hex: never '|' or a space). */

@@ -2,34 +2,24 @@
  * Leases: expiring ownership of a consensus key, with the seqno that began each tenure as its
  * fencing token (docs/leases.md has the design and the guarantees). Every change of ownership is
  * one call of `lua/lease-5.lua`, a compare-and-set on the key's head that reads the server's clock
- * in the same atomic step; this module keeps the holder's side: when it stops believing it owns
- * the lease (`expiry - margin` on its own monotonic clock, from the moment it sent the call that
- * began or last renewed the tenure), renewing, hearing a takeover through `watch`, and the waiters'
- * side: waiting on the watch and the known expiry, never polling faster than the renewal interval.
+ * in the same atomic step. This module acquires (once, or waiting in the key's queue, woken by a
+ * release heard through `watch` or at the known expiry, never polling faster than the renewal
+ * interval), reads, and ends every lease on close; `lease-holder.ts` keeps a held lease.
  */
 import { setMaxListeners } from 'node:events';
 import { checkTimeout } from './arguments.js';
 import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
-import { checkLeaseOptions, freshOwnerId, LeaseLostError, parseLeaseRecord } from './lease-record.js';
-import type { LeaseLossReason, LeaseOptions, LeaseSettings, LeaseState } from './lease-record.js';
-import { LEASE_BUSY, LEASE_DONE, LEASE_LAPSED, LEASE_MISMATCH, LEASE_NOT_A_LEASE } from './scripts.js';
+import { Lease } from './lease-holder.js';
+import { argsOf, checkLeaseOptions, freshOwnerId, nextOf, parseLeaseRecord, RETRY_MAX_MS, text } from './lease-record.js';
+import type { LeaseHost, LeaseOptions, LeaseState } from './lease-record.js';
+import { LEASE_BUSY, LEASE_DONE, LEASE_MISMATCH, LEASE_NOT_A_LEASE } from './scripts.js';
 import type { LeaseReply, Wire } from './scripts.js';
 import { decodeSeqNo, encodeSeqNo } from './seqno.js';
-import type { SeqNo } from './seqno.js';
 import type { VersionedData } from './types.js';
 
-/** What the leases of one store use. */
-export interface LeaseHost {
-  /** One call of `lease-5.lua`: `args` are op, expected, next, owner, ttlMs, name. */
-  call(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply>;
-  /** The key's heads as they commit (`RedisConsensus.watch`). */
-  watch(key: string, signal: AbortSignal): AsyncIterable<VersionedData>;
-}
-
-/** Delay between attempts after a failed call: doubles from the first, up to the last. */
+/** The first delay before another attempt after a failed call; it doubles up to RETRY_MAX_MS. */
 const RETRY_MIN_MS = 20;
-const RETRY_MAX_MS = 500;
 /** How many failed calls `tryAcquireLease` makes before it gives up (so an unknown outcome is resolved). */
 const TRY_FAILURES = 3;
 /** How many heads a store remembers (the expectation of a key's first attempt). */
@@ -38,25 +28,8 @@ const REMEMBERED_HEADS = 1024;
 /** Codes of failures that another attempt cannot help. */
 const FINAL_CODES = new Set(['store-reset', 'closed', 'permission', 'aborted', 'eviction-policy', 'wrong-database']);
 
-function isStoreReset(err: unknown): boolean {
-  return err instanceof ExternalError && err.code === 'store-reset';
-}
-
 function isRetryable(err: unknown): boolean {
   return err instanceof ExternalError && !FINAL_CODES.has(err.code);
-}
-
-function text(wire: Wire): string {
-  return typeof wire === 'string' ? wire : wire.toString('latin1');
-}
-
-function nextOf(head: string): string {
-  return head === '' ? encodeSeqNo(0n) : encodeSeqNo(decodeSeqNo(head) + 1n);
-}
-
-/** The script's arguments after the keys: op, expected, next, owner, ttlMs, name. */
-function argsOf(op: string, expected: string, next: string, owner: string, settings: LeaseSettings): string[] {
-  return [op, expected, next, owner, String(settings.ttlMs), settings.name];
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
@@ -235,186 +208,3 @@ class Waiter {
   }
 }
 
-/**
- * A held lease on a key: renewed in the background until it is released or lost. The holder may act
- * as the owner only while `held` is true, and should pass `token` to whatever the lease protects.
- */
-export class Lease {
-  /** The fencing token: the seqno of the version that began this tenure. Strictly greater than every earlier holder's. */
-  readonly token: SeqNo;
-  private readonly controller = new AbortController();
-  /** Until when (performance.now) this holder believes it owns the lease: sent + ttl - margin. */
-  private validUntil: number;
-  /** The seqno of this holder's latest version of the key, and of a renewal in flight. */
-  private last: string;
-  private pending: string | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private renewing: Promise<void> | undefined;
-  private ending: Promise<boolean> | undefined;
-
-  /** @internal Made by `Leases.acquire`. */
-  constructor(
-    private readonly host: LeaseHost, readonly key: string, private readonly names: KeyNames,
-    private readonly settings: LeaseSettings, private readonly owner: string, token: SeqNo, last: string, sentAt: number,
-    private readonly onEnd: (lease: Lease) => void,
-  ) {
-    this.token = token;
-    this.last = last;
-    this.validUntil = sentAt + settings.ttlMs - settings.marginMs;
-    setMaxListeners(0, this.controller.signal);
-    if (!this.held) {
-      this.lose('expired');
-      return;
-    }
-    this.armExpiry();
-    this.scheduleRenew(sentAt + settings.renewIntervalMs - performance.now());
-    void this.listen();
-  }
-
-  /** The holder's label, as written in the lease record. */
-  get name(): string {
-    return this.settings.name;
-  }
-
-  /**
-   * Aborts, with a `LeaseLostError` as its reason, as soon as this holder learns it must stop acting
-   * as the owner: released, expired by its own clock, taken over, the key rolled back, the store
-   * reset or closed. Events run when the process gets to them: a paused process checks `held`.
-   */
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  /**
-   * Whether this holder may act as the owner now: not lost, and its own monotonic clock before
-   * `expiry - margin` (measured from when it sent the call that began or last renewed the tenure).
-   * Checked synchronously, so it is right even in a process that was paused and has not yet run
-   * the timers that would abort `signal`.
-   */
-  get held(): boolean {
-    return !this.controller.signal.aborted && performance.now() < this.validUntil;
-  }
-
-  /** Milliseconds this holder may still act as the owner without a renewal (0 once not held). */
-  get remainingMs(): number {
-    return this.held ? this.validUntil - performance.now() : 0;
-  }
-
-  /**
-   * Stops renewing and gives the lease up: a compare-and-set on this holder's latest version, so a
-   * holder that already lost the lease changes nothing. `signal` aborts (reason `released`) before
-   * the release is sent. Idempotent.
-   *
-   * @returns true when this call released the lease; false when it had been lost already.
-   * @throws ExternalError when Redis could not be asked (the lease then expires after its ttl).
-   */
-  release(): Promise<boolean> {
-    return this.end('released');
-  }
-
-  /** @internal Releases, with `reason` as the signal's reason (`close()` uses `closed`). */
-  end(reason: LeaseLossReason): Promise<boolean> {
-    this.ending ??= (async () => {
-      clearTimeout(this.renewTimer);
-      await this.renewing;
-      this.lose(reason);
-      const reply = await this.host.call(this.names,
-        argsOf('release', this.last, nextOf(this.last), this.owner, this.settings), this.settings.timeoutMs);
-      return reply[0] === LEASE_DONE;
-    })();
-    return this.ending;
-  }
-
-  private lose(reason: LeaseLossReason, cause?: unknown): void {
-    if (this.controller.signal.aborted) return;
-    clearTimeout(this.renewTimer);
-    clearTimeout(this.expiryTimer);
-    this.controller.abort(new LeaseLostError(reason, this.key, this.token, { cause }));
-    this.onEnd(this);
-  }
-
-  private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => {
-      if (this.held) this.armExpiry();
-      else this.lose('expired');
-    }, Math.max(0, this.validUntil - performance.now()));
-  }
-
-  private scheduleRenew(delayMs: number): void {
-    clearTimeout(this.renewTimer);
-    if (this.controller.signal.aborted || this.ending !== undefined) return;
-    this.renewTimer = setTimeout(() => {
-      this.renewing = this.renew().finally(() => {
-        this.renewing = undefined;
-      });
-    }, Math.max(0, delayMs));
-  }
-
-  private async renew(): Promise<void> {
-    if (this.controller.signal.aborted) return;
-    if (!this.held) {
-      this.lose('expired');
-      return;
-    }
-    const next = nextOf(this.last);
-    this.pending = next;
-    const sentAt = performance.now();
-    let reply: LeaseReply;
-    try {
-      reply = await this.host.call(this.names, argsOf('renew', this.last, next, this.owner, this.settings),
-        Math.max(1, Math.min(this.settings.timeoutMs, this.validUntil - sentAt)));
-    } catch (err) {
-      if (isStoreReset(err)) this.lose('store-reset', err);
-      // Another attempt, soon: one whose predecessor committed unseen learns it from the mismatch.
-      else this.scheduleRenew(Math.min(RETRY_MAX_MS, this.settings.renewIntervalMs / 4));
-      return;
-    } finally {
-      this.pending = undefined;
-    }
-    if (this.controller.signal.aborted) return;
-    if (reply[0] === LEASE_DONE) {
-      this.last = next;
-      this.validUntil = Math.max(this.validUntil, sentAt + this.settings.ttlMs - this.settings.marginMs);
-      this.armExpiry();
-      this.scheduleRenew(sentAt + this.settings.renewIntervalMs - performance.now());
-    } else if (reply[0] === LEASE_MISMATCH) {
-      if (reply.length === 1) {
-        this.lose('store-reset');
-        return;
-      }
-      const head = text(reply[1] as Wire);
-      const record = parseLeaseRecord(reply[2] as Wire);
-      if (head > this.last && this.isMine(record)) {
-        // A renewal whose reply was lost committed: renew again from it (its send time is unknown,
-        // so the belief is not extended by it).
-        this.last = head;
-        this.scheduleRenew(0);
-      } else {
-        this.lose(head < this.last ? 'rollback' : 'taken');
-      }
-    } else {
-      this.lose(reply[0] === LEASE_LAPSED ? 'expired' : 'taken');
-    }
-  }
-
-  private isMine(record: ReturnType<typeof parseLeaseRecord>): boolean {
-    return record !== null && record.state === 'held' && record.owner === this.owner && record.token === this.token;
-  }
-
-  /** Hears other writers at once: any version after this holder's own that it did not write. */
-  private async listen(): Promise<void> {
-    try {
-      for await (const head of this.host.watch(this.key, this.controller.signal)) {
-        const seqno = encodeSeqNo(head.seqno);
-        if (seqno <= this.last || seqno === this.pending || this.isMine(parseLeaseRecord(head.data))) continue;
-        this.lose('taken');
-        return;
-      }
-    } catch (err) {
-      // Other failures end only the watch: renewals and the local expiry still decide.
-      if (isStoreReset(err)) this.lose('store-reset', err);
-    }
-  }
-}
