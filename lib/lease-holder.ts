@@ -36,6 +36,8 @@ export class Lease {
     private readonly host: LeaseHost, readonly key: string, private readonly names: KeyNames,
     private readonly settings: LeaseSettings, private readonly owner: string, token: SeqNo, last: string, sentAt: number,
     private readonly onEnd: (lease: Lease) => void,
+    /** Learns each version this holder wrote: the expectation of the store's next acquire of the key. */
+    private readonly remember: (head: string) => void,
   ) {
     this.token = token;
     this.last = last;
@@ -99,7 +101,9 @@ export class Lease {
       this.lose(reason);
       const reply = await this.host.call(this.names,
         argsOf('release', this.last, nextOf(this.last), this.owner, this.settings), this.settings.timeoutMs);
-      return reply[0] === LEASE_DONE;
+      if (reply[0] !== LEASE_DONE) return false;
+      this.remember(nextOf(this.last));
+      return true;
     })();
     return this.ending;
   }
@@ -154,6 +158,7 @@ export class Lease {
     if (this.controller.signal.aborted) return;
     if (reply[0] === LEASE_DONE) {
       this.last = next;
+      this.remember(next);
       this.validUntil = Math.max(this.validUntil, sentAt + this.settings.ttlMs - this.settings.marginMs);
       this.armExpiry();
       this.scheduleRenew(sentAt + this.settings.renewIntervalMs - performance.now());

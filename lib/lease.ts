@@ -96,7 +96,8 @@ export class Leases {
         if (reply[0] === LEASE_DONE) {
           this.remember(names, next);
           const token = decodeSeqNo(reply[1] as Wire);
-          const lease = new Lease(this.host, key, names, settings, owner, token, next, sentAt, (ended) => this.live.delete(ended));
+          const lease = new Lease(this.host, key, names, settings, owner, token, next, sentAt, (ended) => this.live.delete(ended),
+            (head) => this.remember(names, head));
           this.live.add(lease);
           queued = false;
           return lease;
