@@ -178,6 +178,43 @@ function leaseSuite(backend: Backend): void {
     await holder.release();
   });
 
+  test('16 contenders on 4 stores take turns: never two acting as owner at once, tokens increase, all served', async ({ store, consensus, peer }) => {
+    const stores = [consensus, peer, await backend.peer(store), await backend.peer(store)];
+    const acted = new Map<bigint, { first: number; last: number }>();
+    const served = new Set<number>();
+    const stop = new AbortController();
+    const contender = async (id: number): Promise<void> => {
+      while (!stop.signal.aborted) {
+        const lease = await stores[id % 4]!.acquireLease('turns', { ttlMs: TTL, signal: stop.signal }).catch(() => undefined);
+        if (lease === undefined) return;
+        served.add(id);
+        const until = performance.now() + 5 + Math.random() * 10;
+        for (;;) {
+          const checked = performance.now();
+          if (checked >= until || !lease.held) break;
+          const interval = acted.get(lease.token) ?? { first: checked, last: checked };
+          interval.last = checked;
+          acted.set(lease.token, interval);
+          await sleep(2);
+        }
+        await lease.release();
+      }
+    };
+    const running = Array.from({ length: 16 }, (_, id) => contender(id));
+    const deadline = performance.now() + (mock ? 8000 : 3000);
+    while (served.size < 16 && performance.now() < deadline) await sleep(50);
+    stop.abort();
+    await Promise.all(running);
+    await Promise.all(stores.slice(2).map((extra) => extra.close()));
+    assert.is(served.size, 16, 'every contender was served');
+    const tenures = [...acted.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    for (let i = 1; i < tenures.length; i++) {
+      const [earlier, before] = tenures[i - 1]!;
+      const [later, after] = tenures[i]!;
+      assert.ok(after.first > before.last, `token ${later} acted from ${after.first}, token ${earlier} until ${before.last}`);
+    }
+  });
+
   test('exactly one of many concurrent tries wins a free lease', async ({ consensus, peer }) => {
     const tries = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? consensus : peer).tryAcquireLease('race', FAST)));
     const winners = tries.filter((lease): lease is Lease => lease !== null);
