@@ -12,16 +12,15 @@
  * - no wait, finished or still going at the end, took 10 s (plus a failover's outage): no waiter
  *   waits forever.
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawnSync } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Cluster, Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { RedisConsensus } from '../lib/index.js';
 import { SAFE_WRITE_OPTIONS } from '../lib/client.js';
 import { freshPrefix } from './support/backends.js';
@@ -248,7 +247,6 @@ if (available) {
   cluster('CLIENT KILL on every node and SIGKILL of the holder: never two owners', async () => {
     const ports = [7820, 7821, 7822];
     const servers: RedisServer[] = [];
-    let client: Cluster | undefined;
     try {
       for (const [i, port] of ports.entries()) {
         servers.push(await startServer(port, [
@@ -274,7 +272,6 @@ if (available) {
       });
       await reader.close();
     } finally {
-      client?.disconnect();
       await stopServers(servers);
     }
   });
