@@ -6,6 +6,9 @@ import type { RedisClient } from './client.js';
 import { checkClusterArguments, checkConnectArguments, openCluster, openRedis } from './connect.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
+import { Leases } from './lease.js';
+import type { Lease } from './lease-holder.js';
+import type { LeaseOptions, LeaseState } from './lease-record.js';
 import { Link } from './link.js';
 import { Operations } from './operations.js';
 import { resolveOptions } from './options.js';
@@ -41,6 +44,7 @@ export class RedisConsensus {
   private readonly operations: Operations;
   private readonly appender: Appender;
   private readonly watches: Watches;
+  private readonly leases: Leases;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -72,6 +76,10 @@ export class RedisConsensus {
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),
     }, settings.watch);
+    this.leases = new Leases({
+      call: (names, args, timeoutMs, signal) => this.operations.lease(names, args, timeoutMs, signal),
+      watch: (key, signal) => this.watch(key, { signal }),
+    }, settings.timeoutMs);
   }
 
   /**
@@ -346,6 +354,35 @@ export class RedisConsensus {
   }
 
   /**
+   * Acquires the lease on `key`, waiting in arrival order until it is free: ownership that expires
+   * by the Redis server's clock unless renewed (in the background), with a fencing token
+   * (docs/leases.md). Act as the owner only while `lease.held`; pass `lease.token` to the resource;
+   * `lease.signal` aborts on a loss. Use the key for leases only; `close()` releases them.
+   *
+   * @throws TypeError / RangeError for invalid arguments, or a key holding other data; the reason
+   *   of `options.signal`; ExternalError that retrying cannot help (`store-reset`, `closed`, ...).
+   * @example
+   * ```ts
+   * const lease = await consensus.acquireLease('leader', { ttlMs: 5000 });
+   * while (lease.held) await leadOnce({ fencingToken: lease.token, signal: lease.signal });
+   * await lease.release();
+   * ```
+   */
+  async acquireLease(key: string, options?: LeaseOptions): Promise<Lease> {
+    return this.leases.acquire(key, this.operations.namesOf(key), options, true) as Promise<Lease>;
+  }
+
+  /** `acquireLease` once, never queued: `null` when it is held or others wait. @throws as `acquireLease`. */
+  async tryAcquireLease(key: string, options?: LeaseOptions): Promise<Lease | null> {
+    return this.leases.acquire(key, this.operations.namesOf(key), options, false);
+  }
+
+  /** The lease on `key` by the server's clock now (`null`: no data); writes nothing. @throws as `head`. */
+  async readLease(key: string, options?: CallOptions): Promise<LeaseState | null> {
+    return this.leases.read(this.operations.namesOf(key), options?.timeoutMs);
+  }
+
+  /**
    * A liveness check for health endpoints: one `PING` round trip over the connection that
    * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
    *
@@ -427,6 +464,7 @@ export class RedisConsensus {
    * Calls made afterwards fail as determinate.
    */
   async close(): Promise<void> {
+    await this.leases.close();
     await this.watches.close();
     await this.link.close();
   }

@@ -11,6 +11,9 @@ export type {
   RetryOptions, SeqNoInput, StoreResetAcknowledgement, StoreWarning, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
+export { Lease } from './lease-holder.js';
+export { LeaseLostError } from './lease-record.js';
+export type { LeaseLossReason, LeaseOptions, LeaseRecord, LeaseState } from './lease-record.js';
 export type { ExternalErrorCode } from './errors.js';
 export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';

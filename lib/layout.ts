@@ -10,6 +10,7 @@
  * | `p:{b}:keys`           | set        | registry: `json(k)` of every key of bucket b ever written |
  * | `p:{b}:epoch`          | string     | the bucket's store epoch marker (see `lua/includes/epoch.lua`) |
  * | `p:{b}:heads`          | channel    | pub/sub: each commit to a key of bucket b, as `<seqno><json(k)>` |
+ * | `p:{b}:w:<json(k)>`    | hash       | a lease's wait queue: waiter id → arrival, last seen, ttl (`lua/lease-5.lua`) |
  *
  * A client's ioredis `keyPrefix` comes before all of these: ioredis adds it to the keys, and
  * `KeyNamesCache` to the channel.
@@ -46,6 +47,8 @@ export interface KeyNames {
   readonly member: string;
   /** Pub/sub channel on which commits to the keys of this bucket are announced. */
   readonly heads: string;
+  /** Hash of the waiters queued for a lease on this key (`lease-5.lua`). */
+  readonly waiters: string;
 }
 
 /** The bucket of a key: FNV-1a (32-bit) over its UTF-16 code units, modulo BUCKETS. */
@@ -70,6 +73,7 @@ export function keyNames(prefix: string, key: string): KeyNames {
     bucket,
     member,
     heads: `${tagged}heads`,
+    waiters: `${tagged}w:${member}`,
   };
 }
 

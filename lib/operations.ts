@@ -8,6 +8,7 @@ import { checkCallOptions, checkKey, checkTimeout, toExpected, toLimit, toNext, 
 import type { NextVersion } from './arguments.js';
 import { checkEvictionPolicy, checkMinReplicas } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
+import { isConnection } from './client.js';
 import type { Durability } from './durability.js';
 import { Epochs, freshEpochId, freshTag } from './epoch.js';
 import { BUCKETS, epochOf, keyOfMember } from './layout.js';
@@ -24,8 +25,8 @@ import {
   decodeScan, decodeTruncate, isPlainCommit, openEpoch,
 } from './scripts.js';
 import type {
-  AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, ScanReply, ScriptArgs,
-  ScriptName,
+  AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, LeaseReply, ScanReply,
+  ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo, SCAN_ALL } from './seqno.js';
 import type { SeqNo } from './seqno.js';
@@ -256,6 +257,29 @@ export class Operations {
     return true;
   }
 
+  /**
+   * One call of `lease-5.lua` for `lease.ts`, which builds the lease's own arguments (`args`: op,
+   * expected, next, owner, ttlMs, name) and reads the reply; the epoch marker, the announcement and
+   * durability are handled here as for compareAndSet. On ioredis-mock, whose TIME is unusable
+   * (seconds rounded, microseconds from another clock), the script is given `Date.now()`: the mock
+   * server runs in this process, so that is its clock (as for its own key expiry).
+   */
+  async lease(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply> {
+    const isWrite = args[0] !== 'read' && args[0] !== 'leave';
+    const mark = isWrite ? this.durability?.mark(names.versions) : undefined;
+    const sent = this.epochs.known(names.bucket);
+    const now = isConnection(this.link.writer) ? '' : mockNow();
+    const wire = await this.script<EpochReply<LeaseReply>>('lease', true, timeoutMs, [
+      names.versions, names.data, names.registry, names.epoch, names.waiters, ...args,
+      names.member, names.heads, this.announce, sent, sent === '' ? freshEpochId() : '', now,
+    ], signal);
+    const reply = openEpoch(wire, this.epochs, names, sent, 'lease');
+    if (mark !== undefined && reply[0] === 1 && reply.length === 2) {
+      await this.durability!.acknowledged('lease', names.versions, mark);
+    }
+    return reply;
+  }
+
   /** The Redis names of a key (checked): for watches. */
   namesOf(key: string): KeyNames {
     return this.names.get(checkKey(key, this.maxKeyBytes));
@@ -312,6 +336,12 @@ export class Operations {
       ? (client) => callReadScript<T>(client, script, args)
       : (client) => callScript<T>(client, script, args), signal);
   }
+}
+
+/** `Date.now()` as `lease-5.lua` takes a time: '<seconds> <microseconds>'. */
+function mockNow(): string {
+  const ms = Date.now();
+  return `${Math.floor(ms / 1000)} ${(ms % 1000) * 1000}`;
 }
 
 /** How many buckets `acknowledgeStoreReset` writes at once. */

@@ -25,6 +25,7 @@ const FILES = {
   truncate: 'truncate-3',
   acknowledgeReset: 'acknowledgeReset-1',
   confirm: 'confirm-2',
+  lease: 'lease-5',
 } as const;
 
 export type ScriptName = keyof typeof FILES;
@@ -79,7 +80,7 @@ export function callScript<T>(client: RedisClient, script: ScriptName, args: Scr
 }
 
 /** How a seqno or a payload comes back: a Buffer from Redis, a string or Buffer from the mock. */
-type Wire = string | Buffer;
+export type Wire = string | Buffer;
 
 /**
  * A stored payload as a Buffer. A seqno without its payload (Redis returns nil for the missing hash
@@ -202,3 +203,18 @@ export type AcknowledgeResetReply =
 /** `confirm-2.lua`: whether the version found is still stored (and a write made after it). */
 export const CONFIRM_STORED = 1;
 export type ConfirmReply = typeof CONFIRM_STORED | 0;
+
+/**
+ * `lease-5.lua`: its reply codes (the first element of its reply). Each lease operation's reply is
+ * decoded in `lease-record.ts`, which knows the lease record written in the payload.
+ */
+export const LEASE_MISMATCH = 0;
+export const LEASE_DONE = 1;
+export const LEASE_BUSY = 2;
+export const LEASE_NOT_A_LEASE = 3;
+export const LEASE_LAPSED = 4;
+export type LeaseReply =
+  | [typeof LEASE_DONE, Wire] | [typeof LEASE_DONE]
+  | [typeof LEASE_MISMATCH] | [typeof LEASE_MISMATCH, Wire, Wire | null]
+  | [typeof LEASE_BUSY, number, number] | [typeof LEASE_NOT_A_LEASE] | [typeof LEASE_LAPSED]
+  | [] | [Wire, Wire | null, number, number];

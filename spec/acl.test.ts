@@ -52,7 +52,7 @@ const PREFIX = 'myapp';
  */
 export const STORE_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +publish +subscribe +unsubscribe ' +
-  '+get +hdel +hget +hmget +hset +hstrlen +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank +zscore';
+  '+get +hdel +hget +hgetall +hmget +hset +hstrlen +sadd +set +time +unlink +zadd +zcard +zrange +zrangebylex +zrank +zrem +zremrangebyrank +zscore';
 
 /**
  * On a Redis Cluster (7.0): sharded pub/sub instead of PUBLISH / SUBSCRIBE / UNSUBSCRIBE, and what
@@ -62,7 +62,7 @@ export const STORE_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eva
  */
 export const CLUSTER_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +eval +evalsha +evalsha_ro +eval_ro ' +
   '+sscan +ping +info +wait +spublish +ssubscribe +sunsubscribe +cluster|slots +cluster|info +asking +client|setname ' +
-  '+get +hdel +hget +hmget +hset +hstrlen +sadd +set +unlink +zadd +zcard +zrange +zrangebylex +zrank +zremrangebyrank +zscore';
+  '+get +hdel +hget +hgetall +hmget +hset +hstrlen +sadd +set +time +unlink +zadd +zcard +zrange +zrangebylex +zrank +zrem +zremrangebyrank +zscore';
 
 /** A user that can only read (Redis >= 7.0): head, scan, listKeys, watch, ping. */
 export const READER_ACL = 'resetkeys %R~myapp:{* resetchannels &myapp:{* -@all +evalsha_ro +eval_ro ' +
@@ -255,6 +255,7 @@ async function exercise(deployment: Deployment, user: string): Promise<Record<st
   await step('truncate', () => store.truncate('k', 1n));
   await step('truncate (long history)', () => store.truncate(LONG_KEY, BigInt(LONG_VERSIONS - 50)));
   await step('watch', () => watchOneCommit(store, 'w'));
+  await step('lease', () => holdLease(store));
   await step('close', () => store.close());
   return outcome;
 }
@@ -281,13 +282,25 @@ async function watchOneCommit(store: RedisConsensus, key: string): Promise<strin
   return seen.join(',');
 }
 
+/**
+ * Acquires a lease (TIME, HGETALL of its wait queue), holds it through renewals (the second deletes
+ * the first: ZREM) and releases it: its token, or why not.
+ */
+async function holdLease(store: RedisConsensus): Promise<string> {
+  const lease = await store.acquireLease('lease', { ttlMs: 600, renewIntervalMs: 60, signal: AbortSignal.timeout(3000) });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const held = lease.held;
+  const released = await lease.release();
+  return `${lease.token} ${held ? 'held' : 'lost'} ${released ? 'released' : 'not released'}`;
+}
+
 /** What every step of `exercise` gives when everything is permitted. */
 const EVERYTHING_WORKS: Record<string, unknown> = {
   connect: 'ok', ping: 'ok', check: 'ok',
   compareAndSet: CaSResult.Committed, 'compareAndSet mismatch': CaSResult.ExpectationMismatch,
   'compareAndSetWithHead mismatch': 0n, append: 1n, head: 1n, scan: 2,
   listKeys: [LONG_KEY, 'k'].sort().join(','),
-  'scan (long history)': LONG_VERSIONS, truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', close: 'ok',
+  'scan (long history)': LONG_VERSIONS, truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', lease: '0 held released', close: 'ok',
 };
 
 /** The ACL LOG entry that taking `permission` away should cause. */
@@ -311,7 +324,7 @@ const docs = suite('ACL: the documentation');
 
 docs('the ACL lines allow every command the scripts call, and docs/deployment.md gives them as this spec tests them', () => {
   const allowed = (acl: string): string[] => acl.split(' ').filter((p) => p.startsWith('+')).map((p) => p.slice(1));
-  for (const command of scriptCommands(['head', 'scan', 'compareAndSet', 'truncate'])) {
+  for (const command of scriptCommands(['head', 'scan', 'compareAndSet', 'truncate', 'lease'])) {
     assert.ok(allowed(STORE_ACL).includes(command), `STORE_ACL lacks +${command}, which a script calls`);
   }
   // SET is in the read scripts' text only through the epoch include, on paths that run in a write

@@ -107,7 +107,7 @@ const real = (name: string, body: () => Promise<void>): void => {
 test('--help, help COMMAND and COMMAND --help print help and exit 0, without Redis', async () => {
   const top = await cli(['--help'], { env: { REDIS_URL: DEAD_URL } });
   assert.is(top.code, 0);
-  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'watch', 'ping', 'ack-reset'].map(async (command) => {
+  await Promise.all(['keys', 'head', 'scan', 'truncate', 'stats', 'watch', 'lease', 'ping', 'ack-reset'].map(async (command) => {
     assert.match(top.stdout, `  ${command}`);
     const [viaHelp, viaFlag] = await Promise.all([cli(['help', command]), cli([command, '--help'])]);
     assert.is(viaHelp.code, 0, command);
@@ -344,6 +344,35 @@ real('head prints the latest version in every encoding; binary data and seqno 2^
   assert.is((await run(['head', BINARY_KEY, '--encoding', 'hex'])).stdout, `${SEQNO_MAX}\t${BINARY.toString('hex')}\n`);
   assert.is((await run(['head', 'alpha', '--json', '--encoding', 'utf8'])).stdout,
     '{"seqno":"4","bytes":2,"data":"v4"}\n');
+});
+
+real('lease shows the holder, token and remaining time, then the last holder once released', async () => {
+  // A store of its own: the other tests count this suite's keys.
+  const own = freshPrefix('cli-lease');
+  const store = await RedisConsensus.connect(REDIS_URL, { prefix: own });
+  const run = (args: string[]): Promise<Run> => cli(['--prefix', own, ...args]);
+  await store.compareAndSet('alpha', null, { seqno: 0n, data: Buffer.from('not a lease') });
+  const lease = await store.acquireLease('leader', { ttlMs: 60_000, name: 'worker-7' });
+  try {
+    const text = await run(['lease', 'leader']);
+    assert.is(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^held by "worker-7" \(owner [0-9a-f]{16}\), token 0, \d+ ms left, 0 waiting\n$/);
+    const [shown] = json((await run(['lease', 'leader', '--json'])).stdout);
+    assert.is(shown!['held'], true);
+    assert.is(shown!['token'], lease.token.toString());
+    assert.is(shown!['name'], 'worker-7');
+    assert.ok(Number(shown!['remainingMs']) > 50_000 && Number(shown!['remainingMs']) <= 60_000, String(shown!['remainingMs']));
+  } finally {
+    await lease.release();
+  }
+  const free = await run(['lease', 'leader']);
+  assert.match(free.stdout, /^free: last held by "worker-7" \(owner [0-9a-f]{16}\), token 0, released; 0 waiting\n$/);
+  assert.is((await run(['lease', 'nothing'])).code, 4);
+  const other = await run(['lease', 'alpha']);
+  assert.is(other.code, 1);
+  assert.match(other.stderr, 'not a lease record');
+  await store.close();
+  await deletePrefix(raw, own);
 });
 
 real('head and scan of a key with no data exit with 4', async () => {

@@ -9,7 +9,7 @@ import type { VersionedData } from '../types.js';
 import { CliError, EXIT_FAILED, EXIT_MISSING_KEY, parseCount, parseSeqNo, usageError } from './args.js';
 import type { CommandSpec, Globals, OptionValues } from './args.js';
 import {
-  acknowledgedLine, deletedLine, keyLine, pongLine, Progress, statsLines, versionLine,
+  acknowledgedLine, deletedLine, keyLine, leaseLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
 } from './output.js';
 import type { KeyStats, Output, StoreStats } from './output.js';
 
@@ -106,6 +106,17 @@ then exits with 0.`,
     positionals: ['KEY'],
     run: watchHeads,
   },
+  lease: {
+    usage: 'lease KEY',
+    summary: "show a lease's holder, fencing token and remaining time",
+    details: `Reads the lease on KEY by the Redis server's clock (the lease script, which writes
+nothing): "held by NAME (owner ID), token T, MS ms left, N waiting", or "free" with the last holder
+(or {"key", "held", "state", "token", "owner", "name", "remainingMs", "waiting", "seqno"} with
+--json). Exits with 4 when the key has no data, 1 when its head is not a lease record.`,
+    options: {},
+    positionals: ['KEY'],
+    run: printLease,
+  },
   'ack-reset': {
     usage: 'ack-reset [--yes]',
     summary: "acknowledge that the store's data was reset, so that its users write again",
@@ -150,6 +161,15 @@ async function printHead({ args, out, connect, globals }: Context): Promise<void
   const head = await consensus.head(key);
   if (head === null) throw missingKey(key);
   await out.line(versionLine(head, globals));
+}
+
+async function printLease({ args, out, connect, globals }: Context): Promise<void> {
+  const key = args[0]!;
+  const consensus = await connect();
+  const lease = await consensus.readLease(key);
+  if (lease === null) throw missingKey(key);
+  if (lease.record === null) throw new CliError(EXIT_FAILED, `the head of key ${JSON.stringify(key)} is not a lease record`);
+  await out.line(leaseLine(key, lease, globals));
 }
 
 async function printVersions({ args, options, out, connect, globals }: Context): Promise<void> {

@@ -2,6 +2,7 @@
  * What the CLI prints: payloads in the chosen encoding, `--json` lines, the stats table, and
  * progress on stderr. Commands decide what to say; this module decides how it looks.
  */
+import type { LeaseState } from '../lease-record.js';
 import type { StoreResetAcknowledgement, VersionedData } from '../types.js';
 
 export const ENCODINGS = ['utf8', 'hex', 'base64'] as const;
@@ -56,6 +57,21 @@ export function acknowledgedLine(acknowledged: StoreResetAcknowledgement, format
   if (format.json) return JSON.stringify(acknowledged);
   return `acknowledged: wrote a fresh epoch marker into all ${acknowledged.buckets} buckets; ` +
     `${acknowledged.reset} had been marked reset, ${acknowledged.rolledBack} rolled back, ${acknowledged.unmarked} had no marker`;
+}
+
+/** A lease as `readLease` reports it; `lease.record` is not null. */
+export function leaseLine(key: string, lease: LeaseState, format: Format): string {
+  const record = lease.record!;
+  if (format.json) {
+    return JSON.stringify({
+      key, held: lease.held, state: record.state, token: record.token.toString(), owner: record.owner, name: record.name,
+      remainingMs: lease.remainingMs, waiting: lease.waiting, seqno: lease.head.seqno.toString(),
+    });
+  }
+  const holder = `${JSON.stringify(record.name)} (owner ${record.owner}), token ${record.token}`;
+  if (lease.held) return `held by ${holder}, ${lease.remainingMs} ms left, ${lease.waiting} waiting`;
+  const last = record.state === 'free' ? 'released' : 'expired';
+  return `free: last held by ${holder}, ${last}; ${lease.waiting} waiting`;
 }
 
 export function pongLine(ms: number, format: Format): string {

@@ -1,0 +1,276 @@
+/**
+ * Leases (issue 22), in one process: the shared suite on ioredis-mock and a real Redis. Acquire,
+ * try, release, renewal past the ttl with a bounded history, takeover of an expired lease by a
+ * higher token, loss heard at once (another writer, a store reset), a waiter woken by a release
+ * and at the expiry, arrival order among waiters, exactly one winner per seqno, and bad input.
+ * Several processes, pauses and kills are in lease-processes.test.ts.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CaSResult, LeaseLostError, SCAN_ALL } from '../lib/index.js';
+import type { Lease, RedisConsensus } from '../lib/index.js';
+import { parseLeaseRecord } from '../lib/lease-record.js';
+import { deletePrefix, mockBackend, realRedisAvailable, redisBackend, rejection } from './support/backends.js';
+import type { Backend, Store } from './support/backends.js';
+import { aborted, deadHolder, sleep } from './support/lease.js';
+import { RedisServer } from './support/redis-server.js';
+import { snapshot } from './support/snapshot.js';
+
+
+interface Context {
+  store: Store;
+  consensus: RedisConsensus;
+  peer: RedisConsensus;
+}
+
+function leaseSuite(backend: Backend): void {
+  const mock = backend.name === 'ioredis-mock';
+  const name = backend.name;
+  // A mock script call builds a Lua VM: tens of ms on a loaded machine, so the mock gets longer ttls.
+  const TTL = mock ? 1000 : 300;
+  const SHORT = mock ? 600 : 150;
+  const FAST = { ttlMs: TTL } as const;
+  const test = suite<Context>(`lease (${name})`);
+  test.before.each(async (context) => {
+    context.store = await backend.store();
+    context.consensus = context.store.consensus;
+    context.peer = await backend.peer(context.store);
+  });
+  test.after.each(async ({ store, peer }) => {
+    await peer.close();
+    await store.dispose();
+  });
+  test.after(() => backend.close());
+
+  test('acquire on a free key holds it with a token; try by another gets null; release frees it', async ({ consensus, peer }) => {
+    // A long ttl: nothing here may expire, however slow a loaded machine runs the mock.
+    const LONG = { ttlMs: 10_000 };
+    const lease = await consensus.acquireLease('leader', { ...LONG, name: 'alpha' });
+    assert.is(lease.held, true);
+    assert.is(lease.signal.aborted, false);
+    assert.is(lease.token, 0n);
+    assert.is(lease.name, 'alpha');
+    assert.ok(lease.remainingMs > 0 && lease.remainingMs <= 10_000);
+    assert.is(await peer.tryAcquireLease('leader', LONG), null);
+    const state = await peer.readLease('leader');
+    assert.is(state?.held, true);
+    assert.is(state?.record?.owner.length, 16);
+    assert.is(state?.record?.name, 'alpha');
+    assert.is(state?.record?.token, 0n);
+    assert.ok(state!.remainingMs > 0 && state!.remainingMs <= 10_000, String(state?.remainingMs));
+    assert.is(await lease.release(), true);
+    assert.is(lease.held, false);
+    assert.instance(lease.signal.reason, LeaseLostError);
+    assert.is((lease.signal.reason as LeaseLostError).reason, 'released');
+    assert.is(await lease.release(), true, 'idempotent');
+    const freed = await peer.readLease('leader');
+    assert.is(freed?.held, false);
+    assert.is(freed?.record?.state, 'free');
+    const next = await peer.tryAcquireLease('leader', FAST);
+    assert.ok(next !== null);
+    assert.ok(next.token > lease.token, `${next.token} > ${lease.token}`);
+    await next.release();
+  });
+
+  test('renewal keeps the lease past its ttl, and a tenure keeps at most three versions', async ({ consensus, peer }) => {
+    const lease = await consensus.acquireLease('renewed', { ttlMs: SHORT });
+    await sleep(SHORT * 4);
+    assert.is(lease.held, true, 'renewed in the background');
+    assert.is(await peer.tryAcquireLease('renewed', { ttlMs: SHORT }), null);
+    const history = await consensus.scan('renewed', 0, SCAN_ALL);
+    assert.is(history.length, 2, 'the version that began the tenure and the last renewal');
+    assert.is(history[0]!.seqno, lease.token);
+    assert.ok(history[1]!.seqno >= 4n, `renewed several times: ${history[1]!.seqno}`);
+    const records = history.map((version) => parseLeaseRecord(version.data));
+    assert.ok(records.every((record) => record?.token === lease.token && record.state === 'held'));
+    await lease.release();
+    const audit = (await consensus.scan('renewed', 0, SCAN_ALL)).map((version) => parseLeaseRecord(version.data)?.state);
+    assert.equal(audit, ['held', 'held', 'free']);
+  });
+
+  test('an expired lease is taken over with a higher token, by a waiter woken at the expiry', async ({ store, consensus }) => {
+    // The dead holder's record is written by the server's clock between `before` and `after`.
+    const before = performance.now();
+    const dead = await deadHolder(consensus, store.raw, mock, 'job', TTL);
+    const after = performance.now();
+    if (performance.now() - before < TTL / 2) assert.is(await consensus.tryAcquireLease('job', FAST), null, 'not yet expired');
+    const lease = await consensus.acquireLease('job', FAST);
+    const taken = performance.now();
+    assert.ok(lease.token > dead);
+    assert.ok(taken - before >= TTL - 5, `taken ${taken - before} ms after the write of a ${TTL} ms lease`);
+    assert.ok(taken - after < TTL + (mock ? 400 : 250), `taken within the ttl and a round trip: ${taken - after} ms`);
+    await lease.release();
+  });
+
+  test('a waiter is woken by the release at once, not at the expiry', async ({ consensus, peer }) => {
+    const holder = await consensus.acquireLease('handover', { ttlMs: 5000 });
+    const waiting = peer.acquireLease('handover', { ttlMs: 5000 });
+    await sleep(100);
+    const released = performance.now();
+    await holder.release();
+    const next = await waiting;
+    const handover = performance.now() - released;
+    assert.ok(handover < 1000, `handover took ${handover} ms with a 5 s ttl`);
+    assert.ok(next.token > holder.token);
+    await next.release();
+  });
+
+  test('the holder hears at once that another writer took the key, and its release then changes nothing', async ({ consensus, peer }) => {
+    const lease = await consensus.acquireLease('taken', { ttlMs: 5000 });
+    const head = await peer.head('taken');
+    assert.is(await peer.compareAndSet('taken', head!.seqno, { seqno: head!.seqno + 1n, data: Buffer.from('x') }), CaSResult.Committed);
+    const reason = await aborted(lease.signal, 2000);
+    assert.instance(reason, LeaseLostError);
+    assert.is((reason as LeaseLostError).reason, 'taken');
+    assert.is(lease.held, false);
+    assert.is(await lease.release(), false);
+    assert.equal((await peer.head('taken'))?.data, Buffer.from('x'), 'release wrote nothing');
+  });
+
+  test('the holder hears a store reset, and the lease is lost', async ({ store, consensus }) => {
+    const lease = await consensus.acquireLease('reset', { ttlMs: SHORT });
+    if (mock) await store.raw.flushall();
+    else await deletePrefix(store.raw, store.prefix);
+    const reason = await aborted(lease.signal, 2000);
+    assert.is((reason as LeaseLostError).reason, 'store-reset');
+    assert.is(lease.held, false);
+  });
+
+  test('waiters take the lease in arrival order', async ({ consensus, peer }) => {
+    const holder = await consensus.acquireLease('queue', { ttlMs: 5000 });
+    const order: string[] = [];
+    const take = async (who: string, store: RedisConsensus): Promise<void> => {
+      const lease = await store.acquireLease('queue', { ttlMs: 5000 });
+      order.push(who);
+      await sleep(30);
+      await lease.release();
+    };
+    const first = take('first', peer);
+    await sleep(80);
+    const second = take('second', consensus);
+    await sleep(80);
+    const third = take('third', peer);
+    await sleep(80);
+    assert.is((await peer.readLease('queue'))?.waiting, 3);
+    await holder.release();
+    await Promise.all([first, second, third]);
+    assert.equal(order, ['first', 'second', 'third']);
+    // A try while others wait never jumps the queue; with no one waiting, it succeeds.
+    const again = await consensus.tryAcquireLease('queue', FAST);
+    assert.ok(again !== null);
+    await again.release();
+  });
+
+  test('an aborted wait rejects with its reason and leaves the queue', async ({ consensus, peer }) => {
+    const holder = await consensus.acquireLease('abort', { ttlMs: 5000 });
+    const ac = new AbortController();
+    const waiting = peer.acquireLease('abort', { ttlMs: 5000, signal: ac.signal });
+    await sleep(100);
+    assert.is((await peer.readLease('abort'))?.waiting, 1);
+    ac.abort(new Error('gave up'));
+    const err = await rejection(waiting);
+    assert.is((err as Error).message, 'gave up');
+    await sleep(50);
+    assert.is((await peer.readLease('abort'))?.waiting, 0);
+    await holder.release();
+  });
+
+  test('16 contenders on 4 stores take turns: never two acting as owner at once, tokens increase, all served', async ({ store, consensus, peer }) => {
+    const stores = [consensus, peer, await backend.peer(store), await backend.peer(store)];
+    const acted = new Map<bigint, { first: number; last: number }>();
+    const served = new Set<number>();
+    const stop = new AbortController();
+    const contender = async (id: number): Promise<void> => {
+      while (!stop.signal.aborted) {
+        const lease = await stores[id % 4]!.acquireLease('turns', { ttlMs: TTL, signal: stop.signal }).catch(() => undefined);
+        if (lease === undefined) return;
+        served.add(id);
+        const until = performance.now() + 5 + Math.random() * 10;
+        for (;;) {
+          const checked = performance.now();
+          if (checked >= until || !lease.held) break;
+          const interval = acted.get(lease.token) ?? { first: checked, last: checked };
+          interval.last = checked;
+          acted.set(lease.token, interval);
+          await sleep(2);
+        }
+        await lease.release();
+      }
+    };
+    const running = Array.from({ length: 16 }, (_, id) => contender(id));
+    const deadline = performance.now() + (mock ? 8000 : 3000);
+    while (served.size < 16 && performance.now() < deadline) await sleep(50);
+    stop.abort();
+    await Promise.all(running);
+    await Promise.all(stores.slice(2).map((extra) => extra.close()));
+    assert.is(served.size, 16, 'every contender was served');
+    const tenures = [...acted.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    for (let i = 1; i < tenures.length; i++) {
+      const [earlier, before] = tenures[i - 1]!;
+      const [later, after] = tenures[i]!;
+      assert.ok(after.first > before.last, `token ${later} acted from ${after.first}, token ${earlier} until ${before.last}`);
+    }
+  });
+
+  test('exactly one of many concurrent tries wins a free lease', async ({ consensus, peer }) => {
+    const tries = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? consensus : peer).tryAcquireLease('race', FAST)));
+    const winners = tries.filter((lease): lease is Lease => lease !== null);
+    assert.is(winners.length, 1);
+    await winners[0]!.release();
+  });
+
+  test('a holder that is not renewed in time stops considering itself the owner', async ({ consensus }) => {
+    const lease = await consensus.acquireLease('lapse', { ttlMs: SHORT, marginMs: 20, renewIntervalMs: SHORT / 2 });
+    assert.is(lease.held, true);
+    // Block the event loop past the ttl: no renewal can run.
+    const until = performance.now() + SHORT + 20;
+    while (performance.now() < until) { /* a paused process */ }
+    assert.is(lease.held, false, 'held is checked on the clock, before any timer runs');
+    const reason = await aborted(lease.signal, 1000);
+    assert.ok(['expired', 'taken'].includes((reason as LeaseLostError).reason));
+  });
+
+  test('bad options and non-lease keys are refused before anything is written', async ({ store, consensus }) => {
+    const before = await snapshot(store.raw, store.prefix);
+    for (const options of [{ ttlMs: 0 }, { ttlMs: 1.5 }, { ttlMs: 10 ** 9 }, { ttlMs: 100, marginMs: 100 },
+      { ttlMs: 100, renewIntervalMs: 95 }, { ttlMs: 100, renewIntervalMs: 0 }, { timeoutMs: -1 }]) {
+      assert.instance(await rejection(consensus.acquireLease('k', options)), RangeError, JSON.stringify(options));
+    }
+    assert.instance(await rejection(consensus.acquireLease('k', { name: 5 as unknown as string })), TypeError);
+    assert.instance(await rejection(consensus.acquireLease(5 as unknown as string)), TypeError);
+    assert.instance(await rejection(consensus.tryAcquireLease('k', { signal: 'x' as unknown as AbortSignal })), TypeError);
+    assert.is(await snapshot(store.raw, store.prefix), before);
+    await consensus.compareAndSet('plain', null, { seqno: 0, data: Buffer.from('not a lease') });
+    assert.instance(await rejection(consensus.acquireLease('plain', FAST)), TypeError);
+    assert.is((await consensus.head('plain'))?.seqno, 0n);
+    assert.is((await consensus.readLease('plain'))?.record, null);
+    assert.is(await consensus.readLease('nothing'), null);
+  });
+
+  test('close releases the store\'s leases', async ({ store, peer }) => {
+    const other = await backend.peer(store);
+    const lease = await other.acquireLease('closing', { ttlMs: 5000 });
+    await other.close();
+    assert.is((lease.signal.reason as LeaseLostError).reason, 'closed');
+    assert.is((await peer.readLease('closing'))?.held, false);
+  });
+
+  test.run();
+}
+
+leaseSuite(mockBackend());
+if (await realRedisAvailable()) leaseSuite(redisBackend());
+
+// Redis 5: the lease script must call redis.replicate_commands() before TIME and its writes.
+const SERVERS_DIR = process.env.REDIS_SERVERS_DIR ?? fileURLToPath(new URL('../../../shared/servers', import.meta.url));
+const redis5 = existsSync(SERVERS_DIR) ? readdirSync(SERVERS_DIR).find((name) => name.startsWith('redis-5')) : undefined;
+if (redis5 === undefined) {
+  console.warn(`\n!!! SKIPPING the lease suite on Redis 5: none in ${SERVERS_DIR} !!!\n`);
+} else {
+  const server = await RedisServer.start({ port: 7805, binary: join(SERVERS_DIR, redis5, 'redis-server') });
+  leaseSuite(redisBackend(`redis://127.0.0.1:${server.port}`, redis5));
+  process.once('beforeExit', () => void server.stop());
+}
