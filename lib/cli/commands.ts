@@ -9,7 +9,7 @@ import type { VersionedData } from '../types.js';
 import { CliError, EXIT_FAILED, EXIT_MISSING_KEY, parseCount, parseSeqNo, usageError } from './args.js';
 import type { CommandSpec, Globals, OptionValues } from './args.js';
 import {
-  acknowledgedLine, deletedLine, keyLine, leaseLine, pongLine, Progress, PROGRESS_EVERY, statsLines, versionLine,
+  acknowledgedLine, deletedLine, keyLine, leaseLine, pongLine, Progress, statsLines, versionLine,
 } from './output.js';
 import type { KeyStats, Output, StoreStats } from './output.js';
 
