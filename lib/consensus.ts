@@ -4,6 +4,7 @@ import { checkSignal } from './arguments.js';
 import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
 import { openCluster, openRedis } from './connect.js';
+import { checkFollowOptions, Follows } from './follow.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
 import { Link } from './link.js';
@@ -14,7 +15,8 @@ import { openSubscriber } from './subscriber.js';
 import type { CaSResult } from './types.js';
 import type {
   AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
-  RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions,
+  FollowOptions, RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
+  WatchCallOptions,
 } from './types.js';
 import { Watches } from './watch.js';
 
@@ -41,6 +43,7 @@ export class RedisConsensus {
   private readonly operations: Operations;
   private readonly appender: Appender;
   private readonly watches: Watches;
+  private readonly follows: Follows;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -65,11 +68,18 @@ export class RedisConsensus {
       evictionPolicy: settings.evictionPolicy,
       durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
       announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
+      carryMaxBytes: settings.watch.carryMaxBytes, legacyAnnouncements: settings.watch.legacyAnnouncements,
     });
     this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer);
     this.watches = new Watches({
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),
+      knownEpoch: (names) => this.operations.knownEpoch(names),
+    }, settings.watch);
+    this.follows = new Follows({
+      scan: (key, from, limit, signal) => this.scan(key, from, limit, { signal }),
+      subscriber: () => this.watches.openSubscriber(),
+      knownEpoch: (names) => this.operations.knownEpoch(names),
     }, settings.watch);
   }
 
@@ -288,6 +298,38 @@ export class RedisConsensus {
   }
 
   /**
+   * Every version of the key from `options.from` (omitted: from its oldest stored version), in
+   * ascending order, each exactly once, then every new one as it commits, until `signal` aborts,
+   * the loop stops (`break`), or `close()`. Unlike `watch`, nothing is skipped: a consumer slower
+   * than the writers reads in pages of `pageSize` (default 256), its memory bounded whatever its
+   * lag. Reconnects, restarts, failovers and Cluster resharding neither skip nor repeat a version:
+   * it always reads on from the last version it has. With pub/sub, a commit whose announcement
+   * carries its data (`watch.carryMaxBytes`) and follows the version in hand is yielded without a
+   * read. To resume after a restart of your process, save the seqno of each version applied and
+   * pass `from: saved + 1n`. See docs/follow.md.
+   *
+   * Gaps between seqnos are allowed, so versions truncated before they were read can only be
+   * detected by the store's oldest stored version: when the version before the next one wanted
+   * is gone and nothing older than the next one found is stored, the follow ends with a
+   * `TruncatedError` (determinate, code `truncated`) naming the first seqno that may be missing.
+   *
+   * @throws TypeError / RangeError for an invalid key, `from`, `pageSize` or `signal` (nothing read).
+   * @throws TruncatedError as above; ExternalError at once with code `store-reset` (or any other
+   *   error retrying cannot mend), or when the key could not be read for `watch.maxOutageMs`.
+   * @example
+   * ```ts
+   * const saved = await loadAppliedSeqno(); // bigint, or undefined before the first run
+   * for await (const version of consensus.follow('orders/log', { from: saved === undefined ? 0n : saved + 1n })) {
+   *   await apply(version.data);
+   *   await saveAppliedSeqno(version.seqno);
+   * }
+   * ```
+   */
+  follow(key: string, options: FollowOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
+    return this.follows.follow(key, this.operations.namesOf(key), checkFollowOptions(options));
+  }
+
+  /**
    * A liveness check for health endpoints: one `PING` round trip over the connection that
    * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
    *
@@ -364,6 +406,7 @@ export class RedisConsensus {
    * Calls made afterwards fail as determinate.
    */
   async close(): Promise<void> {
+    this.follows.close();
     await this.watches.close();
     await this.link.close();
   }

@@ -20,6 +20,7 @@ import { debug } from './debug.js';
  * | `replicas-short` | a write committed on the primary but replicas did not confirm it |
  * | `store-reset` | the store's data was reset under it (an epoch marker gone); until acknowledged |
  * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
+ * | `truncated` | `follow` cannot read versions it owes: they may have been truncated (see `TruncatedError`) |
  * | `permission` | an ACL refused a command or key (NOPERM, NOAUTH, WRONGPASS) |
  * | `out-of-memory` | Redis is at `maxmemory` and refused to write (OOM) |
  * | `eviction-policy` | the server's `maxmemory-policy` may evict the store's keys |
@@ -29,7 +30,7 @@ import { debug } from './debug.js';
 export type ExternalErrorCode =
   | 'timeout' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
   | 'replicas-short' | 'store-reset' | 'payload-missing' | 'permission' | 'out-of-memory'
-  | 'eviction-policy' | 'wrong-database' | 'redis-error';
+  | 'eviction-policy' | 'wrong-database' | 'redis-error' | 'truncated';
 
 /**
  * The store could not be asked, or did not answer.
@@ -78,7 +79,7 @@ export function indeterminate(code: ExternalErrorCode, message: string, cause?: 
  */
 const NOT_RETRIED: ReadonlySet<ExternalErrorCode> = new Set<ExternalErrorCode>([
   'permission', 'out-of-memory', 'closed', 'aborted', 'truncate-above-head', 'payload-missing',
-  'store-reset', 'eviction-policy', 'wrong-database',
+  'store-reset', 'eviction-policy', 'wrong-database', 'truncated',
 ]);
 
 /** Whether a determinate failure is worth another attempt. */

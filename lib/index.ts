@@ -7,10 +7,11 @@ export { RedisConsensus } from './consensus.js';
 export { CaSResult, OPERATIONS } from './types.js';
 export type {
   AppendBackoff, AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
-  DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
+  DurabilityOptions, FollowOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
   RetryOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
+export { TruncatedError } from './follow.js';
 export type { ExternalErrorCode } from './errors.js';
 export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';

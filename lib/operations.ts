@@ -13,6 +13,7 @@ import { Epochs, freshEpochId } from './epoch.js';
 import { BUCKETS, epochOf, keyOfMember } from './layout.js';
 import type { KeyNames, KeyNamesCache } from './layout.js';
 import type { Link } from './link.js';
+import { carriedNotice } from './notice.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { callReadScript, isReadScript } from './read-only.js';
@@ -42,6 +43,10 @@ export interface OperationsContext {
   readonly evictionPolicy: EvictionPolicyAction;
   /** The command compareAndSet announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
   readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+  /** Payloads up to this many bytes ride in the announcement (0: never); see notice.ts. */
+  readonly carryMaxBytes: number;
+  /** Whether a carried announcement is followed by the plain one, for older watchers. */
+  readonly legacyAnnouncements: boolean;
 }
 
 export class Operations {
@@ -54,6 +59,8 @@ export class Operations {
   private readonly maxPayloadBytes: number;
   private readonly evictionPolicy: EvictionPolicyAction;
   private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+  private readonly carryMaxBytes: number;
+  private readonly legacyAnnouncements: boolean;
   /** The epoch marker learned for each bucket, which every script call passes for its check. */
   private readonly epochs = new Epochs();
 
@@ -61,7 +68,8 @@ export class Operations {
     ({
       prefix: this.prefix, link: this.link, names: this.names, timeoutMs: this.timeoutMs,
       durability: this.durability, observer: this.observer, maxPayloadBytes: this.maxPayloadBytes,
-      evictionPolicy: this.evictionPolicy, announce: this.announce,
+      evictionPolicy: this.evictionPolicy, announce: this.announce, carryMaxBytes: this.carryMaxBytes,
+      legacyAnnouncements: this.legacyAnnouncements,
     } = context);
   }
 
@@ -111,7 +119,11 @@ export class Operations {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (withHead) args.push(CAS_WITH_HEAD);
+    // Issue 21: the announcement carries the version (notice.ts), so that watchers need no read.
+    const notice = this.announce !== '' && version.payload.length <= this.carryMaxBytes
+      ? carriedNotice(args[5] as string, args[4] as string, sent, names.member, version.payload) : undefined;
+    if (notice !== undefined) args.push(withHead ? CAS_WITH_HEAD : '', notice, this.legacyAnnouncements ? '1' : '');
+    else if (withHead) args.push(CAS_WITH_HEAD);
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
@@ -185,6 +197,11 @@ export class Operations {
       // Also when the caller stops early (`break`): what it took is reported.
       if (!failed) observation.finish({ count: yielded });
     }
+  }
+
+  /** The epoch marker this store knows for a key's bucket ('' when none): for carried notices. */
+  knownEpoch(names: KeyNames): string {
+    return this.epochs.known(names.bucket);
   }
 
   /** The Redis names of a key (checked): for watches. */

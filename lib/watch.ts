@@ -1,6 +1,7 @@
 /**
  * Watches: a key's heads as they commit, without polling. A watch listens on its key's bucket
- * channel (where `compareAndSet-4.lua` announces each commit as `<seqno><member>`), and reads the
+ * channel (where `compareAndSet-4.lua` announces each commit, notice.ts), yields the version an
+ * announcement carries when it is above the last it yielded, and otherwise reads the
  * head whenever an announcement for its key names a seqno above the last it yielded, and after
  * every gap the subscriber reports. It only ever holds a flag "the head must be read", never a
  * queue, so a slow consumer gets the latest head and no backlog. Without pub/sub (`mode: 'poll'`),
@@ -9,7 +10,8 @@
 import { setMaxListeners } from 'node:events';
 import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
-import { encodeSeqNo, SEQNO_WIDTH } from './seqno.js';
+import { NoticeReader } from './notice.js';
+import { encodeSeqNo } from './seqno.js';
 import type { Subscriber } from './subscriber.js';
 import type { VersionedData, WatchOptions } from './types.js';
 
@@ -19,6 +21,8 @@ export interface WatchHost {
   head(key: string): Promise<VersionedData | null>;
   /** Makes the store's subscriber, on the first pub/sub watch. */
   openSubscriber(): Subscriber;
+  /** The epoch marker the store knows for a key's bucket ('' for none): carried notices must match it. */
+  knownEpoch(names: KeyNames): string;
 }
 
 function isStoreReset(err: unknown): boolean {
@@ -60,12 +64,21 @@ export class Watches {
     /** The last head yielded, in its wire form: announcements compare as fixed-width strings. */
     let last: string | undefined;
     let stale = true;
+    // Issue 21: the newest version an announcement carried (notice.ts), to yield without a read.
+    // One at most, like the flag: a slow consumer still gets the latest, never a backlog.
+    const notices = new NoticeReader(names.member);
+    const host = this.host;
+    let carried: { wire: string; version: VersionedData } | undefined;
     const subscription = this.settings.mode === 'pubsub'
       ? this.openSubscriber().listen(names.heads, {
         message(message) {
-          if (message.length <= SEQNO_WIDTH || message.slice(SEQNO_WIDTH) !== names.member) return;
-          if (last !== undefined && message.slice(0, SEQNO_WIDTH) <= last) return;
-          stale = true;
+          const notice = notices.read(message);
+          if (notice === undefined || (last !== undefined && notice.seqno <= last)) return;
+          // Another epoch (a reset): only a read reports it (notice.ts).
+          if (notice.data === undefined || notice.marker !== host.knownEpoch(names)) stale = true;
+          else if (carried === undefined || notice.seqno > carried.wire) {
+            carried = { wire: notice.seqno, version: { seqno: BigInt(notice.seqno), data: notice.data } };
+          }
           wake.fire();
         },
         gap() {
@@ -91,6 +104,15 @@ export class Watches {
       let failingSince: number | undefined;
       let retryMs = RETRY_MIN_MS;
       while (!ended()) {
+        if (carried !== undefined) {
+          const { wire, version } = carried;
+          carried = undefined;
+          if (last === undefined || wire > last) {
+            last = wire;
+            yield version;
+            continue;
+          }
+        }
         if (stale) {
           stale = false;
           let head: VersionedData | null | undefined;
@@ -134,14 +156,15 @@ export class Watches {
     await subscriber?.close();
   }
 
-  private openSubscriber(): Subscriber {
+  /** The store's subscriber, made on first use; followers (follow.ts) share it. */
+  openSubscriber(): Subscriber {
     this.subscriber ??= this.host.openSubscriber();
     return this.subscriber;
   }
 }
 
 /** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */
-class Wake {
+export class Wake {
   private fired = false;
   private resolve: ((woken: boolean) => void) | undefined;
 

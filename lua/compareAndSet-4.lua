@@ -32,11 +32,17 @@
     ARGV[6] announce  'PUBLISH' (standalone, Sentinel), 'SPUBLISH' (Cluster) or '' (no announcement)
     ARGV[7] known     the epoch marker the caller knows for this bucket, or '' when it knows none
     ARGV[8] newEpoch  when ARGV[7] is '': a fresh random id, for the marker a first commit creates
-    ARGV[9] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
+    ARGV[9] withHead  '1' asks for the head with a mismatch (compareAndSetWithHead); '' or
                       absent for the plain compareAndSet, whose replies stay 1 and 0
+    ARGV[10] notice   optional (issue 21): the carried announcement `<seqno>+<previous><member><payload>`
+                      (lib/notice.ts builds it), published instead of the plain one; '' or absent:
+                      the plain one
+    ARGV[11] legacy   optional (issue 21): '1' publishes the plain announcement too, after the
+                      carried one, for watchers of earlier versions
 
   Output:
-    1                 committed (and announced as `<seqno><member>` on ARGV[5], unless ARGV[6] is '')
+    1                 committed (and announced as `<seqno><member>` and/or ARGV[10] on ARGV[5], unless
+                      ARGV[6] is '')
     0                 expectation mismatch; nothing changed, nothing announced (ARGV[9] absent)
     {}                expectation mismatch, the key has no data (ARGV[9] = '1')
     {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
@@ -53,6 +59,7 @@ local rcall = redis.call
 local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local heads, announce, known, newEpoch, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local notice, legacy = ARGV[10], ARGV[11]
 
 local verdict, marker = checkEpoch(epoch, known, true)
 if verdict == 'reset' then return STORE_RESET end
@@ -72,7 +79,13 @@ end
 if not reply then
   rcall('ZADD', versions, 0, seqno)
   rcall('HSET', data, seqno, payload)
-  if announce ~= '' then redis.pcall(announce, heads, seqno .. member) end
+  if announce ~= '' then
+    -- Issue 21: a carried notice (a binary argument, never inspected here), then the plain one
+    -- when there is none or when watchers of earlier versions must hear it.
+    local carried = notice ~= nil and notice ~= ''
+    if carried then redis.pcall(announce, heads, notice) end
+    if not carried or legacy == '1' then redis.pcall(announce, heads, seqno .. member) end
+  end
   if verdict == 'teach' and not marker then marker = createEpoch(epoch, newEpoch) end
   reply = 1
 end
