@@ -293,6 +293,30 @@ function followSuite(backend: Backend, label: string, options: RedisConsensusOpt
       }
     });
 
+    test('watch: a reset under it still ends it with store-reset, though the new history\'s announcements carry data', async () => {
+      const store = await backend.store(options);
+      const ac = new AbortController();
+      try {
+        await commitAt(store.consensus, 'w', range(0, 2));
+        const watched = watchOf(store.consensus, 'w', ac.signal);
+        await watched.reached(2n, TIMEOUT);
+        await wipe(backend, store);
+        const fresh = await backend.peer(store);
+        try {
+          await commitAt(fresh, 'w', range(0, 5));
+          const ended = await Promise.race([watched.done, sleep(TIMEOUT).then(() => 'still running')]);
+          assert.instance(ended, ExternalError, String(ended));
+          assert.is((ended as ExternalError).code, 'store-reset');
+          assert.equal(watched.seen.map((head) => head.seqno), [2n]);
+        } finally {
+          await fresh.close();
+        }
+      } finally {
+        ac.abort();
+        await store.dispose();
+      }
+    });
+
     test('a chained announcement is taken only after the version in hand: one that skips a version makes it read', async () => {
       const { counts, observer } = counting();
       const store = await backend.store({ ...options, observer });
