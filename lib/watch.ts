@@ -73,7 +73,9 @@ export class Watches {
       ? this.openSubscriber().listen(names.heads, {
         message(message) {
           const notice = notices.read(message);
-          if (notice === undefined || (last !== undefined && notice.seqno <= last)) return;
+          // Not newer than what is in hand (also the plain twin of a carried notice): nothing to do.
+          const newest = carried?.wire ?? last;
+          if (notice === undefined || (newest !== undefined && notice.seqno <= newest)) return;
           // Another epoch (a reset): only a read reports it (notice.ts).
           if (notice.data === undefined || notice.marker !== host.knownEpoch(names)) stale = true;
           else if (carried === undefined || notice.seqno > carried.wire) {

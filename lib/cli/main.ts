@@ -80,6 +80,8 @@ function failure(err: unknown): { message: string; code: number } {
   if (err instanceof ExternalError && err.code === 'store-reset') {
     return { message: `the store was reset: ${err.message}`, code: EXIT_STORE_RESET };
   }
+  // watch --from: versions it owed were truncated; Redis did not fail.
+  if (err instanceof ExternalError && err.code === 'truncated') return { message: err.message, code: EXIT_FAILED };
   if (err instanceof ExternalError) return { message: `Redis failed: ${err.message}`, code: EXIT_UNREACHABLE };
   if (err instanceof RangeError || err instanceof TypeError) return { message: err.message, code: EXIT_USAGE };
   return { message: err instanceof Error ? err.stack ?? err.message : String(err), code: EXIT_FAILED };
