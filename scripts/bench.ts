@@ -28,6 +28,7 @@ import { keyNames } from '../lib/layout.js';
 import { COMMANDS, defineScripts, EPOCH_ENVELOPE } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { appendAcrossProcesses, appendInProcess } from './bench-append.js';
+import { run as runFollow } from './bench/follow.js';
 import type { AppendRow } from './bench-append.js';
 import {
   commandStats, coalescing, deletePrefix, info, measureGroup, num, percentile, populate, ratio, registerKeys, sleep,
@@ -950,6 +951,7 @@ async function main(): Promise<void> {
     gc();
     report.append = SECTIONS.has('append') ? await appendSection(r, prefix) : [];
     if (SECTIONS.has('watch')) report.watch = await watchBench(r, prefix);
+    if (SECTIONS.has('follow')) await runFollow(process.argv.slice(2));
     // The compare-and-set targets are judged on the focused measurement when there is one.
     if (MOCK) {
       say('ioredis-mock runs every script in a fresh JavaScript Lua VM: its figures check that the bench');
