@@ -298,20 +298,13 @@ export class RedisConsensus {
   }
 
   /**
-   * Every version of the key from `options.from` (omitted: from its oldest stored version), in
-   * ascending order, each exactly once, then every new one as it commits, until `signal` aborts,
-   * the loop stops (`break`), or `close()`. Unlike `watch`, nothing is skipped: a consumer slower
-   * than the writers reads in pages of `pageSize` (default 256), its memory bounded whatever its
-   * lag. Reconnects, restarts, failovers and Cluster resharding neither skip nor repeat a version:
-   * it always reads on from the last version it has. With pub/sub, a commit whose announcement
-   * carries its data (`watch.carryMaxBytes`) and follows the version in hand is yielded without a
-   * read. To resume after a restart of your process, save the seqno of each version applied and
-   * pass `from: saved + 1n`. See docs/follow.md.
-   *
-   * Gaps between seqnos are allowed, so versions truncated before they were read can only be
-   * detected by the store's oldest stored version: when the version before the next one wanted
-   * is gone and nothing older than the next one found is stored, the follow ends with a
-   * `TruncatedError` (determinate, code `truncated`) naming the first seqno that may be missing.
+   * Every version of the key from `options.from` (omitted: its oldest stored), ascending, each
+   * exactly once, then each new one as it commits, until `signal` aborts, `break`, or `close()`.
+   * Unlike `watch`, nothing is skipped: it reads in pages of `pageSize` (default 256), memory
+   * bounded whatever its lag, always on from the last version it has, so reconnects, restarts and
+   * failovers neither skip nor repeat one. Resume with `from: lastApplied + 1n`. Versions truncated
+   * before they were read (told from seqno gaps by the oldest stored seqno) end it with a
+   * `TruncatedError` (code `truncated`) naming the first that may be missing. docs/follow.md.
    *
    * @throws TypeError / RangeError for an invalid key, `from`, `pageSize` or `signal` (nothing read).
    * @throws TruncatedError as above; ExternalError at once with code `store-reset` (or any other
