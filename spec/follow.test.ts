@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import { CaSResult, ExternalError, RedisConsensus, TruncatedError } from '../lib/index.js';
 import type { OperationEvent, RedisConsensusOptions, VersionedData } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
+import { carriedNotice, NoticeReader } from '../lib/notice.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, REDIS_URL } from './support/backends.js';
 import type { Backend, Store } from './support/backends.js';
@@ -344,6 +345,33 @@ function followSuite(backend: Backend, label: string, options: RedisConsensusOpt
 
   test.run();
 }
+
+const notices = suite('announcements (notice.ts)');
+
+notices('a carried notice reads back; other keys, plain notices and malformed messages are told apart', () => {
+  const k = JSON.stringify('k');
+  const payload = Buffer.from([0, 255, 0x22, 0x2b, 10]);
+  const notice = carriedNotice(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', k, payload)!;
+  const reader = new NoticeReader(k);
+  assert.equal(reader.read(notice), { seqno: encodeSeqNo(7n), previous: encodeSeqNo(5n), marker: 'first:abc', data: payload });
+  assert.equal(reader.read(carriedNotice(encodeSeqNo(0n), '', 'first:abc', k, Buffer.alloc(0))!),
+    { seqno: encodeSeqNo(0n), previous: null, marker: 'first:abc', data: Buffer.alloc(0) });
+  assert.equal(reader.read(Buffer.from(`${encodeSeqNo(3n)}${k}`)), { seqno: encodeSeqNo(3n) }, 'the plain form');
+  // Another key whose member starts like this one's: JSON strings are prefix-free.
+  const other = JSON.stringify('k"x');
+  assert.is(reader.read(carriedNotice(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', other, payload)!), undefined);
+  assert.is(reader.read(Buffer.from(`${encodeSeqNo(3n)}${other}`)), undefined);
+  assert.is(new NoticeReader(other).read(notice), undefined);
+  for (const bad of ['', encodeSeqNo(3n), `${encodeSeqNo(3n)}+`, `${encodeSeqNo(3n)}+${encodeSeqNo(2n)}9`,
+    `${encodeSeqNo(3n)}+${encodeSeqNo(2n)}xx${k}`, `${encodeSeqNo(3n)}+${encodeSeqNo(2n)}99first:abc${k}`]) {
+    assert.is(reader.read(Buffer.from(bad)), undefined, JSON.stringify(bad));
+  }
+  // No marker known, or one that cannot be named in two digits: the plain form is used instead.
+  assert.is(carriedNotice(encodeSeqNo(1n), encodeSeqNo(0n), '', k, payload), undefined);
+  assert.is(carriedNotice(encodeSeqNo(1n), encodeSeqNo(0n), 'x'.repeat(100), k, payload), undefined);
+});
+
+notices.run();
 
 followSuite(mockBackend(), 'pub/sub', {}, true);
 followSuite(mockBackend(), 'polling', POLL, false);

@@ -54,7 +54,8 @@ options('bad watch options are refused in the constructor', () => {
   const client = new RedisMock({ port: 39777 });
   const bad: Array<[object, typeof RangeError | typeof TypeError]> = [
     [{ mode: 'push' }, RangeError], [{ pollIntervalMs: 0 }, RangeError], [{ maxOutageMs: -1 }, RangeError],
-    [{ announce: 'yes' }, TypeError],
+    [{ announce: 'yes' }, TypeError], [{ carryMaxBytes: -1 }, RangeError], [{ carryMaxBytes: 1.5 }, RangeError],
+    [{ legacyAnnouncements: 'yes' }, TypeError],
   ];
   for (const [watch, kind] of bad) {
     assert.throws(() => new RedisConsensus(client, { watch } as ConstructorParameters<typeof RedisConsensus>[1]), kind);
