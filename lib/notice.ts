@@ -51,14 +51,21 @@ export interface Notice {
 }
 
 /**
- * The carried notice of a commit of `payload` at `seqno` on top of `expected` ('' for a key with
- * no data), all seqnos in wire form, sent with epoch `marker`; undefined when the marker cannot be
- * named (none known, or too long). Built here, not in Lua: ioredis-mock's Lua cannot concatenate
- * a binary argument, and a payload is never inspected in Lua.
+ * The head of the carried notice of a commit at `seqno` on top of `expected` ('' for a key with
+ * no data), seqnos in wire form, sent with epoch `marker`: everything but the payload, which the
+ * script appends (so that it crosses the wire once); undefined when the marker cannot be named
+ * (none known, or too long): the commit is then announced plainly.
  */
-export function carriedNotice(seqno: string, expected: string, marker: string, member: string, payload: Buffer): Buffer | undefined {
+export function carriedHeader(seqno: string, expected: string, marker: string, member: string): string | undefined {
   if (marker === '' || marker.length > MAX_MARKER || Buffer.byteLength(marker) !== marker.length) return undefined;
-  const header = `${seqno}+${expected === '' ? NO_PREVIOUS : expected}${String(marker.length).padStart(2, '0')}${marker}${member}`;
+  return `${seqno}+${expected === '' ? NO_PREVIOUS : expected}${String(marker.length).padStart(2, '0')}${marker}${member}`;
+}
+
+/**
+ * The whole carried notice, as the script publishes it. Sent by the client only to ioredis-mock,
+ * whose Lua cannot concatenate a binary argument (the payload is never inspected in Lua there).
+ */
+export function carriedNotice(header: string, payload: Buffer): Buffer {
   return Buffer.concat([Buffer.from(header, 'utf8'), payload]);
 }
 

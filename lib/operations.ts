@@ -7,13 +7,14 @@
 import { checkKey, checkTimeout, toExpected, toLimit, toNext, toSeqNo } from './arguments.js';
 import type { NextVersion } from './arguments.js';
 import { checkEvictionPolicy } from './checks.js';
+import { isConnection } from './client.js';
 import type { EvictionPolicyAction } from './checks.js';
 import type { Durability } from './durability.js';
 import { Epochs, freshEpochId } from './epoch.js';
 import { BUCKETS, epochOf, keyOfMember } from './layout.js';
 import type { KeyNames, KeyNamesCache } from './layout.js';
 import type { Link } from './link.js';
-import { carriedNotice } from './notice.js';
+import { carriedHeader, carriedNotice } from './notice.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { callReadScript, isReadScript } from './read-only.js';
@@ -61,6 +62,8 @@ export class Operations {
   private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
   private readonly carryMaxBytes: number;
   private readonly legacyAnnouncements: boolean;
+  /** ioredis-mock: its Lua cannot append a binary payload to the notice, so the client sends it whole. */
+  private readonly wholeNotices: boolean;
   /** The epoch marker learned for each bucket, which every script call passes for its check. */
   private readonly epochs = new Epochs();
 
@@ -71,6 +74,7 @@ export class Operations {
       evictionPolicy: this.evictionPolicy, announce: this.announce, carryMaxBytes: this.carryMaxBytes,
       legacyAnnouncements: this.legacyAnnouncements,
     } = context);
+    this.wholeNotices = !isConnection(context.link.writer);
   }
 
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
@@ -120,10 +124,14 @@ export class Operations {
       return Promise.reject(err);
     }
     // Issue 21: the announcement carries the version (notice.ts), so that watchers need no read.
-    const notice = this.announce !== '' && version.payload.length <= this.carryMaxBytes
-      ? carriedNotice(args[5] as string, args[4] as string, sent, names.member, version.payload) : undefined;
-    if (notice !== undefined) args.push(withHead ? CAS_WITH_HEAD : '', notice, this.legacyAnnouncements ? '1' : '');
-    else if (withHead) args.push(CAS_WITH_HEAD);
+    const header = this.announce !== '' && version.payload.length <= this.carryMaxBytes
+      ? carriedHeader(args[5] as string, args[4] as string, sent, names.member) : undefined;
+    if (header !== undefined) {
+      args.push(withHead ? CAS_WITH_HEAD : '', header, this.legacyAnnouncements ? '1' : '');
+      if (this.wholeNotices) args.push(carriedNotice(header, version.payload));
+    } else if (withHead) {
+      args.push(CAS_WITH_HEAD);
+    }
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);

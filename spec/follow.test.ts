@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { CaSResult, ExternalError, RedisConsensus, TruncatedError } from '../lib/index.js';
 import type { OperationEvent, RedisConsensusOptions, VersionedData } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { carriedNotice, NoticeReader } from '../lib/notice.js';
+import { carriedHeader, carriedNotice, NoticeReader } from '../lib/notice.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, REDIS_URL } from './support/backends.js';
 import type { Backend, Store } from './support/backends.js';
@@ -349,17 +349,19 @@ function followSuite(backend: Backend, label: string, options: RedisConsensusOpt
 const notices = suite('announcements (notice.ts)');
 
 notices('a carried notice reads back; other keys, plain notices and malformed messages are told apart', () => {
+  const whole = (seqno: string, expected: string, marker: string, member: string, data: Buffer): Buffer =>
+    carriedNotice(carriedHeader(seqno, expected, marker, member)!, data);
   const k = JSON.stringify('k');
   const payload = Buffer.from([0, 255, 0x22, 0x2b, 10]);
-  const notice = carriedNotice(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', k, payload)!;
+  const notice = whole(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', k, payload)!;
   const reader = new NoticeReader(k);
   assert.equal(reader.read(notice), { seqno: encodeSeqNo(7n), previous: encodeSeqNo(5n), marker: 'first:abc', data: payload });
-  assert.equal(reader.read(carriedNotice(encodeSeqNo(0n), '', 'first:abc', k, Buffer.alloc(0))!),
+  assert.equal(reader.read(whole(encodeSeqNo(0n), '', 'first:abc', k, Buffer.alloc(0))),
     { seqno: encodeSeqNo(0n), previous: null, marker: 'first:abc', data: Buffer.alloc(0) });
   assert.equal(reader.read(Buffer.from(`${encodeSeqNo(3n)}${k}`)), { seqno: encodeSeqNo(3n) }, 'the plain form');
   // Another key whose member starts like this one's: JSON strings are prefix-free.
   const other = JSON.stringify('k"x');
-  assert.is(reader.read(carriedNotice(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', other, payload)!), undefined);
+  assert.is(reader.read(whole(encodeSeqNo(7n), encodeSeqNo(5n), 'first:abc', other, payload)), undefined);
   assert.is(reader.read(Buffer.from(`${encodeSeqNo(3n)}${other}`)), undefined);
   assert.is(new NoticeReader(other).read(notice), undefined);
   for (const bad of ['', encodeSeqNo(3n), `${encodeSeqNo(3n)}+`, `${encodeSeqNo(3n)}+${encodeSeqNo(2n)}9`,
@@ -367,8 +369,8 @@ notices('a carried notice reads back; other keys, plain notices and malformed me
     assert.is(reader.read(Buffer.from(bad)), undefined, JSON.stringify(bad));
   }
   // No marker known, or one that cannot be named in two digits: the plain form is used instead.
-  assert.is(carriedNotice(encodeSeqNo(1n), encodeSeqNo(0n), '', k, payload), undefined);
-  assert.is(carriedNotice(encodeSeqNo(1n), encodeSeqNo(0n), 'x'.repeat(100), k, payload), undefined);
+  assert.is(carriedHeader(encodeSeqNo(1n), encodeSeqNo(0n), '', k), undefined);
+  assert.is(carriedHeader(encodeSeqNo(1n), encodeSeqNo(0n), 'x'.repeat(100), k), undefined);
 });
 
 notices.run();
