@@ -77,9 +77,13 @@ function standaloneSuite(): void {
       await load.commitsAfter(50, 5000);
       let kills = 0;
       for (let round = 0; round < 20; round++) {
-        const ids = String(await raw.client('LIST')).split('\n').filter((line) => / name=follower /.test(line))
-          .map((line) => /id=(\d+)/.exec(line)![1]!);
-        assert.ok(ids.length >= 2, `round ${round}: the follower's connections (reads and pub/sub) are up: ${ids.length}`);
+        // Each round kills the follower's connections once they are back (reads and pub/sub).
+        let ids: string[] = [];
+        for (const deadline = Date.now() + 10_000; ids.length < 2; await sleep(10)) {
+          ids = String(await raw.client('LIST')).split('\n').filter((line) => / name=follower /.test(line))
+            .map((line) => /id=(\d+)/.exec(line)![1]!);
+          assert.ok(Date.now() < deadline, `round ${round}: the follower's connections are not back: ${ids.length}`);
+        }
         for (const id of ids) kills += Number(await raw.client('KILL', 'ID', id));
         await sleep(100);
       }
@@ -115,7 +119,7 @@ function standaloneSuite(): void {
       await load.stop();
       const versions = await assertAllExactly(writers, followers);
       console.log(`[follow] restart under ${JSON.stringify(load.outcomes)}: 20 followers yielded exactly their histories (${versions} versions)`);
-      assert.ok(load.outcomes.failed > 0, 'the restart was felt by the writers');
+      // (The writers' retries may absorb a 0.5 s outage whole: their failures are only reported.)
     } finally {
       ac.abort();
       await following.close();
