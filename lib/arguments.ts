@@ -268,8 +268,12 @@ export function checkWatch(watch: Required<WatchOptions>): Required<WatchOptions
   if (typeof watch.announce !== 'boolean') {
     throw new TypeError(`watch.announce must be a boolean; got ${describe(watch.announce)}`);
   }
+  if (typeof watch.legacyAnnouncements !== 'boolean') {
+    throw new TypeError(`watch.legacyAnnouncements must be a boolean; got ${describe(watch.legacyAnnouncements)}`);
+  }
   checkTimeout(watch.pollIntervalMs, 'watch.pollIntervalMs');
   checkTimeout(watch.maxOutageMs, 'watch.maxOutageMs');
+  checkCount(watch.carryMaxBytes, 'watch.carryMaxBytes');
   return watch;
 }
 

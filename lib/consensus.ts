@@ -4,6 +4,7 @@ import { checkCallOptions } from './arguments.js';
 import { DEFAULT_URL, keyPrefixOf } from './client.js';
 import type { RedisClient } from './client.js';
 import { checkClusterArguments, checkConnectArguments, openCluster, openRedis } from './connect.js';
+import { checkFollowOptions, Follows } from './follow.js';
 import { Durability } from './durability.js';
 import { KeyNamesCache } from './layout.js';
 import { Leases } from './lease.js';
@@ -17,7 +18,8 @@ import { openSubscriber } from './subscriber.js';
 import type { CaSResult } from './types.js';
 import type {
   AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
-  RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput, WatchCallOptions,
+  FollowOptions, RedisConsensusOptions, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
+  WatchCallOptions,
 } from './types.js';
 import { Watches } from './watch.js';
 
@@ -28,11 +30,7 @@ import { Watches } from './watch.js';
  * @example
  * ```ts
  * const consensus = await RedisConsensus.connect(process.env.REDIS_URL, { prefix: 'myapp' });
- * const head = await consensus.head('shard-1');
- * const next = { seqno: (head?.seqno ?? -1n) + 1n, data: Buffer.from('state') };
- * if ((await consensus.compareAndSet('shard-1', head?.seqno ?? null, next)) === CaSResult.Committed) {
- *   // we own seqno next.seqno
- * }
+ * const committed = await consensus.compareAndSet('shard-1', null, { seqno: 0n, data: Buffer.from('state') });
  * await consensus.close();
  * ```
  */
@@ -45,6 +43,7 @@ export class RedisConsensus {
   private readonly appender: Appender;
   private readonly watches: Watches;
   private readonly leases: Leases;
+  private readonly follows: Follows;
 
   /**
    * Wraps a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any client with the same
@@ -69,12 +68,19 @@ export class RedisConsensus {
       maxKeyBytes: settings.maxKeyBytes, evictionPolicy: settings.evictionPolicy,
       durability: settings.durability === undefined ? undefined : new Durability(link, settings.durability),
       announce: !settings.watch.announce ? '' : link.writer.isCluster === true ? 'SPUBLISH' : 'PUBLISH',
+      carryMaxBytes: settings.watch.carryMaxBytes, legacyAnnouncements: settings.watch.legacyAnnouncements,
     });
     this.appender = new Appender(this, settings.append, settings.rememberHeads, settings.observer,
       (key, seqno, options) => this.operations.confirm(key, seqno, options));
     this.watches = new Watches({
       head: (key) => this.head(key),
       openSubscriber: () => openSubscriber(this.link.reader),
+      knownEpoch: (names) => this.operations.knownEpoch(names),
+    }, settings.watch);
+    this.follows = new Follows({
+      scan: (key, from, limit, signal) => this.scan(key, from, limit, { signal }),
+      subscriber: () => this.watches.openSubscriber(),
+      knownEpoch: (names) => this.operations.knownEpoch(names),
     }, settings.watch);
     this.leases = new Leases({
       call: (names, args, timeoutMs, signal) => this.operations.lease(names, args, timeoutMs, signal),
@@ -83,19 +89,14 @@ export class RedisConsensus {
   }
 
   /**
-   * Connects to Redis at `url` (default `redis://127.0.0.1:6379`) with a client of its own,
-   * configured never to re-send a write after a reconnect, and waits until it is ready.
-   * `close()` quits that client. `redisOptions` go to ioredis's `Redis` as they are (e.g.
-   * `connectTimeout`, `tls`, `retryStrategy`), apart from those safety settings. Only `undefined`
-   * means the default URL: an empty string (an empty `REDIS_URL`) is an error, not localhost.
+   * Connects to Redis at `url` (default `redis://127.0.0.1:6379`; only `undefined` means it, an
+   * empty string is an error) with a client of its own, configured never to re-send a write after
+   * a reconnect, and waits until it is ready; `close()` quits it. `redisOptions` go to ioredis as
+   * they are, apart from those safety settings. No error, nor its `cause`, shows a password given.
    *
-   * No error message, and no error's `cause`, shows the password (or ACL username's password)
-   * given in the URL or `redisOptions`.
-   *
-   * @throws TypeError when `url` is not a string (or is empty), or `options` / `redisOptions` are
-   *   not objects, or `options.signal` is not an AbortSignal; RangeError when the URL is not a
-   *   `redis://` / `rediss://` URL ioredis can read (e.g. `%zz` in its password), or a database index
-   *   (path, `?db=`, `redisOptions.db`) is not a non-negative integer. Nothing is connected then.
+   * @throws TypeError / RangeError for invalid arguments: a URL ioredis cannot read (`%zz` in its
+   *   password), a database index (path, `?db=`, `redisOptions.db`) that is not a non-negative
+   *   integer; nothing is connected then.
    * @throws ExternalError (determinate) when Redis cannot be reached.
    */
   static async connect(
@@ -111,16 +112,10 @@ export class RedisConsensus {
 
   /**
    * Connects to a Redis Cluster through any of `nodes` with a Cluster client of its own, made never
-   * to re-send a write (on its nodes, and after a node fails), and waits until it knows the slots.
-   * `close()` quits that client. `clusterOptions` go to ioredis's `Cluster` as they are, apart from
-   * those safety settings.
+   * to re-send a write, and waits until it knows the slots; `close()` quits it. `clusterOptions` go
+   * to ioredis's `Cluster` as they are, apart from those safety settings.
    *
-   * @example
-   * ```ts
-   * const consensus = await RedisConsensus.connectCluster([{ host: '10.0.0.1', port: 7000 }], { prefix: 'myapp' });
-   * ```
-   * @throws TypeError when `nodes` is not a non-empty array, or `options` / `clusterOptions` are not
-   *   objects, or `options.signal` is not an AbortSignal.
+   * @throws TypeError for `nodes` that is not a non-empty array, or invalid options.
    * @throws ExternalError (determinate) when the cluster cannot be reached.
    */
   static async connectCluster(
@@ -186,21 +181,13 @@ export class RedisConsensus {
 
   /**
    * `compareAndSet`, plus the head that goes with its result, in the same round trip: on a
-   * mismatch, the head that caused it (seqno and data, read in the same atomic step; `null` when
-   * the key has no data), so a retry needs no `head()` first; on a commit, `next` itself (its
-   * `data` is the caller's bytes, not a copy). Reported to observers as a `compareAndSet`.
-   * The plain `compareAndSet` stays the cheaper call when the head is not wanted: its mismatch
-   * carries no payload.
+   * mismatch, the head that caused it (`null`: no data), so a retry needs no `head()` first; on a
+   * commit, `next` itself. Reported to observers as a `compareAndSet`; the plain `compareAndSet`
+   * is cheaper when the head is not wanted.
    *
    * @example
    * ```ts
-   * let head = await consensus.head(key);
-   * for (;;) {
-   *   const next = { seqno: head === null ? 0n : head.seqno + 1n, data: render(head) };
-   *   const { result, head: current } = await consensus.compareAndSetWithHead(key, head?.seqno ?? null, next);
-   *   if (result === CaSResult.Committed) break;
-   *   head = current; // no second round trip
-   * }
+   * const { result, head } = await consensus.compareAndSetWithHead(key, expected, next);
    * ```
    * @throws as `compareAndSet`.
    */
@@ -215,37 +202,24 @@ export class RedisConsensus {
 
   /**
    * Appends the version `update` makes on top of the key's head: the read → compare-and-set →
-   * retry loop, done once. `update(head)` gets the head (`null`: the key has no data) and returns
-   * the next payload, or `undefined` to stop without writing; the new seqno is the head's plus 1
-   * (0 on a key with no data). `update` runs once per attempt, each time with the head that
-   * attempt is made on, so it must be a function of `head` alone (it may be async).
+   * retry loop, done once. `update(head)` gets the head (`null`: no data) and returns the next
+   * payload, or `undefined` to stop without writing; the new seqno is the head's plus 1. `update`
+   * runs once per attempt, with that attempt's head, so it must be a function of `head` alone.
+   * One round trip when nothing races it (remembered heads); appends to one key from this store
+   * take turns; lost races retry with jittered backoff; an unknown outcome is resolved by sending
+   * the same version again, never by running `update` twice. Details: docs/contract.md#append.
    *
-   * - One round trip when nothing races it: the store remembers the last head it saw of each key
-   *   (`append.rememberHeads`), and a mismatch brings the current head back with it.
-   * - Appends to one key from this store take turns (single flight): each starts from the head
-   *   the one before committed, so they never race each other.
-   * - A race lost to another process is retried at once; from the second loss in a row on, after
-   *   a jittered backoff.
-   * - An attempt whose outcome is unknown (connection lost, no reply in time) is resolved before
-   *   anything else: the same version is sent again, and the head its reply brings says whether
-   *   the first one committed. `update` is never applied twice. Two writers whose payloads for the
-   *   same seqno are byte-identical cannot be told apart: make payloads unique if that matters.
-   *
-   * @param options bounds of this append: `maxAttempts` (default 100), `timeoutMs` for the
-   *   whole append, waiting for its turn included (default 10000), `backoff` (default
-   *   `{ minDelayMs: 1, maxDelayMs: 50 }`); store-wide defaults in `RedisConsensusOptions.append`.
-   * @returns `{ committed: true, head, attempts }` with the version committed, or
-   *   `{ committed: false, head, attempts }` when `update` stopped (nothing written).
+   * @param options `maxAttempts` (100), `timeoutMs` for the whole append, `update` and waiting
+   *   included (10000), `backoff`; store-wide defaults in `RedisConsensusOptions.append`.
+   * @returns `{ committed, head, attempts }`: `committed: false` when `update` stopped.
    * @throws TypeError / RangeError for invalid arguments, or what `update` throws (nothing written).
-   * @throws ExternalError `determinate: true` when a bound was reached (the message names it:
-   *   `maxAttempts` or `timeoutMs`) or Redis failed, and nothing was written;
-   *   `determinate: false` when a version was sent whose outcome could not be learned within the
-   *   bounds (the message names its seqno: read it back to learn whether it is yours).
+   * @throws ExternalError: determinate with code `timeout` / `attempts-exhausted` when a bound was
+   *   reached, or when Redis failed, nothing written; indeterminate when a version was sent whose
+   *   outcome could not be learned in the bounds (the message names its seqno: read it back).
    * @example
    * ```ts
    * const appended = await consensus.append('counter', (head) =>
    *   Buffer.from(String(Number(head?.data.toString() ?? '0') + 1)));
-   * if (appended.committed) console.log(`counter is ${appended.head.data} at ${appended.head.seqno}`);
    * ```
    */
   append(key: string, update: AppendUpdate, options?: AppendOptions): Promise<AppendResult> {
@@ -270,21 +244,16 @@ export class RedisConsensus {
   }
 
   /**
-   * Every version with `seqno >= from`, ascending, streamed: `scan(key, from, SCAN_ALL)` without
-   * holding the whole history in memory. Versions are read in bounded steps (as `scan` does: at
-   * most 1,000 versions and 1 MiB of payloads per script call, `options.timeoutMs` for each) and
-   * handed out as the caller asks for them, so memory holds one step. The result is the snapshot
-   * of the key when the first step ran: commits made later are not included. Reported to the
-   * observer as one `scan` when the iteration ends.
+   * Every version with `seqno >= from`, ascending, streamed: `scan(key, from, SCAN_ALL)` read in
+   * bounded steps (at most 1,000 versions and 1 MiB per script call, `timeoutMs` each) and handed
+   * out as asked for, so memory holds one step. The snapshot of the key when the first step ran.
    *
    * @throws TypeError / RangeError for invalid arguments (on the first `next()`).
    * @throws ExternalError (determinate) code `scan-truncated` when a `truncate` removed versions
-   *   not yet handed out (scan again from a seqno at or above the truncation); otherwise as `scan`.
+   *   not yet handed out; otherwise as `scan`.
    * @example
    * ```ts
-   * for await (const version of consensus.scanStream('orders/shard-7', 0n)) {
-   *   apply(version.seqno, version.data);
-   * }
+   * for await (const version of consensus.scanStream('orders/shard-7', 0n)) apply(version);
    * ```
    */
   scanStream(key: string, from: SeqNoInput, options?: CallOptions): AsyncGenerator<VersionedData, void, undefined> {
@@ -323,29 +292,18 @@ export class RedisConsensus {
   }
 
   /**
-   * The key's heads as they commit: the current head first (read once the watch is subscribed,
-   * so no commit in between is missed; nothing while the key has no data), then each newer head.
-   * Seqnos strictly increase. A consumer slower than the commits gets the latest head when it
-   * asks for the next, never a backlog. After any gap (reconnect, restart, failover, resharding,
-   * a lost message) the head is read again, so every watch converges to the key's head.
+   * The key's heads as they commit: the current head first (read once subscribed, so no commit in
+   * between is missed), then each newer head; seqnos strictly increase, and a slow consumer gets
+   * the latest head, never a backlog. After any gap (reconnect, failover, resharding) the head is
+   * read again. All watches of the store share one subscriber connection; `watch: { mode: 'poll' }`
+   * polls instead. Ends when `options.signal` aborts, on `break`, or on `close()`. docs/contract.md#watch.
    *
-   * With pub/sub (the default) all watches of the store share one subscriber connection (one per
-   * shard on a Cluster, `SSUBSCRIBE`, Redis >= 7) that this store owns and `close()` quits; a
-   * watch costs Redis nothing while its key does not change, and one head read per commit it
-   * hears of. With `watch: { mode: 'poll' }` each watch reads the head every `pollIntervalMs`.
-   *
-   * Ends normally when `options.signal` aborts, when the loop stops (`break`), or on `close()`.
-   * @throws TypeError at once when `key` is not a string, `options` is not an object, or `signal`
-   *   is not an AbortSignal; RangeError when the key is longer than `maxKeyBytes`.
-   * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once
-   *   with code `store-reset` when the store was reset under it, or `store-rollback` when a head it
-   *   yielded was lost in a failover (the watch ends).
+   * @throws TypeError / RangeError at once for an invalid key, options or signal.
+   * @throws ExternalError when the head could not be read for `watch.maxOutageMs`, or at once with
+   *   code `store-reset`, or `store-rollback` when a head it yielded was lost in a failover.
    * @example
    * ```ts
-   * const ac = new AbortController();
-   * for await (const head of consensus.watch('orders/shard-7', { signal: ac.signal })) {
-   *   console.log(`head is now ${head.seqno}`);
-   * }
+   * for await (const head of consensus.watch('orders/shard-7', { signal })) console.log(head.seqno);
    * ```
    */
   watch(key: string, options?: WatchCallOptions): AsyncGenerator<VersionedData, void, undefined> {
@@ -383,75 +341,59 @@ export class RedisConsensus {
   }
 
   /**
-   * A liveness check for health endpoints: one `PING` round trip over the connection that
-   * carries reads (on a Cluster, to whichever node ioredis picks). Not reported to the observer.
+   * Every version of the key from `options.from` (omitted: its oldest stored), ascending, each
+   * exactly once, then each new one as it commits, until `signal` aborts, `break`, or `close()`:
+   * read in pages of `pageSize` (256), memory bounded whatever its lag, resumed from the last
+   * version in hand across reconnects and failovers. Resume with `from: lastApplied + 1n`. docs/follow.md.
    *
-   * @returns the round-trip time in milliseconds.
-   * @throws ExternalError (determinate) when Redis cannot be reached or does not answer in time.
+   * @throws TypeError / RangeError for an invalid key, `from`, `pageSize` or `signal` (nothing read).
+   * @throws TruncatedError (code `truncated`) naming the first version truncated before it was read;
+   *   ExternalError at once with `store-reset` / `store-rollback`, or after `watch.maxOutageMs`.
    * @example
    * ```ts
-   * const ms = await consensus.ping({ timeoutMs: 500 });
+   * for await (const version of consensus.follow('orders/log', { from: saved + 1n })) await apply(version);
    * ```
+   */
+  follow(key: string, options: FollowOptions = {}): AsyncGenerator<VersionedData, void, undefined> {
+    return this.follows.follow(key, this.operations.namesOf(key), checkFollowOptions(options));
+  }
+
+  /**
+   * A liveness check for health endpoints: one `PING` round trip over the connection that carries
+   * reads, not reported to the observer. Resolves to the round-trip time in ms.
+   * @throws ExternalError (determinate) when Redis cannot be reached or does not answer in time.
    */
   ping(options?: CallOptions): Promise<number> {
     return this.operations.ping(options);
   }
 
   /**
-   * Checks the server as `connect` does: refuses (or, with `evictionPolicy: 'warn'`, warns about) a
-   * `maxmemory-policy` that may evict the store's keys (`allkeys-*`). `connect` and
-   * `connectCluster` check by themselves; a client passed to the constructor is not checked until
-   * this is called, so call it once after constructing.
+   * Checks the server as `connect` does: refuses (with `evictionPolicy: 'warn'`, warns about) a
+   * `maxmemory-policy` that may evict the store's keys. A client passed to the constructor is not
+   * checked until this is called: call it once after constructing.
    *
    * @throws ExternalError (determinate, code `eviction-policy`) when the policy is refused, or as
    *   for a read when the server cannot be asked.
-   * @example
-   * ```ts
-   * const consensus = new RedisConsensus(client, { prefix: 'myapp' });
-   * await consensus.check();
-   * ```
    */
   check(options?: CallOptions): Promise<void> {
     return this.operations.check(options);
   }
 
   /**
-   * Acknowledges that the store's data was reset (a Redis restarted without persistence, a flush,
-   * its keys deleted), so that writers go on from the data as it now is.
-   *
-   * Each of the store's 1,024 buckets has an epoch marker, which its first commit writes and the
-   * reset deletes with everything else. A process that used a bucket before the reset finds the
-   * marker it knew gone, so its calls there fail with a determinate `ExternalError` of code
-   * `store-reset` (nothing done) instead of committing seqnos from 0 again over the history it
-   * believed settled; a write that meets the reset also marks the bucket reset, so that processes
-   * started since are refused there too. They stay refused until this is called (here, or by
-   * `redis-consensus ack-reset`): it writes a fresh marker into every bucket, which every process
-   * adopts on its next call there, whatever marker it knew. Keys then read as they are now (a
-   * key lost in the reset has no data, and its seqnos start over).
-   *
-   * The same acknowledges rollbacks: each marker also counts the bucket's commits, and a process that
-   * saw commits a failover (or an older snapshot) lost is refused with code `store-rollback`; a write
-   * that meets it marks the bucket rolled back for every process, until this is called.
-   *
-   * A process started after the reset that writes in a bucket before any process that knew the old
-   * marker has touched it cannot tell the empty store from a new one: that write commits. Idempotent;
-   * on a store that was not reset it only replaces the markers. Acknowledge once the loss is
-   * understood: it is what turns the loud failure back into writers starting over.
+   * Acknowledges that the store's data was reset (Redis restarted without persistence, flushed,
+   * keys deleted) or rolled back (a failover lost commits), so that writers go on from the data as
+   * it now is. Until then every process that knew the lost history is refused with a determinate
+   * `store-reset` / `store-rollback` error, and a write that meets one marks the bucket for every
+   * process. This writes a fresh epoch marker into each of the 1,024 buckets, which every process
+   * adopts on its next call (also `redis-consensus ack-reset`). Idempotent. What it can and cannot
+   * detect: docs/deployment.md, "Store reset" and "Store rollback".
    *
    * @returns how many buckets there are, how many had been marked reset or rolled back, and how many
    *   had no marker.
-   * @throws ExternalError when a marker could not be written (indeterminate: it may have been).
-   *   Calling it again is safe.
+   * @throws ExternalError when a marker could not be written (indeterminate); calling again is safe.
    * @example
    * ```ts
-   * try {
-   *   await consensus.compareAndSet(key, expected, next);
-   * } catch (err) {
-   *   if (err instanceof ExternalError && (err.code === 'store-reset' || err.code === 'store-rollback')) {
-   *     // Page an operator; once they have decided the data may start over:
-   *     const { reset } = await consensus.acknowledgeStoreReset();
-   *   }
-   * }
+   * const { reset, rolledBack } = await consensus.acknowledgeStoreReset(); // once an operator decided
    * ```
    */
   acknowledgeStoreReset(options?: CallOptions): Promise<StoreResetAcknowledgement> {
@@ -465,6 +407,7 @@ export class RedisConsensus {
    */
   async close(): Promise<void> {
     await this.leases.close();
+    this.follows.close();
     await this.watches.close();
     await this.link.close();
   }

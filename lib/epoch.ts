@@ -23,6 +23,16 @@ export function freshEpochId(): string {
   return randomBytes(8).toString('hex');
 }
 
+/**
+ * The id part of what a store knows of a bucket's marker (`<id>` of `<id>|<count>|<tag>`): the same
+ * in every process that knows the bucket's epoch, whatever commits each has seen; carried
+ * announcements name it (notice.ts).
+ */
+export function epochIdOf(known: string): string {
+  const bar = known.indexOf('|');
+  return bar < 0 ? known : known.slice(0, bar);
+}
+
 /** Width of a commit tag (`TAG` in `lua/includes/epoch.lua`). */
 export const TAG_WIDTH = 8;
 

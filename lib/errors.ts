@@ -23,6 +23,7 @@ import { debug } from './debug.js';
  * | `store-reset` | the store's data was reset under it (an epoch marker gone); until acknowledged |
  * | `store-rollback` | commits this process had seen in the bucket are gone (a failover lost them); until acknowledged |
  * | `payload-missing` | a version's seqno is stored without its payload (evicted or deleted) |
+ * | `truncated` | `follow` cannot read versions it owes: they may have been truncated (see `TruncatedError`) |
  * | `permission` | an ACL refused a command or key (NOPERM, NOAUTH, WRONGPASS) |
  * | `out-of-memory` | Redis is at `maxmemory` and refused to write (OOM) |
  * | `eviction-policy` | the server's `maxmemory-policy` may evict the store's keys |
@@ -33,7 +34,7 @@ export type ExternalErrorCode =
   | 'timeout' | 'attempts-exhausted' | 'connection-lost' | 'unavailable' | 'closed' | 'aborted' | 'truncate-above-head'
   | 'replicas-short' | 'store-reset' | 'store-rollback' | 'payload-missing' | 'permission' | 'out-of-memory'
   | 'eviction-policy' | 'wrong-database' | 'redis-error'
-  | 'scan-truncated';
+  | 'scan-truncated' | 'truncated';
 
 /**
  * The store could not be asked, or did not answer.
@@ -154,7 +155,7 @@ export function indeterminate(code: ExternalErrorCode, message: string, cause?: 
  */
 const NOT_RETRIED: ReadonlySet<ExternalErrorCode> = new Set<ExternalErrorCode>([
   'permission', 'out-of-memory', 'closed', 'aborted', 'truncate-above-head', 'payload-missing',
-  'store-reset', 'store-rollback', 'eviction-policy', 'wrong-database',
+  'store-reset', 'store-rollback', 'eviction-policy', 'wrong-database', 'truncated',
 ]);
 
 /** Whether a determinate failure is worth another attempt. */

@@ -7,13 +7,14 @@ export { RedisConsensus } from './consensus.js';
 export { CaSResult, OPERATIONS } from './types.js';
 export type {
   AppendBackoff, AppendOptions, AppendResult, AppendUpdate, CallOptions, CompareAndSetOutcome, ConnectOptions,
-  DurabilityOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
+  DurabilityOptions, FollowOptions, Observer, OperationEvent, OperationName, Outcome, RedisConsensusOptions,
   RetryOptions, SeqNoInput, StoreResetAcknowledgement, StoreWarning, VersionedData, VersionedDataInput, WatchCallOptions, WatchOptions,
 } from './types.js';
 export { ExternalError } from './errors.js';
 export { Lease } from './lease-holder.js';
 export { LeaseLostError } from './lease-record.js';
 export type { LeaseLossReason, LeaseOptions, LeaseRecord, LeaseState } from './lease-record.js';
+export { TruncatedError } from './follow.js';
 export type { ExternalErrorCode } from './errors.js';
 export type { RedisClient } from './client.js';
 export { SCAN_ALL, SEQNO_MAX } from './seqno.js';

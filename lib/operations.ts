@@ -10,10 +10,11 @@ import { checkEvictionPolicy, checkMinReplicas } from './checks.js';
 import type { EvictionPolicyAction } from './checks.js';
 import { isConnection } from './client.js';
 import type { Durability } from './durability.js';
-import { Epochs, freshEpochId, freshTag } from './epoch.js';
+import { epochIdOf, Epochs, freshEpochId, freshTag } from './epoch.js';
 import { BUCKETS, epochOf, keyOfMember } from './layout.js';
 import type { KeyNames, KeyNamesCache } from './layout.js';
 import type { Link } from './link.js';
+import { carriedHeader, carriedNotice } from './notice.js';
 import { begin, observe } from './observer.js';
 import type { Reported } from './observer.js';
 import { callReadScript, isReadScript } from './read-only.js';
@@ -48,6 +49,10 @@ export interface OperationsContext {
   readonly evictionPolicy: EvictionPolicyAction;
   /** The command compareAndSet announces commits with: PUBLISH, SPUBLISH (Cluster), or none. */
   readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+  /** Payloads up to this many bytes ride in the announcement (0: never); see notice.ts. */
+  readonly carryMaxBytes: number;
+  /** Whether a carried announcement is followed by the plain one, for older watchers. */
+  readonly legacyAnnouncements: boolean;
 }
 
 export class Operations {
@@ -61,6 +66,10 @@ export class Operations {
   private readonly maxKeyBytes: number;
   private readonly evictionPolicy: EvictionPolicyAction;
   private readonly announce: '' | 'PUBLISH' | 'SPUBLISH';
+  private readonly carryMaxBytes: number;
+  private readonly legacyAnnouncements: boolean;
+  /** ioredis-mock: its Lua cannot append a binary payload to the notice, so the client sends it whole. */
+  private readonly wholeNotices: boolean;
   /** The epoch marker learned for each bucket, which every script call passes for its check. */
   private readonly epochs = new Epochs();
 
@@ -69,7 +78,9 @@ export class Operations {
       prefix: this.prefix, link: this.link, names: this.names, timeoutMs: this.timeoutMs,
       durability: this.durability, observer: this.observer, maxPayloadBytes: this.maxPayloadBytes,
       maxKeyBytes: this.maxKeyBytes, evictionPolicy: this.evictionPolicy, announce: this.announce,
+      carryMaxBytes: this.carryMaxBytes, legacyAnnouncements: this.legacyAnnouncements,
     } = context);
+    this.wholeNotices = !isConnection(context.link.writer);
   }
 
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
@@ -120,7 +131,15 @@ export class Operations {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (withHead) args.push(CAS_WITH_HEAD);
+    // Issue 21: the announcement carries the version (notice.ts), so that watchers need no read.
+    const header = this.announce !== '' && version.payload.length <= this.carryMaxBytes
+      ? carriedHeader(args[5] as string, args[4] as string, epochIdOf(sent), names.member) : undefined;
+    if (header !== undefined) {
+      args.push(withHead ? CAS_WITH_HEAD : '', header, this.legacyAnnouncements ? '1' : '');
+      if (this.wholeNotices) args.push(carriedNotice(header, version.payload));
+    } else if (withHead) {
+      args.push(CAS_WITH_HEAD);
+    }
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
@@ -278,6 +297,11 @@ export class Operations {
       await this.durability!.acknowledged('lease', names.versions, mark);
     }
     return reply;
+  }
+
+  /** The epoch id this store knows for a key's bucket ('' when none): for carried notices. */
+  knownEpoch(names: KeyNames): string {
+    return epochIdOf(this.epochs.known(names.bucket));
   }
 
   /** The Redis names of a key (checked): for watches. */

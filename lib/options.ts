@@ -44,9 +44,17 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
  */
 export const DEFAULT_MAX_KEY_BYTES = 64 * 1024;
 
+/**
+ * The largest payload a commit's announcement carries, unless the options say otherwise: 4 KiB.
+ * Every subscriber of the bucket's channel receives it (also those watching other keys of the
+ * bucket), so it stays small; larger versions are announced without their data and read.
+ */
+export const DEFAULT_CARRY_MAX_BYTES = 4096;
+
 /** How watches learn of new heads, unless the options say otherwise. */
 export const DEFAULT_WATCH: Readonly<Required<WatchOptions>> = {
   mode: 'pubsub', pollIntervalMs: 1000, maxOutageMs: 30_000, announce: true,
+  carryMaxBytes: DEFAULT_CARRY_MAX_BYTES, legacyAnnouncements: true,
 };
 
 /** A store's settings, checked and complete. */

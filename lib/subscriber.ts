@@ -22,8 +22,8 @@ import { keySlot } from './cluster.js';
 
 /** What a watch hears on a channel. */
 export interface ChannelListener {
-  /** A message published on the channel. */
-  message(message: string): void;
+  /** A message published on the channel, as bytes (an announcement may carry a binary payload). */
+  message(message: Buffer): void;
   /** The channel was resubscribed after messages may have been missed: re-read. */
   gap(): void;
   /** The channel stopped being heard (its connection closed, its slot moved); a gap follows. */
@@ -130,10 +130,11 @@ abstract class BaseSubscriber implements Subscriber {
   protected abstract readonly verbs: { subscribe: 'subscribe' | 'ssubscribe'; unsubscribe: 'unsubscribe' | 'sunsubscribe' };
 
   /** Hands a message to the channel's listeners. */
-  protected deliver(channel: string, message: string): void {
-    const state = this.channels.get(channel);
+  protected deliver(channel: string | Buffer, message: string | Buffer): void {
+    const state = this.channels.get(String(channel));
     if (state === undefined) return;
-    for (const listener of state.listeners) listener.message(message);
+    const bytes = typeof message === 'string' ? Buffer.from(message, 'utf8') : message;
+    for (const listener of state.listeners) listener.message(bytes);
   }
 
   /** Sends the subscription of `channels` on `node`; each becomes live once Redis confirms it. */
@@ -201,7 +202,10 @@ class SingleSubscriber extends BaseSubscriber {
     if (typeof duplicate !== 'function') throw new TypeError('watch with pub/sub needs a client with duplicate()');
     const connection = duplicate.call(client, SUBSCRIBER_OPTIONS) as RedisClient & PubSubMethods;
     this.node = { client: connection, channels: new Set() };
-    connection.on?.('message', (channel, message) => this.deliver(channel as string, message as string));
+    // Bytes: a carried announcement may hold a binary payload. ioredis emits `messageBuffer` for
+    // every message (and `message` too); ioredis-mock emits one of them, by the message's type.
+    connection.on?.('messageBuffer', (channel, message) => this.deliver(channel as Buffer, message as Buffer));
+    if (!isConnection(connection)) connection.on?.('message', (channel, message) => this.deliver(channel as string, message as string));
     connection.on?.('error', () => {
       // A reconnect follows; the channels are resubscribed on `ready`, and that is a gap.
     });
@@ -362,7 +366,7 @@ class ClusterSubscriber extends BaseSubscriber {
     node = created;
     this.nodes.set(address, created);
     const current = (): boolean => this.nodes.get(address) === created;
-    client.on?.('smessage', (channel, message) => this.deliver(channel as string, message as string));
+    client.on?.('smessageBuffer', (channel, message) => this.deliver(channel as Buffer, message as Buffer));
     // An unsolicited `sunsubscribe` (the slot moved away) arrives as an `error` event; which
     // channels it dropped is not said, so every channel of the node is resubscribed.
     client.on?.('error', () => {

@@ -188,6 +188,32 @@ export interface WatchOptions {
    * with pub/sub: their watches would not hear this store's commits.
    */
   announce?: boolean;
+  /**
+   * The largest payload, in bytes, that a commit's announcement carries with it, so that watches
+   * and followers have the version without reading it (docs/follow.md). Larger versions are
+   * announced without their data, and read. Default 4096; 0 never carries data.
+   */
+  carryMaxBytes?: number;
+  /**
+   * Whether a commit whose announcement carries its data is also announced in the form of earlier
+   * versions of this library (`<seqno><member>`), which their watches need to hear it. Default
+   * true: the cost is a second PUBLISH per commit. Turn it off once no process runs a version
+   * older than the one that added `carryMaxBytes`.
+   */
+  legacyAnnouncements?: boolean;
+}
+
+/** Settings of one `follow`. */
+export interface FollowOptions {
+  /**
+   * The lowest seqno wanted: every version with a seqno >= `from` is yielded. Omitted: from the
+   * key's oldest stored version. To resume after the version last applied, pass its seqno + 1.
+   */
+  from?: SeqNoInput;
+  /** Ends the follow (its loop finishes normally) when aborted. */
+  signal?: AbortSignal;
+  /** How many versions one read brings at most (and how many wait in memory). Default 256. */
+  pageSize?: number;
 }
 
 /** Settings of one `watch`. */

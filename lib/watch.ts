@@ -2,7 +2,8 @@
  * Watches: a key's heads as they commit, without polling. A watch listens on its key's bucket
  * channel (where `compareAndSet-4.lua` announces each commit as `<seqno><member>`), and reads the
  * head whenever an announcement for its key names a seqno above the last it yielded, and after
- * every gap the subscriber reports. It only ever holds a flag "the head must be read", never a
+ * every gap the subscriber reports; an announcement that carries its version (notice.ts) is yielded
+ * without a read. It only ever holds a flag "the head must be read", never a
  * queue, so a slow consumer gets the latest head and no backlog. Without pub/sub (`mode: 'poll'`),
  * and while a subscription is down, it reads the head every `pollIntervalMs`.
  *
@@ -11,9 +12,10 @@
  * `abort` listener per caller signal and store, not one each (Node's EventTarget adds in O(n)).
  */
 import { performance } from 'node:perf_hooks';
-import { ExternalError } from './errors.js';
+import { determinate, ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
-import { encodeSeqNo, SEQNO_WIDTH } from './seqno.js';
+import { NoticeReader } from './notice.js';
+import { encodeSeqNo, formatSeqNo } from './seqno.js';
 import type { Subscriber, Subscription } from './subscriber.js';
 import type { VersionedData, WatchOptions } from './types.js';
 
@@ -23,6 +25,8 @@ export interface WatchHost {
   head(key: string): Promise<VersionedData | null>;
   /** Makes the store's subscriber, on the first pub/sub watch. */
   openSubscriber(): Subscriber;
+  /** The epoch id the store knows for a key's bucket ('' for none): carried notices must match it. */
+  knownEpoch(names: KeyNames): string;
 }
 
 function isStoreReset(err: unknown): boolean {
@@ -98,6 +102,15 @@ export class Watches {
     let failingSince: number | undefined;
     let retryMs = RETRY_MIN_MS;
     while (!state.ended) {
+      const carried = state.carried;
+      if (carried !== undefined) {
+        state.carried = undefined;
+        if (state.last === undefined || carried.wire > state.last) {
+          state.last = carried.wire;
+          yield carried.version;
+          continue;
+        }
+      }
       if (state.stale) {
         state.stale = false;
         let head: VersionedData | null | undefined;
@@ -115,6 +128,14 @@ export class Watches {
         failingSince = undefined;
         retryMs = RETRY_MIN_MS;
         if (state.ended || head === undefined) return;
+        // A head never moves back (truncate keeps it): below one yielded, commits this watch saw
+        // are gone, which the epoch check cannot always tell (versions yielded from announcements
+        // teach it nothing).
+        if (state.last !== undefined && (head === null || encodeSeqNo(head.seqno) < state.last)) {
+          throw determinate('store-rollback', `watch of ${JSON.stringify(key)}: the head moved back from ` +
+            `${formatSeqNo(BigInt(state.last))} to ${head === null ? 'no data' : formatSeqNo(head.seqno)}: ` +
+            'commits it yielded are gone (a failover lost them)');
+        }
         if (head !== null) {
           const seqno = encodeSeqNo(head.seqno);
           if (state.last === undefined || seqno > state.last) {
@@ -130,14 +151,25 @@ export class Watches {
     }
   }
 
+  /** The store's subscriber, made on first use; followers (follow.ts) share it. */
+  openSubscriber(): Subscriber {
+    this.subscriber ??= this.host.openSubscriber();
+    return this.subscriber;
+  }
+
   /** Listens on the key's channel: announcements of newer heads and gaps make the watch stale. */
   private subscribe(state: WatchState, names: KeyNames): Subscription {
-    this.subscriber ??= this.host.openSubscriber();
-    const subscription = this.subscriber.listen(names.heads, {
+    const notices = new NoticeReader(names.member);
+    const host = this.host;
+    const subscription = this.openSubscriber().listen(names.heads, {
       message(message) {
-        if (message.length <= SEQNO_WIDTH || message.slice(SEQNO_WIDTH) !== names.member) return;
-        if (state.last !== undefined && message.slice(0, SEQNO_WIDTH) <= state.last) return;
-        state.stale = true;
+        const notice = notices.read(message);
+        // Not newer than what is in hand (also the plain twin of a carried notice): nothing to do.
+        const newest = state.carried?.wire ?? state.last;
+        if (notice === undefined || (newest !== undefined && notice.seqno <= newest)) return;
+        // Another epoch (a reset): only a read reports it (notice.ts).
+        if (notice.data === undefined || notice.marker !== host.knownEpoch(names)) state.stale = true;
+        else state.carried = { wire: notice.seqno, version: { seqno: BigInt(notice.seqno), data: notice.data } };
         state.wake.fire();
       },
       gap() {
@@ -192,6 +224,11 @@ class WatchState {
   subscribed = false;
   /** The last head yielded, in its wire form: announcements compare as fixed-width strings. */
   last: string | undefined;
+  /**
+   * The newest version an announcement carried, to yield without a read: one at most, like the
+   * flag, so a slow consumer still gets the latest, never a backlog.
+   */
+  carried: { readonly wire: string; readonly version: VersionedData } | undefined;
   /** Settles the pending `unlessEnded`, if any, as ended. */
   private interrupt: (() => void) | undefined;
 
@@ -287,7 +324,7 @@ class Limiter {
 }
 
 /** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */
-class Wake {
+export class Wake {
   private fired = false;
   private resolve: ((woken: boolean) => void) | undefined;
 

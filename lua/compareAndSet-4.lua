@@ -35,11 +35,20 @@
     ARGV[7] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
     ARGV[8] tag       a fresh random tag of 8 bytes, without '|': this commit's in the marker (and
                       the id of the marker a first commit creates)
-    ARGV[9] withHead  optional: '1' asks for the head with a mismatch (compareAndSetWithHead);
+    ARGV[9] withHead  '1' asks for the head with a mismatch (compareAndSetWithHead); '' or
                       absent for the plain compareAndSet, whose replies stay 1 and 0
+    ARGV[10] notice   optional (issue 21): the head of the carried announcement,
+                      `<seqno>+<previous><n><marker><member>` (lib/notice.ts), to which the payload
+                      is appended here and which is published instead of the plain one; '' or
+                      absent: the plain one
+    ARGV[11] legacy   optional (issue 21): '1' publishes the plain announcement too, after the
+                      carried one, for watchers of earlier versions
+    ARGV[12] whole    optional (issue 21): the whole carried announcement, for ioredis-mock only,
+                      whose Lua cannot concatenate a binary argument (it arrives as userdata)
 
   Output:
-    1                 committed (and announced as `<seqno><member>` on ARGV[5], unless ARGV[6] is '')
+    1                 committed (and announced as `<seqno><member>` and/or ARGV[10] on ARGV[5], unless
+                      ARGV[6] is '')
     0                 expectation mismatch; nothing changed, nothing announced (ARGV[9] absent)
     {}                expectation mismatch, the key has no data (ARGV[9] = '1')
     {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
@@ -58,6 +67,7 @@ local rcall = redis.call
 local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local heads, announce, known, tag, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local notice, legacy, whole = ARGV[10], ARGV[11], ARGV[12]
 
 local verdict, marker = checkEpoch(epoch, known, true)
 local refusal = REFUSE[verdict]
@@ -78,7 +88,18 @@ end
 if not reply then
   rcall('ZADD', versions, 0, seqno)
   rcall('HSET', data, seqno, payload)
-  if announce ~= '' then redis.pcall(announce, heads, seqno .. member) end
+  if announce ~= '' then
+    -- Issue 21: a carried notice, then the plain one when there is none or when watchers of
+    -- earlier versions must hear it. On Redis the payload is a string (sent once, appended here);
+    -- on ioredis-mock it is userdata, and the caller sent the whole notice; else none is carried.
+    local carried = notice ~= nil and notice ~= ''
+    if carried then
+      if type(payload) == 'string' then redis.pcall(announce, heads, notice .. payload)
+      elseif whole ~= nil and whole ~= '' then redis.pcall(announce, heads, whole)
+      else carried = false end
+    end
+    if not carried or legacy == '1' then redis.pcall(announce, heads, seqno .. member) end
+  end
   marker = countCommit(epoch, marker, tag)
   reply = 1
 end

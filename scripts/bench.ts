@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { run as runLease } from './bench/lease.js';
+import { run as runFollow } from './bench/follow.js';
 import {
   commandStats, deletePrefix, measureGroup, num, populate, ratio, registerKeys, sleep, table, usedMemory,
 } from './bench-support.js';
@@ -330,6 +331,7 @@ async function main(): Promise<void> {
     // Bounded-at-scale runs (1M versions and keys, 100k watches): their own server, only when named.
     if (String(args.only ?? '').split(',').includes('scale')) await runScale(argv);
     if (SECTIONS.has('lease')) await runLease(argv);
+    if (SECTIONS.has('follow')) await runFollow(argv);
     if (MOCK) {
       say('ioredis-mock runs every script in a fresh JavaScript Lua VM: its figures check that the bench');
       say('runs, and say nothing about Redis. Targets are judged on a real Redis only.');

@@ -465,6 +465,42 @@ real('watch prints the head, then each new head as it commits, and exits with 0 
   assert.is(await exited, 0, stderr);
 });
 
+real('watch --from SEQNO prints every version from SEQNO in order, then each new one (NDJSON); truncated versions exit 1', async () => {
+  for (let seqno = 0n; seqno <= 2n; seqno++) {
+    assert.is(await consensus.compareAndSet('followed', seqno === 0n ? null : seqno - 1n, { seqno, data: Buffer.from(`f${seqno}`) }),
+      CaSResult.Committed);
+  }
+  const child = spawn(process.execPath, [CLI, '--prefix', prefix, '--json', '--encoding', 'utf8', 'watch', 'followed', '--from', '1'], {
+    env: { ...process.env, REDIS_URL }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  try {
+    // Committed at once, faster than a watch would print each head: --from prints every one.
+    for (let seqno = 3n; seqno <= 9n; seqno++) {
+      assert.is(await consensus.compareAndSet('followed', seqno - 1n, { seqno, data: Buffer.from(`f${seqno}`) }), CaSResult.Committed);
+    }
+    for (const deadline = Date.now() + 5000; lines(stdout).length < 9;) {
+      if (Date.now() > deadline) throw new Error(`watch --from printed ${JSON.stringify(stdout)} ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(json(stdout), Array.from({ length: 9 }, (_, i) => ({ seqno: String(i + 1), bytes: 2, data: `f${i + 1}` })));
+  } finally {
+    child.kill('SIGINT');
+  }
+  assert.is(await exited, 0, stderr);
+  assert.is(await consensus.truncate('followed', 5), 5);
+  const truncated = await run(['watch', 'followed', '--from', '2']);
+  assert.is(truncated.code, 1);
+  assert.match(truncated.stderr, 'versions from SeqNo(2) up to SeqNo(5) (excluded) may have been truncated');
+  const bad = await run(['watch', 'followed', '--from', 'x1']);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, '--from must be a seqno');
+});
+
 real('truncate refuses without --yes when stdin is not a terminal, and deletes nothing', async () => {
   const result = await run(['truncate', 'alpha', '3'], { input: 'y\n' });
   assert.is(result.code, 2);

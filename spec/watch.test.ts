@@ -54,7 +54,8 @@ options('bad watch options are refused in the constructor', () => {
   const client = new RedisMock({ port: 39777 });
   const bad: Array<[object, typeof RangeError | typeof TypeError]> = [
     [{ mode: 'push' }, RangeError], [{ pollIntervalMs: 0 }, RangeError], [{ maxOutageMs: -1 }, RangeError],
-    [{ announce: 'yes' }, TypeError],
+    [{ announce: 'yes' }, TypeError], [{ carryMaxBytes: -1 }, RangeError], [{ carryMaxBytes: 1.5 }, RangeError],
+    [{ legacyAnnouncements: 'yes' }, TypeError],
   ];
   for (const [watch, kind] of bad) {
     assert.throws(() => new RedisConsensus(client, { watch } as ConstructorParameters<typeof RedisConsensus>[1]), kind);
@@ -88,10 +89,12 @@ function redisOnly(): void {
     }
   });
 
-  test('a commit is announced on its bucket channel as seqno then member; a mismatch and announce: false announce nothing', async () => {
+  test('a commit is announced on its bucket channel carrying its data, then as seqno then member; carryMaxBytes, legacyAnnouncements; a mismatch and announce: false announce nothing', async () => {
     const prefix = freshPrefix('announce');
     const consensus = await RedisConsensus.connect(REDIS_URL, { prefix });
     const quiet = await RedisConsensus.connect(REDIS_URL, { prefix, watch: { announce: false } });
+    const modern = await RedisConsensus.connect(REDIS_URL, { prefix, watch: { legacyAnnouncements: false } });
+    const small = await RedisConsensus.connect(REDIS_URL, { prefix, watch: { carryMaxBytes: 3 } });
     const listener = new Redis(REDIS_URL);
     const raw = new Redis(REDIS_URL);
     try {
@@ -105,12 +108,27 @@ function redisOnly(): void {
       assert.is(await consensus.compareAndSet('k', 0, { seqno: 5, data: Buffer.from('no') }), 'ExpectationMismatch');
       await commitNext(quiet, 'k', 1);
       await commitNext(consensus, 'k', 1);
+      // A store announces in the plain form until it knows the bucket's epoch marker: a read teaches it.
+      await modern.head('k');
+      await small.head('k');
+      await commitNext(modern, 'k', 1);
+      // With carryMaxBytes 3, a 3-byte payload is carried and a 4-byte one is not.
+      assert.is(await small.compareAndSet('k', 4, { seqno: 5, data: Buffer.from('k@5') }), 'Committed');
+      assert.is(await small.compareAndSet('k', 5, { seqno: 7, data: Buffer.from('k@7!') }), 'Committed');
       await sleep(50);
-      assert.equal(heard, [0, 1, 3].map((seqno) => `${encodeSeqNo(BigInt(seqno))}"k"`));
+      const plain = (seqno: number): string => `${encodeSeqNo(BigInt(seqno))}"k"`;
+      const marker = String(await raw.get(names.epoch));
+      const carried = (seqno: number, previous: number): string =>
+        `${encodeSeqNo(BigInt(seqno))}+${encodeSeqNo(BigInt(previous))}${marker.length}${marker}"k"k@${seqno}`;
+      // 0: the store knew no marker yet; 4: no legacy form; 7: a payload above carryMaxBytes.
+      assert.equal(heard, [plain(0), carried(1, 0), plain(1), carried(3, 2), plain(3), carried(4, 3),
+        carried(5, 4), plain(5), plain(7)]);
     } finally {
       listener.disconnect();
       await consensus.close();
       await quiet.close();
+      await modern.close();
+      await small.close();
       await deletePrefix(raw, prefix);
       raw.disconnect();
     }
@@ -316,7 +334,14 @@ function keyPrefixSuite(real: boolean): void {
         });
         // The watch may reach the head before this other connection has delivered the last message.
         for (let waited = 0; heard.length < 3 && waited < 2000; waited += 10) await sleep(10);
-        assert.equal(heard, [0, 1, 2].map((seqno) => `${keyPrefix}${bare} ${encodeSeqNo(BigInt(seqno))}"k"`));
+        // The first commit is plain (the store knew no epoch marker yet), the others carry their data.
+        // Announcements name the marker's epoch id, the part before its commit count.
+        const marker = String(await raw.get(`${keyPrefix}${keyNames(prefix, 'k').epoch}`)).split('|')[0]!;
+        assert.equal(heard, [0, 1, 2].flatMap((seqno) => [
+          ...seqno === 0 ? [] : [`${keyPrefix}${bare} ${encodeSeqNo(BigInt(seqno))}+${encodeSeqNo(BigInt(seqno - 1))}` +
+            `${marker.length}${marker}"k"k@${seqno}`],
+          `${keyPrefix}${bare} ${encodeSeqNo(BigInt(seqno))}"k"`,
+        ]));
         assert.is(await raw.exists(`${keyPrefix}${keyNames(prefix, 'k').versions}`), 1, 'the keys carry the keyPrefix');
       } finally {
         listener.disconnect();

@@ -94,15 +94,20 @@ during the walk may or may not be counted.`,
     run: printStats,
   },
   watch: {
-    usage: 'watch KEY',
-    summary: 'print each new head of a key as it commits, until interrupted',
+    usage: 'watch KEY [--from SEQNO]',
+    summary: 'print each new head of a key as it commits (every version with --from), until interrupted',
     details: `Prints the key's head (once it has data), then one line per newer head as soon as it
-commits: "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with --json). Seqnos strictly increase; a
-reader slower than the commits sees the latest head, not every version (scan prints those). Listens
-for the commits' announcements (pub/sub), so an idle watch costs Redis nothing; reconnects and
-re-reads by itself after a Redis restart or failover. Runs until interrupted (Ctrl-C, SIGTERM),
-then exits with 0.`,
-    options: {},
+commits: "SEQNO<TAB>DATA" (or {"seqno", "bytes", "data"} with --json, one object per line). Seqnos
+strictly increase; a reader slower than the commits sees the latest head, not every version.
+Listens for the commits' announcements (pub/sub), so an idle watch costs Redis nothing; reconnects
+and re-reads by itself after a Redis restart or failover. Runs until interrupted (Ctrl-C, SIGTERM),
+then exits with 0.
+
+  --from SEQNO       print every version with a seqno >= SEQNO, in order, each once, then every
+                     new one as it commits (follow); nothing is skipped, however slow the reader.
+                     Versions truncated before they could be read end it with an error naming the
+                     first missing seqno (exit 1).`,
+    options: { from: { type: 'string' } },
     positionals: ['KEY'],
     run: watchHeads,
   },
@@ -241,15 +246,17 @@ async function printStats({ options, out, connect, globals }: Context): Promise<
   for (const line of statsLines(store, globals)) await out.line(line);
 }
 
-async function watchHeads({ args, out, connect, globals }: Context): Promise<void> {
+async function watchHeads({ args, options, out, connect, globals }: Context): Promise<void> {
   const key = args[0]!;
+  const from = options['from'] === undefined ? undefined : parseSeqNo(options['from'] as string, '--from');
   const consensus = await connect();
   const stop = new AbortController();
   const interrupted = (): void => stop.abort();
   process.once('SIGINT', interrupted);
   process.once('SIGTERM', interrupted);
   try {
-    for await (const head of consensus.watch(key, { signal: stop.signal })) await out.line(versionLine(head, globals));
+    const versions = from === undefined ? consensus.watch(key, { signal: stop.signal }) : consensus.follow(key, { from, signal: stop.signal });
+    for await (const version of versions) await out.line(versionLine(version, globals));
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);

@@ -133,6 +133,8 @@ function failure(err: unknown): { message: string; code: number } {
   if (err instanceof ExternalError && err.code === 'store-rollback') {
     return { message: `the store was rolled back: ${plain(err)}`, code: EXIT_STORE_RESET };
   }
+  // watch --from: versions it owed were truncated; Redis did not fail.
+  if (err instanceof ExternalError && err.code === 'truncated') return { message: plain(err), code: EXIT_FAILED };
   if (err instanceof ExternalError) {
     const changed = err.determinate ? 'nothing was changed' : 'the change may or may not have been made: check before retrying';
     return { message: `Redis failed (${changed}): ${plain(err)}`, code: EXIT_UNREACHABLE };

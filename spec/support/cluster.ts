@@ -130,11 +130,11 @@ export interface TestCluster {
 const NODE_TIMEOUT_MS = 2000;
 
 /**
- * Starts 6 servers on `basePort` .. `basePort + 5` (cluster bus on `basePort + 100 + i`), joins
- * them with `redis-cli --cluster create --cluster-replicas 1`, and waits until the cluster is ok
- * everywhere and every replica is in sync.
+ * Starts 6 servers on `basePort` .. `basePort + 5` (cluster bus on `basePort + busOffset + i`),
+ * joins them with `redis-cli --cluster create --cluster-replicas 1`, and waits until the cluster
+ * is ok everywhere and every replica is in sync.
  */
-export async function startCluster(basePort: number): Promise<TestCluster> {
+export async function startCluster(basePort: number, busOffset = 100): Promise<TestCluster> {
   const ports = Array.from({ length: 6 }, (_, i) => basePort + i);
   const servers: RedisServer[] = [];
   const stop = async (): Promise<void> => stopServers(servers);
@@ -142,7 +142,7 @@ export async function startCluster(basePort: number): Promise<TestCluster> {
     // Each server is listed as soon as it runs, so that a failure to start another stops it too.
     await Promise.all(ports.map(async (port, i) => servers.push(await startServer(port, [
       '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-port', String(basePort + 100 + i),
+      '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-port', String(basePort + busOffset + i),
       // A replica may always take over, however long it was cut off: tests kill primaries on purpose.
       '--cluster-replica-validity-factor', '0',
       // Slots of a live primary keep serving while another primary's are failing over.
