@@ -117,7 +117,8 @@ function redisOnly(): void {
       assert.is(await small.compareAndSet('k', 5, { seqno: 7, data: Buffer.from('k@7!') }), 'Committed');
       await sleep(50);
       const plain = (seqno: number): string => `${encodeSeqNo(BigInt(seqno))}"k"`;
-      const marker = String(await raw.get(names.epoch));
+      // Announcements name the marker's epoch id, the part before its commit count.
+      const marker = String(await raw.get(names.epoch)).split('|')[0]!;
       const carried = (seqno: number, previous: number): string =>
         `${encodeSeqNo(BigInt(seqno))}+${encodeSeqNo(BigInt(previous))}${marker.length}${marker}"k"k@${seqno}`;
       // 0: the store knew no marker yet; 4: no legacy form; 7: a payload above carryMaxBytes.
