@@ -4,12 +4,12 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inspect } from 'node:util';
 import { Redis, ReplyError } from 'ioredis';
 import RedisMock from 'ioredis-mock';
 import { ExternalError, RedisConsensus } from '../lib/index.js';
 import { knownNotRun, toExternal } from '../lib/errors.js';
 import { realRedisAvailable, REDIS_URL, rejection, REQUIRE_REDIS } from './support/backends.js';
+import { shown } from './support/shown.js';
 
 test('ExternalError states its kind in its type and its message, and keeps the cause', () => {
   const cause = new Error('socket hang up');
@@ -64,17 +64,6 @@ test('the final ExternalError says how many attempts were made, as a field', asy
 });
 
 
-/** Every way an error can be shown: its text, inspection, JSON, and the same for each cause. */
-export function shown(err: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
-    parts.push(String(current), inspect(current, { depth: 10, showHidden: true }), JSON.stringify(current) ?? '');
-    if (current instanceof Error) parts.push(current.message, current.stack ?? '');
-    current = (current as { cause?: unknown }).cause;
-  }
-  return parts.join('\n');
-}
 
 test('an ExternalError never carries the password of an AUTH or HELLO in its cause, at any depth', () => {
   const auth = Object.assign(new ReplyError('WRONGPASS invalid username-password pair'), {

@@ -26,6 +26,7 @@ import type { CompareAndSetOutcome, RedisConsensusOptions, VersionedData } from 
 import { backends, REDIS_URL } from './support/backends.js';
 import type { Store } from './support/backends.js';
 import { snapshot } from './support/snapshot.js';
+import { shown } from './support/shown.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 18_018);
 const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
@@ -56,17 +57,6 @@ function listenForEscapes(): void {
   process.on('unhandledRejection', onEscape);
 }
 
-/** Every way an error can be shown: its text, inspection, JSON; the same for each cause. */
-function shown(err: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
-    parts.push(String(current), inspect(current, { depth: 10, showHidden: true }), JSON.stringify(current) ?? '');
-    if (current instanceof Error) parts.push(current.message, current.stack ?? '');
-    current = (current as { cause?: unknown }).cause;
-  }
-  return parts.join('\n');
-}
 
 type Settled = { ok: true; value: unknown } | { ok: false; error: unknown };
 
