@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
  * `npm test`'s runner: every spec file under c8 (90% line floor on lib/), its output passed
- * through as it comes, then one summary line: `N passed, N failed, N skipped`, followed by the
- * suites that could not run and why (each says so in a "SKIPPING" line as it goes). Exits with
- * uvu's or c8's failure.
+ * through as it comes, then the suites that could not run and why (each also says so in a
+ * "SKIPPING" line as it goes), and last one summary line alone: `N passed, N failed, N skipped`.
+ * Exits with uvu's or c8's failure.
  */
 import { spawn } from 'node:child_process';
 import { delimiter, join } from 'node:path';
@@ -38,9 +38,11 @@ let summary;
 if (total === undefined || passed === undefined) {
   summary = `the test run did not finish (exit code ${code}): see the output above`;
 } else {
-  summary = `${passed} passed, ${total - passed} failed, ${skipped ?? 0} skipped`;
-  if (coverageFailed) summary += '; line coverage of lib/ below 90%';
-  if (notRun.length > 0) summary += `; ${notRun.length} suite(s) could not run: ${notRun.join('; ')}`;
+  // The counts last and alone on their line, as CI reads them; what else there is to say first.
+  const notes = [];
+  if (coverageFailed) notes.push('line coverage of lib/ below 90%');
+  for (const why of notRun) notes.push(`could not run: ${why}`);
+  summary = [...notes, `${passed} passed, ${total - passed} failed, ${skipped ?? 0} skipped`].join('\n');
 }
 process.stdout.write(`\n${summary}\n`);
 process.exit(code);
