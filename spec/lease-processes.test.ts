@@ -233,7 +233,8 @@ if (available) {
         });
         await until('the lease is held again', 10_000, async () => (await reader.readLease(KEY).catch(() => null))?.held === true);
         run.excused.push([crashed, await run.serverNow()]);
-        await sleep(3000);
+        // Long enough after the failover for tenures to count (3 s gave 5 to 33 of them).
+        await sleep(6000);
       });
       await reader.close();
     } finally {

@@ -107,6 +107,10 @@ function explainConnectFailure(err: ExternalError, globals: Globals): string {
   if (/WRONGPASS|invalid password/i.test(text)) return 'wrong user name or password';
   if (/DB index is out of range/i.test(text)) return `the server has no database ${globals.db ?? 'with that number'}`;
   if (/alert certificate required/i.test(text)) return 'the server requires a client certificate: give --cert and --key';
+  // TLS 1.3: the server may close the socket before its alert is read (a reset instead of the alert).
+  if (/ECONNRESET|EPIPE|socket disconnected|socket hang up/i.test(text) && (globals.tls !== undefined || globals.url.startsWith('rediss:'))) {
+    return 'the server closed the TLS connection in the handshake: if it requires a client certificate, give --cert and --key';
+  }
   if (/self[- ]signed|unable to verify|unable to get local issuer/i.test(text)) {
     return `the server's certificate is not signed by a CA we trust (--cacert): ${detail.replace(/^.*?:\s*/, '')}`;
   }
