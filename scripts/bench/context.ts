@@ -28,16 +28,19 @@ export const { values: args } = parseArgs({
   },
 });
 
-/** The bench's families, each one file of scripts/bench/ (scale is still in scripts/bench.ts). */
+/** The bench's families, each one file of scripts/bench/, and the sections of those that have several. */
 export const FAMILIES: Readonly<Record<string, readonly string[]>> = {
   cas: ['focus', 'operations', 'breakdown'],
-  scale: ['history', 'truncate', 'listKeys', 'memory'],
+  sizes: ['history', 'truncate', 'listKeys', 'memory'],
+  scale: [],
+  lease: [],
+  follow: [],
   append: ['append'],
   watch: ['watch'],
   peers: [],
 };
 /** What runs without --only (peers needs etcd: scripts/etcd-compare.sh). */
-export const DEFAULT_FAMILIES: readonly string[] = ['cas', 'scale', 'append', 'watch'];
+export const DEFAULT_FAMILIES: readonly string[] = ['cas', 'sizes', 'append', 'watch'];
 /** Every section asked for; a family's name stands for all of its sections (`--only cas`). */
 export const SECTIONS: ReadonlySet<string> = new Set(String(args.only ?? DEFAULT_FAMILIES.join(',')).split(',')
   .flatMap((name) => [name, ...(FAMILIES[name] ?? [])]));
