@@ -52,9 +52,10 @@ export interface Notice {
 
 /**
  * The head of the carried notice of a commit at `seqno` on top of `expected` ('' for a key with
- * no data), seqnos in wire form, sent with epoch `marker`: everything but the payload, which the
- * script appends (so that it crosses the wire once); undefined when the marker cannot be named
- * (none known, or too long): the commit is then announced plainly.
+ * no data), seqnos in wire form, in epoch `marker`: everything but the payload. On Redis the
+ * script builds the same itself (compareAndSet-4.lua); this is for ioredis-mock, whose Lua cannot
+ * append a binary payload, so the client sends it whole (`carriedNotice`). Undefined when the
+ * marker cannot be named (none known, or too long): the commit is then announced plainly.
  */
 export function carriedHeader(seqno: string, expected: string, marker: string, member: string): string | undefined {
   if (marker === '' || marker.length > MAX_MARKER || Buffer.byteLength(marker) !== marker.length) return undefined;

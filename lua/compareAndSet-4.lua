@@ -37,10 +37,10 @@
                       the id of the marker a first commit creates)
     ARGV[9] withHead  '1' asks for the head with a mismatch (compareAndSetWithHead); '' or
                       absent for the plain compareAndSet, whose replies stay 1 and 0
-    ARGV[10] notice   optional (issue 21): the head of the carried announcement,
-                      `<seqno>+<previous><n><marker><member>` (lib/notice.ts), to which the payload
-                      is appended here and which is published instead of the plain one; '' or
-                      absent: the plain one
+    ARGV[10] carry    optional (issue 21): '1' publishes the carried announcement,
+                      `<seqno>+<previous><n><epoch id><member><payload>` (lib/notice.ts), built here
+                      from the arguments above and the bucket's marker after this commit, instead of
+                      the plain one; '' or absent: the plain one
     ARGV[11] legacy   optional (issue 21): '1' publishes the plain announcement too, after the
                       carried one, for watchers of earlier versions
     ARGV[12] whole    optional (issue 21): the whole carried announcement, for ioredis-mock only,
@@ -64,10 +64,12 @@
 --- @include "includes/epoch"
 
 local rcall = redis.call
+-- `previous` of a key's first commit in a carried notice: 19 spaces (lib/notice.ts).
+local NO_PREVIOUS = '                   '
 local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local heads, announce, known, tag, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local notice, legacy, whole = ARGV[10], ARGV[11], ARGV[12]
+local carry, legacy, whole = ARGV[10], ARGV[11], ARGV[12]
 
 local verdict, marker = checkEpoch(epoch, known, true)
 local refusal = REFUSE[verdict]
@@ -88,19 +90,28 @@ end
 if not reply then
   rcall('ZADD', versions, 0, seqno)
   rcall('HSET', data, seqno, payload)
+  marker = countCommit(epoch, marker, tag)
   if announce ~= '' then
     -- Issue 21: a carried notice, then the plain one when there is none or when watchers of
-    -- earlier versions must hear it. On Redis the payload is a string (sent once, appended here);
-    -- on ioredis-mock it is userdata, and the caller sent the whole notice; else none is carried.
-    local carried = notice ~= nil and notice ~= ''
-    if carried then
-      if type(payload) == 'string' then redis.pcall(announce, heads, notice .. payload)
-      elseif whole ~= nil and whole ~= '' then redis.pcall(announce, heads, whole)
-      else carried = false end
+    -- earlier versions must hear it. On Redis the payload is a string, sent once and appended
+    -- here; on ioredis-mock it is userdata, and the caller sent the whole notice.
+    local carried = false
+    if carry == '1' then
+      if type(payload) == 'string' then
+        -- The epoch id: the marker up to its commit count (includes/epoch.lua), the same for
+        -- every process that knows the bucket's epoch.
+        local id = string.match(marker, '^[^|]*')
+        local previous = expected
+        if previous == '' then previous = NO_PREVIOUS end
+        redis.pcall(announce, heads, seqno .. '+' .. previous .. string.format('%02d', #id) .. id .. member .. payload)
+        carried = true
+      elseif whole ~= nil and whole ~= '' then
+        redis.pcall(announce, heads, whole)
+        carried = true
+      end
     end
     if not carried or legacy == '1' then redis.pcall(announce, heads, seqno .. member) end
   end
-  marker = countCommit(epoch, marker, tag)
   reply = 1
 end
 if verdict == 'teach' and marker then return {EPOCH, marker, reply} end
