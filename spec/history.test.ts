@@ -20,6 +20,7 @@ import type { ScanReply } from '../lib/scripts.js';
 import { encodeSeqNo } from '../lib/seqno.js';
 import { backends, rejection } from './support/backends.js';
 import type { Backend, Store } from './support/backends.js';
+import { writeHistory } from './support/history.js';
 
 const VERSIONS = 40;
 /** Versions 0, 3, 6 ... (gaps between them), each payload 100 bytes of its own. */
@@ -28,16 +29,7 @@ const payloadOf = (i: number): Buffer => Buffer.alloc(100, i);
 
 /** Writes the history straight into the layout (no epoch marker: replies come without envelope). */
 async function fill(store: Store, key: string, versions = VERSIONS): Promise<void> {
-  const names = keyNames(store.prefix, key);
-  const members: (string | number)[] = [];
-  const fields: (string | Buffer)[] = [];
-  for (let i = 0; i < versions; i++) {
-    members.push(0, encodeSeqNo(seqnoOf(i)));
-    fields.push(encodeSeqNo(seqnoOf(i)), payloadOf(i));
-  }
-  await store.raw.zadd(names.versions, ...members);
-  await store.raw.hset(names.data, ...fields);
-  await store.raw.sadd(names.registry, names.member);
+  await writeHistory(store, key, versions, seqnoOf, payloadOf);
 }
 
 const seqnos = (versions: readonly VersionedData[]): bigint[] => versions.map((version) => version.seqno);

@@ -8,9 +8,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CaSResult, SCAN_ALL } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
-import { encodeSeqNo } from '../lib/seqno.js';
 import { backends } from './support/backends.js';
 import type { Store } from './support/backends.js';
+import { writeHistory } from './support/history.js';
 
 /** Versions 0, 2, 4 ... (gaps between them), each with binary bytes of its own. */
 const VERSIONS = 2000;
@@ -19,16 +19,7 @@ const payloadOf = (i: number): Buffer => Buffer.from([i & 0xff, 0x00, 0xff, (i >
 
 /** Writes the history straight into the layout: fast on both backends. */
 async function fill(store: Store, key: string, versions = VERSIONS): Promise<void> {
-  const names = keyNames(store.prefix, key);
-  const members: (string | number)[] = [];
-  const fields: (string | Buffer)[] = [];
-  for (let i = 0; i < versions; i++) {
-    members.push(0, encodeSeqNo(seqnoOf(i)));
-    fields.push(encodeSeqNo(seqnoOf(i)), payloadOf(i));
-  }
-  await store.raw.zadd(names.versions, ...members);
-  await store.raw.hset(names.data, ...fields);
-  await store.raw.sadd(names.registry, names.member);
+  await writeHistory(store, key, versions, seqnoOf, payloadOf);
 }
 
 async function survivors(store: Store, key: string, from: number, versions = VERSIONS): Promise<void> {
