@@ -274,6 +274,6 @@ const redis5 = existsSync(SERVERS_DIR) ? readdirSync(SERVERS_DIR).find((name) =>
 if (redis5 === undefined) {
   console.warn(`\n!!! SKIPPING the lease suite on Redis 5: none in ${SERVERS_DIR} !!!\n`);
 } else {
-  const server = await RedisServer.start({ port: 7805, binary: join(SERVERS_DIR, redis5, 'redis-server') });
+  const server = await RedisServer.start({ port: 7815, binary: join(SERVERS_DIR, redis5, 'redis-server') });
   leaseSuite(redisBackend(`redis://127.0.0.1:${server.port}`, redis5), () => server.stop());
 }

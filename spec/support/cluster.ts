@@ -37,15 +37,16 @@ export function startServer(port: number, args: string[] = []): Promise<RedisSer
 
 /**
  * Starts a Sentinel on `port` watching the primary on `primaryPort` as `name`, with quorum 1 and
- * quick failure detection.
+ * quick failure detection: the primary is down after `downAfterMs` without a reply (a loaded
+ * machine can stall a live primary for a second: a longer one avoids a spurious failover).
  */
-export function startSentinel(port: number, name: string, primaryPort: number): Promise<RedisServer> {
+export function startSentinel(port: number, name: string, primaryPort: number, downAfterMs = 1000): Promise<RedisServer> {
   return RedisServer.start({
     port,
     args: ['--sentinel'],
     config: [
       `sentinel monitor ${name} ${HOST} ${primaryPort} 1`,
-      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel down-after-milliseconds ${name} ${downAfterMs}`,
       `sentinel failover-timeout ${name} 5000`,
       '',
     ].join('\n'),
