@@ -82,10 +82,7 @@ export class RedisConsensus {
       subscriber: () => this.watches.openSubscriber(),
       knownEpoch: (names) => this.operations.knownEpoch(names),
     }, settings.watch);
-    this.leases = new Leases({
-      call: (names, args, timeoutMs, signal) => this.operations.lease(names, args, timeoutMs, signal),
-      watch: (key, signal) => this.watch(key, { signal }),
-    }, settings.timeoutMs);
+    this.leases = new Leases(this.operations, (key, signal) => this.watch(key, { signal }), settings.timeoutMs);
   }
 
   /**

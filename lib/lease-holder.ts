@@ -6,7 +6,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { KeyNames } from './layout.js';
-import { argsOf, isStoreReset, LeaseLostError, nextOf, parseLeaseRecord, RETRY_MAX_MS, text } from './lease-record.js';
+import { argsOf, isStoreReset, isStoreRollback, LeaseLostError, nextOf, parseLeaseRecord, RETRY_MAX_MS, text } from './lease-record.js';
 import type { LeaseHost, LeaseLossReason, LeaseSettings } from './lease-record.js';
 import { LEASE_DONE, LEASE_LAPSED, LEASE_MISMATCH } from './scripts.js';
 import type { LeaseReply, Wire } from './scripts.js';
@@ -99,9 +99,21 @@ export class Lease {
       clearTimeout(this.renewTimer);
       await this.renewing;
       this.lose(reason);
-      const reply = await this.host.call(this.names,
-        argsOf('release', this.last, nextOf(this.last), this.owner, this.settings), this.settings.timeoutMs);
-      if (reply[0] !== LEASE_DONE) return false;
+      const observation = this.host.observation('releaseLease');
+      let reply: LeaseReply;
+      try {
+        reply = await this.host.lease(this.names,
+          argsOf('release', this.last, nextOf(this.last), this.owner, this.settings), this.settings.timeoutMs);
+      } catch (err) {
+        observation.fail(err, { attempts: 1 });
+        throw err;
+      }
+      if (reply[0] !== LEASE_DONE) {
+        // Lost already: the release changed nothing.
+        observation.finish({ outcome: 'mismatch', attempts: 1 });
+        return false;
+      }
+      observation.finish({ count: 1, attempts: 1 });
       this.remember(nextOf(this.last));
       return true;
     })();
@@ -143,18 +155,23 @@ export class Lease {
     const next = nextOf(this.last);
     this.pending = next;
     const sentAt = performance.now();
+    const observation = this.host.observation('renewLease');
     let reply: LeaseReply;
     try {
-      reply = await this.host.call(this.names, argsOf('renew', this.last, next, this.owner, this.settings),
+      reply = await this.host.lease(this.names, argsOf('renew', this.last, next, this.owner, this.settings),
         Math.max(1, Math.min(this.settings.timeoutMs, this.validUntil - sentAt)));
     } catch (err) {
+      observation.fail(err, { attempts: 1 });
       if (isStoreReset(err)) this.lose('store-reset', err);
+      // Refused until an operator acknowledges it: no renewal can succeed.
+      else if (isStoreRollback(err)) this.lose('rollback', err);
       // Another attempt, soon: one whose predecessor committed unseen learns it from the mismatch.
       else this.scheduleRenew(Math.min(RETRY_MAX_MS, this.settings.renewIntervalMs / 4));
       return;
     } finally {
       this.pending = undefined;
     }
+    observation.finish(reply[0] === LEASE_DONE ? { count: 1, attempts: 1 } : { outcome: 'mismatch', attempts: 1 });
     if (this.controller.signal.aborted) return;
     if (reply[0] === LEASE_DONE) {
       this.last = next;
@@ -198,6 +215,7 @@ export class Lease {
     } catch (err) {
       // Other failures end only the watch: renewals and the local expiry still decide.
       if (isStoreReset(err)) this.lose('store-reset', err);
+      else if (isStoreRollback(err)) this.lose('rollback', err);
     }
   }
 }

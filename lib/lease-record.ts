@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { checkSignal, checkTimeout } from './arguments.js';
 import { ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
-import type { LeaseReply, Wire } from './scripts.js';
+import type { Observation } from './observer.js';
+import type { LeaseReadReply, LeaseReply, Wire } from './scripts.js';
 import { decodeSeqNo, encodeSeqNo } from './seqno.js';
 import type { SeqNo } from './seqno.js';
-import type { VersionedData } from './types.js';
+import type { OperationName, VersionedData } from './types.js';
 
 /** Options of `acquireLease` / `tryAcquireLease`. */
 export interface LeaseOptions {
@@ -77,10 +78,21 @@ export function checkLeaseOptions(options: LeaseOptions | undefined, storeTimeou
   };
 }
 
-/** What the leases of one store use. */
-export interface LeaseHost {
+/** What the leases of one store use of its operations (`Operations` has them). */
+export interface LeaseOperations {
   /** One call of `lease-5.lua`: `args` are op, expected, next, owner, ttlMs, name. */
-  call(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply>;
+  lease(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply>;
+  /** One call of `leaseRead-4.lua`. */
+  leaseRead(names: KeyNames, timeoutMs: number): Promise<LeaseReadReply>;
+  /** Starts reporting one lease operation to the store's observer. */
+  observation(operation: LeaseOperationName): Observation;
+}
+
+/** The lease operations as the observer names them. */
+export type LeaseOperationName = Extract<OperationName, 'acquireLease' | 'renewLease' | 'releaseLease' | 'readLease'>;
+
+/** What the leases of one store use: its operations, and its watches. */
+export interface LeaseHost extends LeaseOperations {
   /** The key's heads as they commit (`RedisConsensus.watch`). */
   watch(key: string, signal: AbortSignal): AsyncIterable<VersionedData>;
 }
@@ -90,6 +102,11 @@ export const RETRY_MAX_MS = 500;
 
 export function isStoreReset(err: unknown): boolean {
   return err instanceof ExternalError && err.code === 'store-reset';
+}
+
+/** Whether the epoch check refused a call as rolled back (the bucket stays refused until acknowledged). */
+export function isStoreRollback(err: unknown): boolean {
+  return err instanceof ExternalError && err.code === 'store-rollback';
 }
 
 /** A seqno or payload of a reply as text. */

@@ -16,24 +16,25 @@ import type { KeyNames, KeyNamesCache } from './layout.js';
 import type { Link } from './link.js';
 import { carriedHeader, carriedNotice } from './notice.js';
 import { begin, observe } from './observer.js';
-import type { Reported } from './observer.js';
+import type { Observation, Reported } from './observer.js';
 import { callReadScript, isReadScript } from './read-only.js';
 import { scanAll, scanPages, STEP_LIMITS, truncateInSteps } from './history.js';
 import type { ScanStep } from './history.js';
 import { registryMembers } from './registry.js';
 import {
   ACK_NO_MARKER, ACK_WAS_RESET, ACK_WAS_ROLLED_BACK, callScript, CAS_COMMITTED, CAS_WITH_HEAD, CONFIRM_STORED, decodeHead,
-  decodeScan, decodeTruncate, isPlainCommit, openEpoch,
+  decodeScan, decodeTruncate, isLeaseCommit, isPlainCommit, openEpoch,
 } from './scripts.js';
 import type {
-  AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, LeaseReply, ScanReply,
-  ScriptArgs, ScriptName,
+  AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, LeaseReadReply, LeaseReply,
+  ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
 import { encodeSeqNo, SCAN_ALL } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
-  CallOptions, CompareAndSetOutcome, Observer, SeqNoInput, StoreResetAcknowledgement, VersionedData, VersionedDataInput,
+  CallOptions, CompareAndSetOutcome, Observer, OperationName, SeqNoInput, StoreResetAcknowledgement, VersionedData,
+  VersionedDataInput,
 } from './types.js';
 
 /** What the operations of one store work with, made once by its constructor. */
@@ -286,19 +287,33 @@ export class Operations {
    * server runs in this process, so that is its clock (as for its own key expiry).
    */
   async lease(names: KeyNames, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<LeaseReply> {
-    const isWrite = args[0] !== 'read' && args[0] !== 'leave';
-    const mark = isWrite ? this.durability?.mark(names.versions) : undefined;
+    const mark = args[0] === 'leave' ? undefined : this.durability?.mark(names.versions);
     const sent = this.epochs.known(names.bucket);
-    const now = isConnection(this.link.writer) ? '' : mockNow();
+    const tag = freshTag();
     const wire = await this.script<EpochReply<LeaseReply>>('lease', true, timeoutMs, [
       names.versions, names.data, names.registry, names.epoch, names.waiters, ...args,
-      names.member, names.heads, this.announce, sent, sent === '' ? freshEpochId() : '', now,
+      names.member, names.heads, this.announce, sent, tag, this.scriptNow(),
     ], signal);
+    // A commit counts in what this store knows of the bucket only once the replicas have it: one
+    // that falls short may be lost by a failover, which must not then be taken for a rollback.
+    const commit = isLeaseCommit(wire);
+    if (commit && mark !== undefined) await this.durability!.acknowledged('lease', names.versions, mark);
     const reply = openEpoch(wire, this.epochs, names, sent, 'lease');
-    if (mark !== undefined && reply[0] === 1 && reply.length === 2) {
-      await this.durability!.acknowledged('lease', names.versions, mark);
-    }
+    if (commit && reply === wire) this.epochs.committed(names.bucket, sent, tag);
     return reply;
+  }
+
+  /** One call of `leaseRead-4.lua` (read-only, so EVALSHA_RO where the server has it) for `readLease`. */
+  async leaseRead(names: KeyNames, timeoutMs: number): Promise<LeaseReadReply> {
+    const sent = this.epochs.known(names.bucket);
+    const wire = await this.script<EpochReply<LeaseReadReply>>('leaseRead', false, timeoutMs,
+      [names.versions, names.data, names.epoch, names.waiters, sent, this.scriptNow()], undefined);
+    return openEpoch(wire, this.epochs, names, sent, 'readLease');
+  }
+
+  /** Starts reporting one operation made of several calls (a lease's) to the observer. */
+  observation(operation: OperationName): Observation {
+    return begin(this.observer, operation);
   }
 
   /** The epoch id this store knows for a key's bucket ('' when none): for carried notices. */
@@ -346,6 +361,16 @@ export class Operations {
   }
 
   /**
+   * The time the lease scripts take: '' (they read TIME), or on ioredis-mock `Date.now()` as
+   * '<seconds> <microseconds>' (see `lease`).
+   */
+  private scriptNow(): string {
+    if (isConnection(this.link.writer)) return '';
+    const ms = Date.now();
+    return `${Math.floor(ms / 1000)} ${(ms % 1000) * 1000}`;
+  }
+
+  /**
    * The call's deadline; also checks its options (an object, a real AbortSignal) before anything
    * is armed, as every operation calls this before sending.
    */
@@ -364,11 +389,6 @@ export class Operations {
   }
 }
 
-/** `Date.now()` as `lease-5.lua` takes a time: '<seconds> <microseconds>'. */
-function mockNow(): string {
-  const ms = Date.now();
-  return `${Math.floor(ms / 1000)} ${(ms % 1000) * 1000}`;
-}
 
 /** How many buckets `acknowledgeStoreReset` writes at once. */
 const ACKNOWLEDGE_IN_FLIGHT = 64;

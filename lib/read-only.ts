@@ -1,6 +1,6 @@
 /**
- * The read scripts (`head`, `scan`) as read-only commands: on a server that has them (Redis >= 7.0,
- * Valkey) they run with `EVAL_RO` on a client's first call of each, `EVALSHA_RO` after (`EVAL_RO`
+ * The read scripts (`head`, `scan`, `leaseRead`) as read-only commands: on a server that has them
+ * (Redis >= 7.0, Valkey) they run with `EVAL_RO` on a client's first call of each, `EVALSHA_RO` after (`EVAL_RO`
  * again on NOSCRIPT), instead of ioredis's EVAL/EVALSHA. Two reasons:
  *
  * - ACL: Redis checks the keys an `EVAL`/`EVALSHA` declares for read *and* write access, so a user
@@ -27,11 +27,11 @@ import { callScript, SCRIPTS } from './scripts.js';
 import type { ScriptArgs, ScriptName } from './scripts.js';
 
 /** The scripts that only read. */
-export type ReadScriptName = Extract<ScriptName, 'head' | 'scan'>;
+export type ReadScriptName = Extract<ScriptName, 'head' | 'scan' | 'leaseRead'>;
 
 /** Whether a script only reads: it runs as a read-only command where the server has them. */
 export function isReadScript(script: ScriptName): script is ReadScriptName {
-  return script === 'head' || script === 'scan';
+  return script === 'head' || script === 'scan' || script === 'leaseRead';
 }
 
 /** Per client: whether its server runs EVALSHA_RO (absent until its first read says). */

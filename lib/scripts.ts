@@ -26,6 +26,7 @@ const FILES = {
   acknowledgeReset: 'acknowledgeReset-1',
   confirm: 'confirm-2',
   lease: 'lease-5',
+  leaseRead: 'leaseRead-4',
 } as const;
 
 export type ScriptName = keyof typeof FILES;
@@ -216,5 +217,17 @@ export const LEASE_LAPSED = 4;
 export type LeaseReply =
   | [typeof LEASE_DONE, Wire] | [typeof LEASE_DONE]
   | [typeof LEASE_MISMATCH] | [typeof LEASE_MISMATCH, Wire, Wire | null]
-  | [typeof LEASE_BUSY, number, number] | [typeof LEASE_NOT_A_LEASE] | [typeof LEASE_LAPSED]
-  | [] | [Wire, Wire | null, number, number];
+  | [typeof LEASE_BUSY, number, number] | [typeof LEASE_NOT_A_LEASE] | [typeof LEASE_LAPSED];
+
+/** `leaseRead-4.lua`: `{}` (no data) or the head, its payload, the ms its lease has left (-1: not held), the live waiters. */
+export type LeaseReadReply = [] | [Wire, Wire | null, number, number];
+
+/**
+ * Whether a `lease-5.lua` reply, opened or still in its epoch envelope, is a commit (an acquire,
+ * renewal or release appended a version): the call that made it learns the commit's count only
+ * once replicas acknowledged it (`Operations.lease`).
+ */
+export function isLeaseCommit(wire: EpochReply<LeaseReply>): boolean {
+  const reply = Array.isArray(wire) && wire[0] === EPOCH_ENVELOPE ? wire[2] as LeaseReply : wire;
+  return Array.isArray(reply) && reply[0] === LEASE_DONE && reply.length === 2;
+}

@@ -33,7 +33,9 @@ export const CaSResult = {
 export type CaSResult = (typeof CaSResult)[keyof typeof CaSResult];
 
 /** Every operation, as named in metrics. */
-export const OPERATIONS = ['head', 'compareAndSet', 'scan', 'truncate', 'listKeys', 'append'] as const;
+export const OPERATIONS = [
+  'head', 'compareAndSet', 'scan', 'truncate', 'listKeys', 'append', 'acquireLease', 'renewLease', 'releaseLease', 'readLease',
+] as const;
 
 /** The operations, as named in metrics. */
 export type OperationName = (typeof OPERATIONS)[number];

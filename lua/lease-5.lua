@@ -1,5 +1,5 @@
 --[[
-  A lease on a consensus key: acquire, renew, release, leave the wait queue, or read, each one
+  A lease on a consensus key: acquire, renew, release, or leave the wait queue, each one
   atomic step that reads the server's clock (TIME) and the key's head together, so that whether a
   lease has expired is decided by this server's clock alone, and every change of ownership is a
   compare-and-set on the head (`expected`): exactly one caller wins each seqno.
@@ -23,8 +23,10 @@
   Lua 5.3, whose integers are 32-bit); no time is ever formatted from a number. Seqnos are never
   computed here (the caller passes `next` = head + 1).
 
-  The bucket's epoch marker is checked first, as in compareAndSet-4.lua (includes/epoch.lua), and
-  each commit is announced on the bucket's heads channel as `<seqno><member>`, so watches hear it.
+  The bucket's epoch marker is checked first, as in compareAndSet-4.lua (includes/epoch.lua); each
+  commit (acquire, renewal, release) counts itself in the marker with its tag (ARGV[11]), so that a
+  failover or restore that loses it is told as a rollback, and is announced on the bucket's heads
+  channel as `<seqno><member>`, so watches hear it.
   `redis.replicate_commands()` comes first: Redis 5 refuses writes after TIME in a script
   otherwise (it is a no-op from Redis 7; ioredis-mock has none).
 
@@ -35,7 +37,7 @@
     KEYS[4] epoch     the bucket's epoch marker
     KEYS[5] waiters   hash owner -> queue entry (see Fairness)
     ARGV[1] op        'acquire' (queue when it must wait), 'try' (never queue), 'renew',
-                      'release', 'leave' (drop owner from the queue), 'read' (writes nothing)
+                      'release', 'leave' (drop owner from the queue); reads are leaseRead-4.lua
     ARGV[2] expected  19-digit head seqno the caller saw, or '' for "no data" (acquire, try,
                       renew, release)
     ARGV[3] next      19-digit seqno to append: expected + 1 (acquire, try, renew, release)
@@ -46,7 +48,8 @@
     ARGV[8] heads     pub/sub channel of this bucket's commits
     ARGV[9] announce  'PUBLISH', 'SPUBLISH' or '' (no announcement)
     ARGV[10] known    the epoch marker the caller knows for this bucket, or ''
-    ARGV[11] newEpoch when ARGV[10] is '': a fresh random id for a marker a first commit creates
+    ARGV[11] tag      a fresh random tag of 8 bytes, without '|': this commit's in the marker (and
+                      the id of the marker a first commit in the bucket creates)
     ARGV[12] now      '' to use TIME, or '<sec> <usec>' from the caller (ioredis-mock, whose TIME
                       rounds seconds and takes microseconds from another clock)
 
@@ -63,43 +66,23 @@
     {3}                    NOT_A_LEASE: the head is not a lease record; nothing changed
     {4}                    LAPSED: renew found its own tenure expired by the server's clock
     {1}                    leave: done
-    {}                     read: the key has no data
-    {head, payload, remainingMs, waiting}  read: the head, the ms left before it expires (-1 when
-                           it is not held), and how many live waiters are queued
     -3, -5                 STORE_RESET, STORE_ROLLBACK: the epoch check refused; nothing changed
 ]]
 --- @include "includes/headOf"
 --- @include "includes/epoch"
+--- @include "includes/leaseRecord"
 
 if redis.replicate_commands then redis.replicate_commands() end
 local rcall = redis.call
 local versions, data, registry, epoch, waiters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, expected, nextSeqno, owner, ttlMs, name = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local member, heads, announce, known, newEpoch, given = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local member, heads, announce, known, tag, given = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 
-local verdict, marker = checkEpoch(epoch, known, op ~= 'read')
+local verdict, marker = checkEpoch(epoch, known, true)
 local refusal = REFUSE[verdict]
 if refusal then return refusal end
 
-local nowSec, nowUsec
-if given ~= '' then
-  nowSec, nowUsec = string.match(given, '^(%d+) (%d+)$')
-else
-  local t = rcall('TIME')
-  nowSec, nowUsec = t[1], t[2]
-end
--- 1e6 is a float literal: the product is a float in Lua 5.3 too, exact far beyond these values.
-local now = tonumber(nowSec) * 1e6 + tonumber(nowUsec)
-
--- The head's lease record: state, token, expiry (microseconds), owner; false when not a record.
-local function recordOf(payload)
-  if type(payload) ~= 'string' then return false end
-  local state, token, sec, usec, ttl, holder =
-    string.match(payload, '^rcl1|(%a+)|(%d+)|(%d+)|(%d+)|(%d+)|([^|]*)|')
-  if not state then return false end
-  return { state = state, token = token, expires = tonumber(sec) * 1e6 + tonumber(usec) + tonumber(ttl) * 1e3,
-    owner = holder }
-end
+local nowSec, nowUsec, now = leaseClock(given)
 
 local function isLive(record)
   return record.state == 'held' and now < record.expires
@@ -163,8 +146,8 @@ local function commit(state, token)
   rcall('ZADD', versions, 0, nextSeqno)
   rcall('HSET', data, nextSeqno,
     'rcl1|' .. state .. '|' .. token .. '|' .. nowSec .. '|' .. nowUsec .. '|' .. ttlMs .. '|' .. owner .. '|' .. name)
+  marker = countCommit(epoch, marker, tag)
   if announce ~= '' then redis.pcall(announce, heads, nextSeqno .. member) end
-  if verdict == 'teach' and not marker then marker = createEpoch(epoch, newEpoch) end
   return {1, token}
 end
 
@@ -179,19 +162,6 @@ local function renew(token)
 end
 
 local function run()
-  if op == 'read' then
-    if not head then return {} end
-    local record = recordOf(headPayload)
-    local remaining = -1
-    if record and isLive(record) then remaining = waitMsUntil(record.expires) end
-    local entries = rcall('HGETALL', waiters)
-    local waiting = 0
-    for i = 2, #entries, 2 do
-      local ss, su, ttl = string.match(entries[i], '^%d+ %d+ (%d+) (%d+) (%d+)$')
-      if ss and tonumber(ss) * 1e6 + tonumber(su) + tonumber(ttl) * 1e3 > now then waiting = waiting + 1 end
-    end
-    return {head, headPayload, remaining, waiting}
-  end
   if op == 'leave' then
     rcall('HDEL', waiters, owner)
     return {1}
@@ -199,7 +169,7 @@ local function run()
   if (head or '') ~= expected then return mismatch() end
   local record = false
   if head then
-    record = recordOf(headPayload)
+    record = leaseRecordOf(headPayload)
     if not record then return {3} end
   end
   local mine = record and record.owner == owner and record.state == 'held'

@@ -1,24 +1,28 @@
 /**
- * Leases (issue 22), in one process: the shared suite on ioredis-mock and a real Redis. Acquire,
- * try, release, renewal past the ttl with a bounded history, takeover of an expired lease by a
- * higher token, loss heard at once (another writer, a store reset), a waiter woken by a release
- * and at the expiry, arrival order among waiters, exactly one winner per seqno, and bad input.
- * Several processes, pauses and kills are in lease-processes.test.ts.
+ * Leases (issue 22), in one process: the shared suite on ioredis-mock, a real Redis and Redis 5
+ * (port 7815). Acquire, try, release, renewal past the ttl with a bounded history, takeover of an
+ * expired lease by a higher token, loss heard at once (another writer, a store reset), a waiter
+ * woken by a release and at the expiry, arrival order among waiters, exactly one winner per seqno,
+ * bad input, lease commits counted by the epoch check, a try that replicas never acknowledge, the
+ * observer's reports. With durability, on a primary and a replica this file starts (ports 7816,
+ * 7817): a commit the replica did not acknowledge is not counted. Several processes, pauses and
+ * kills are in lease-processes.test.ts.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CaSResult, LeaseLostError, SCAN_ALL } from '../lib/index.js';
-import type { Lease, RedisConsensus } from '../lib/index.js';
+import { CaSResult, countingObserver, ExternalError, LeaseLostError, RedisConsensus, SCAN_ALL } from '../lib/index.js';
+import type { Lease } from '../lib/index.js';
 import { parseLeaseRecord } from '../lib/lease-record.js';
-import { deletePrefix, mockBackend, realRedisAvailable, redisBackend, rejection } from './support/backends.js';
+import { assertExternal, deletePrefix, freshPrefix, mockBackend, realRedisAvailable, redisBackend, rejection } from './support/backends.js';
 import type { Backend, Store } from './support/backends.js';
-import { aborted, deadHolder, sleep } from './support/lease.js';
+import { aborted, copyLeaseKeys, deadHolder, restoreLeaseKeys, sleep } from './support/lease.js';
+import { command, infoFields, redisServerAvailable, startServer, stopServers, until } from './support/cluster.js';
 import { RedisServer } from './support/redis-server.js';
 import { snapshot } from './support/snapshot.js';
-
 
 interface Context {
   store: Store;
@@ -262,18 +266,113 @@ function leaseSuite(backend: Backend, stop?: () => Promise<void>): void {
     assert.is((await peer.readLease('closing'))?.held, false);
   });
 
+  test('lease commits count in the bucket\'s epoch marker: a release lost by a restore is refused as a rollback', async ({ store, consensus }) => {
+    const lease = await consensus.acquireLease('counted', { ttlMs: 10_000 });
+    const copy = await copyLeaseKeys(store.raw, store.prefix, 'counted');
+    assert.is(await lease.release(), true);
+    // A failover to a replica that had the acquire but not the release.
+    await restoreLeaseKeys(store.raw, copy);
+    const err = await rejection(consensus.head('counted'));
+    assert.instance(err, ExternalError, String(err));
+    assert.is((err as ExternalError).code, 'store-rollback', (err as Error).message);
+  });
+
+  test('a try whose commits no replica acknowledges gives up after 3 failed calls', async ({ store }) => {
+    const observer = countingObserver();
+    // No replica: every WAIT falls short (ioredis-mock has no WAIT: the same indeterminate error).
+    const durable = await backend.peer(store, { durability: { replicas: 1, timeoutMs: 20 }, observer });
+    try {
+      const gaveUp = await Promise.race([
+        rejection(durable.tryAcquireLease('unacknowledged', { ttlMs: 10_000 })),
+        sleep(10_000).then(() => 'still trying after 10 s'),
+      ]);
+      assertExternal(gaveUp, false, 'replicas-short');
+      // Each failed call committed on the primary; each resend met that commit as a mismatch first.
+      const { acquireLease } = observer.counts;
+      assert.equal([acquireLease.started, acquireLease.indeterminate, acquireLease.attempts, acquireLease.mismatches], [1, 1, 5, 2]);
+    } finally {
+      await durable.close();
+    }
+  });
+
+  test('lease operations are reported to the observer: acquire, try, renewals, release, read', async ({ store }) => {
+    const observer = countingObserver();
+    const observed = await backend.peer(store, { observer });
+    try {
+      const lease = await observed.acquireLease('observed', { ttlMs: SHORT });
+      assert.is(await observed.tryAcquireLease('observed', { ttlMs: SHORT }), null);
+      await sleep(SHORT);
+      const state = await observed.readLease('observed');
+      assert.is(state?.held, true);
+      assert.is(await lease.release(), true);
+      assert.is(await lease.release(), true, 'idempotent: reported once');
+      const { acquireLease, renewLease, releaseLease, readLease } = observer.counts;
+      assert.equal([acquireLease.started, acquireLease.ok, acquireLease.count], [2, 2, 1], 'an acquire, and a try that got null');
+      assert.ok(acquireLease.attempts >= 2, String(acquireLease.attempts));
+      assert.ok(renewLease.ok >= 1 && renewLease.count === renewLease.ok, `${renewLease.ok} renewals`);
+      assert.equal([releaseLease.started, releaseLease.ok, releaseLease.count], [1, 1, 1]);
+      assert.equal([readLease.started, readLease.ok, readLease.count, readLease.bytesRead], [1, 1, 1, state!.head.data.length]);
+    } finally {
+      await observed.close();
+    }
+  });
+
   test.run();
 }
 
-leaseSuite(mockBackend());
-if (await realRedisAvailable()) leaseSuite(redisBackend());
-
+// Every await before the first suite is defined: uvu starts running at the first pause after a
+// suite's run(), and a suite defined after that runs alongside it (and prints a function's text).
+const withRedis = await realRedisAvailable();
 // Redis 5: the lease script must call redis.replicate_commands() before TIME and its writes.
 const SERVERS_DIR = process.env.REDIS_SERVERS_DIR ?? fileURLToPath(new URL('../../../shared/servers', import.meta.url));
 const redis5 = existsSync(SERVERS_DIR) ? readdirSync(SERVERS_DIR).find((name) => name.startsWith('redis-5')) : undefined;
-if (redis5 === undefined) {
-  console.warn(`\n!!! SKIPPING the lease suite on Redis 5: none in ${SERVERS_DIR} !!!\n`);
-} else {
-  const server = await RedisServer.start({ port: 7815, binary: join(SERVERS_DIR, redis5, 'redis-server') });
-  leaseSuite(redisBackend(`redis://127.0.0.1:${server.port}`, redis5), () => server.stop());
+if (redis5 === undefined) console.warn(`\n!!! SKIPPING the lease suite on Redis 5: none in ${SERVERS_DIR} !!!\n`);
+const server5 = redis5 === undefined ? undefined
+  : await RedisServer.start({ port: 7815, binary: join(SERVERS_DIR, redis5, 'redis-server') });
+const replicated = redisServerAvailable() ? await startPrimaryAndReplica(7816, 7817) : undefined;
+
+async function startPrimaryAndReplica(primary: number, replica: number): Promise<RedisServer[]> {
+  const servers = [await startServer(primary), await startServer(replica, ['--replicaof', '127.0.0.1', String(primary)])];
+  await until('the replica is in sync', 10_000, async () =>
+    infoFields(String(await command(primary, 'INFO', 'replication'))).slave0?.includes('state=online') === true);
+  return servers;
+}
+
+leaseSuite(mockBackend());
+if (withRedis) leaseSuite(redisBackend());
+if (server5 !== undefined) leaseSuite(redisBackend(`redis://127.0.0.1:${server5.port}`, redis5), () => server5.stop());
+if (replicated !== undefined) durabilitySuite(replicated);
+
+/** With durability, on a primary (7816) and a replica (7817) this file starts. */
+function durabilitySuite(servers: RedisServer[]): void {
+  const test = suite('lease: durability (a primary and a replica)');
+  test.after(() => stopServers(servers));
+
+  test('a commit that no replica acknowledged is not counted: losing it is no rollback', async () => {
+    const url = `redis://127.0.0.1:${servers[0]!.port}`;
+    const prefix = freshPrefix('lease-durable');
+    const raw = new Redis(url);
+    const durable = await RedisConsensus.connect(url, { prefix, durability: { replicas: 1, timeoutMs: 100 } });
+    try {
+      const lease = await durable.acquireLease('k', { ttlMs: 10_000 });
+      const copy = await copyLeaseKeys(raw, prefix, 'k');
+      servers[1]!.pause();
+      try {
+        assertExternal(await rejection(lease.release()), false, 'replicas-short');
+      } finally {
+        servers[1]!.resume();
+      }
+      // A failover to a replica that had the acquire but not the release.
+      await restoreLeaseKeys(raw, copy);
+      const state = await durable.readLease('k');
+      assert.is(state?.held, true, 'read, not refused as a rollback');
+      assert.is(state?.record?.token, lease.token);
+    } finally {
+      await durable.close();
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
+  test.run();
 }

@@ -1,5 +1,5 @@
 /**
- * Lease bench (issue 22), on a redis-server of its own (ports 7836-7839), so that its command
+ * Lease bench (issue 22), on a redis-server of its own (ports 7316-7319), so that its command
  * counts are its own:
  * - uncontended acquire and release latency, as ratios to a compareAndSet round trip measured in the
  *   same run, interleaved with them;
@@ -32,7 +32,7 @@ async function counts(raw: Redis): Promise<{ commands: number; scripts: number }
 
 export async function run(argv: string[]): Promise<void> {
   const quick = argv.includes('--quick');
-  const server = await startServer(7836, 7839);
+  const server = await startServer(7316, 7319);
   const url = `redis://127.0.0.1:${server.port}`;
   const raw = new Redis(url);
   const prefix = `bench-lease-${process.pid}`;

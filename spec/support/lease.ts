@@ -1,7 +1,7 @@
 /**
  * Helpers of the lease specs: a "dead holder" (a lease record committed as a plain compare-and-set,
- * with nobody renewing it), the server's clock as the lease script reads it, and waiting for a
- * signal.
+ * with nobody renewing it), the server's clock as the lease script reads it, waiting for a signal,
+ * and a copy of a lease key's Redis keys to put back later (a failover that lost what came since).
  */
 import type { Redis } from 'ioredis';
 import { CaSResult } from '../../lib/index.js';
@@ -54,4 +54,30 @@ export function aborted(signal: AbortSignal, timeoutMs: number): Promise<unknown
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** An older copy of a lease key's Redis keys (versions, data, the bucket's epoch marker, waiters). */
+export type LeaseKeysCopy = Array<{ name: string; type: string; value: unknown }>;
+
+export async function copyLeaseKeys(raw: Redis, prefix: string, key: string): Promise<LeaseKeysCopy> {
+  const names = keyNames(prefix, key);
+  const copy: LeaseKeysCopy = [];
+  for (const name of [names.versions, names.data, names.epoch, names.waiters]) {
+    const type = await raw.type(name);
+    if (type === 'zset') copy.push({ name, type, value: await raw.zrange(name, 0, -1) });
+    else if (type === 'hash') copy.push({ name, type, value: await raw.hgetall(name) });
+    else if (type === 'string') copy.push({ name, type, value: await raw.get(name) });
+    else copy.push({ name, type, value: undefined });
+  }
+  return copy;
+}
+
+/** Puts the keys back as `copy` had them: a failover or restore that lost what came since. */
+export async function restoreLeaseKeys(raw: Redis, copy: LeaseKeysCopy): Promise<void> {
+  for (const { name, type, value } of copy) {
+    await raw.del(name);
+    if (type === 'zset') for (const member of value as string[]) await raw.zadd(name, 0, member);
+    else if (type === 'hash') for (const [field, data] of Object.entries(value as Record<string, string>)) await raw.hset(name, field, data);
+    else if (type === 'string') await raw.set(name, value as string);
+  }
 }
