@@ -64,9 +64,9 @@ export const CLUSTER_ACL = 'resetkeys ~myapp:{* resetchannels &myapp:{* -@all +e
   '+sscan +ping +info +wait +spublish +ssubscribe +sunsubscribe +cluster|slots +cluster|info +asking +client|setname ' +
   '+get +hdel +hget +hgetall +hmget +hset +hstrlen +sadd +set +time +unlink +zadd +zcard +zrange +zrangebylex +zrank +zrem +zremrangebyrank +zscore';
 
-/** A user that can only read (Redis >= 7.0): head, scan, listKeys, watch, ping. */
+/** A user that can only read (Redis >= 7.0): head, scan, listKeys, watch, readLease (TIME, HGETALL), ping. */
 export const READER_ACL = 'resetkeys %R~myapp:{* resetchannels &myapp:{* -@all +evalsha_ro +eval_ro ' +
-  '+sscan +ping +info +subscribe +unsubscribe +get +hget +hmget +zrange +zrangebylex +hstrlen +zscore';
+  '+sscan +ping +info +subscribe +unsubscribe +get +hget +hgetall +hmget +time +zrange +zrangebylex +hstrlen +zscore';
 
 /** Permissions that are not commands or patterns, kept when one permission is taken away. */
 const RESETS = new Set(['resetkeys', 'resetchannels', '-@all']);
@@ -256,6 +256,10 @@ async function exercise(deployment: Deployment, user: string): Promise<Record<st
   await step('truncate (long history)', () => store.truncate(LONG_KEY, BigInt(LONG_VERSIONS - 50)));
   await step('watch', () => watchOneCommit(store, 'w'));
   await step('lease', () => holdLease(store));
+  await step('readLease', async () => {
+    const state = await store.readLease('lease');
+    return `${state?.record?.token} ${state?.record?.state} ${state?.held ? 'held' : 'not held'}`;
+  });
   await step('close', () => store.close());
   return outcome;
 }
@@ -300,7 +304,8 @@ const EVERYTHING_WORKS: Record<string, unknown> = {
   compareAndSet: CaSResult.Committed, 'compareAndSet mismatch': CaSResult.ExpectationMismatch,
   'compareAndSetWithHead mismatch': 0n, append: 1n, head: 1n, scan: 2,
   listKeys: [LONG_KEY, 'k'].sort().join(','),
-  'scan (long history)': LONG_VERSIONS, truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', lease: '0 held released', close: 'ok',
+  'scan (long history)': LONG_VERSIONS, truncate: 1, 'truncate (long history)': LONG_VERSIONS - 50, watch: '0,1', lease: '0 held released',
+  readLease: '0 free not held', close: 'ok',
 };
 
 /** The ACL LOG entry that taking `permission` away should cause. */
@@ -324,12 +329,12 @@ const docs = suite('ACL: the documentation');
 
 docs('the ACL lines allow every command the scripts call, and docs/deployment.md gives them as this spec tests them', () => {
   const allowed = (acl: string): string[] => acl.split(' ').filter((p) => p.startsWith('+')).map((p) => p.slice(1));
-  for (const command of scriptCommands(['head', 'scan', 'compareAndSet', 'truncate', 'lease'])) {
+  for (const command of scriptCommands(['head', 'scan', 'compareAndSet', 'truncate', 'lease', 'leaseRead'])) {
     assert.ok(allowed(STORE_ACL).includes(command), `STORE_ACL lacks +${command}, which a script calls`);
   }
   // SET is in the read scripts' text only through the epoch include, on paths that run in a write
   // script alone (checkEpoch with `write`); the reader's own exercise shows nothing refused.
-  for (const command of scriptCommands(['head', 'scan']).filter((c) => c !== 'set')) {
+  for (const command of scriptCommands(['head', 'scan', 'leaseRead']).filter((c) => c !== 'set')) {
     assert.ok(allowed(READER_ACL).includes(command), `READER_ACL lacks +${command}, which a read script calls`);
   }
   const deployment = readFileSync(join(REPO_ROOT, 'docs', 'deployment.md'), 'utf8').replace(/\s*\n\s*/g, ' ');
@@ -550,7 +555,7 @@ for (const release of RELEASES) {
   }
 
   if (hasReadOnly(release)) {
-    test('a user with read access only (%R~) runs head, scan, listKeys, watch and ping, refused nothing', async () => {
+    test('a user with read access only (%R~) runs head, scan, listKeys, watch, readLease and ping, refused nothing', async () => {
       await admin.flushall();
       await admin.script('FLUSH');
       const writer = await RedisConsensus.connect(`redis://127.0.0.1:${server.port}`, { prefix: PREFIX });
@@ -575,6 +580,15 @@ for (const release of RELEASES) {
           else break;
         }
         assert.equal(seen, [2n, 3n]);
+        // A lease, read by the server's clock (TIME) with its queue (HGETALL), as EVAL_RO then EVALSHA_RO.
+        const lease = await writer.acquireLease('lease', { ttlMs: 60_000, name: 'writer' });
+        for (let read = 0; read < 2; read++) {
+          const state = await reader.readLease('lease');
+          assert.equal([state?.held, state?.record?.token, state?.record?.name, state?.waiting], [true, lease.token, 'writer', 0]);
+          assert.ok(state!.remainingMs > 0 && state!.remainingMs <= 60_000, String(state?.remainingMs));
+        }
+        await lease.release();
+        assert.is((await reader.readLease('lease'))?.held, false);
         assert.equal(await refusals(deployment, user), [], describeRefusals(await refusals(deployment, user)));
       } finally {
         await reader.close();
@@ -596,6 +610,7 @@ for (const release of RELEASES) {
           ['compareAndSet of a new key', () => reader.compareAndSet('new', null, { seqno: 0n, data: Buffer.from('x') })],
           ['truncate', () => reader.truncate('k', 1n)],
           ['append', () => reader.append('k', () => Buffer.from('x'))],
+          ['tryAcquireLease', () => reader.tryAcquireLease('lease')],
         ];
         for (const [what, write] of writes) {
           const err = assertExternal(await rejection(write()), true, 'permission');
