@@ -48,32 +48,41 @@ export interface OperationEvent {
   /** Which operation ended. */
   readonly operation: OperationName;
   /**
-   * `ok`, `mismatch` (compareAndSet's ExpectationMismatch), `determinate` or `indeterminate`
-   * (an ExternalError of that kind). Invalid arguments never reach Redis and are not reported.
+   * `ok`, `mismatch` (compareAndSet's ExpectationMismatch; a lease renewal or release that found
+   * the lease lost), `determinate` or `indeterminate` (an ExternalError of that kind; any other
+   * error, such as an acquireLease's aborted wait, is `determinate`). Invalid arguments never reach
+   * Redis and are not reported.
    */
   readonly outcome: Outcome;
   /** Wall time from call to settlement, in milliseconds. */
   readonly durationMs: number;
   /** Payload bytes sent (compareAndSet). */
   readonly bytesWritten: number;
-  /** Payload bytes received (head, scan). */
+  /** Payload bytes received (head, scan, readLease). */
   readonly bytesRead: number;
-  /** Versions deleted (truncate), returned (head, scan) or committed (compareAndSet, append); keys yielded (listKeys). */
+  /**
+   * Versions deleted (truncate), returned (head, scan, readLease) or committed (compareAndSet,
+   * append); keys yielded (listKeys); leases acquired, renewed or released (0 for a
+   * tryAcquireLease that got null, or a release of a lease lost already).
+   */
   readonly count: number;
   /**
    * Compare-and-set script calls the operation made: 1 for compareAndSet, 1 or more for append
-   * (0 when its `update` stopped before writing), 0 for the others.
+   * (0 when its `update` stopped before writing); lease script calls (1 or more for acquireLease,
+   * 1 for renewLease and releaseLease); 0 for the others.
    */
   readonly attempts: number;
   /**
    * ExpectationMismatch replies among those attempts: 1 for a compareAndSet that mismatched; for
-   * append, the races it lost (and retried) before it committed, stopped or gave up.
+   * append, the races it lost (and retried) before it committed, stopped or gave up; for
+   * acquireLease, calls that met another head than expected; 1 for a renewal or release that found
+   * the lease lost.
    */
   readonly mismatches: number;
   /**
    * Time spent waiting rather than talking to Redis, in ms (included in `durationMs`): append's
    * turn behind earlier appends to the same key from this store, and its backoff after lost
-   * races. 0 for the others.
+   * races; acquireLease's time queued and backing off. 0 for the others.
    */
   readonly waitedMs: number;
 }
