@@ -315,7 +315,8 @@ export class RedisConsensus {
    * `lease.signal` aborts on a loss. Use the key for leases only; `close()` releases them.
    *
    * @throws TypeError / RangeError for invalid arguments, or a key holding other data; the reason
-   *   of `options.signal`; ExternalError that retrying cannot help (`store-reset`, `closed`, ...).
+   *   of `options.signal`; ExternalError that retrying cannot help (`store-reset`, `store-rollback`,
+   *   `closed`, ...).
    * @example
    * ```ts
    * const lease = await consensus.acquireLease('leader', { ttlMs: 5000 });
@@ -327,7 +328,7 @@ export class RedisConsensus {
     return this.leases.acquire(key, this.operations.namesOf(key), options, true) as Promise<Lease>;
   }
 
-  /** `acquireLease` once, never queued: `null` when it is held or others wait. @throws as `acquireLease`. */
+  /** `acquireLease` once, never queued: `null` when held or others wait. @throws as `acquireLease`, or after 3 failed calls. */
   async tryAcquireLease(key: string, options?: LeaseOptions): Promise<Lease | null> {
     return this.leases.acquire(key, this.operations.namesOf(key), options, false);
   }

@@ -178,7 +178,7 @@ export type LeaseLossReason =
   | 'released' // this holder released it
   | 'expired' // not renewed in time (by the holder's own clock, `expiry - margin`)
   | 'taken' // another version appeared on the key: taken over after expiry, or written by someone else
-  | 'rollback' // the key went back to an older version (a failover lost writes)
+  | 'rollback' // the key went back to an older version, or the store refused a renewal as rolled back (a failover lost writes)
   | 'store-reset' // the store was reset under the holder
   | 'closed'; // the store was closed
 

@@ -275,6 +275,11 @@ function leaseSuite(backend: Backend, stop?: () => Promise<void>): void {
     const err = await rejection(consensus.head('counted'));
     assert.instance(err, ExternalError, String(err));
     assert.is((err as ExternalError).code, 'store-rollback', (err as Error).message);
+    // Refused until an operator acknowledges it: a waiting acquire gives up rather than retry forever.
+    const refused = await Promise.race([
+      rejection(consensus.acquireLease('counted', { ttlMs: 10_000 })), sleep(5000).then(() => 'still trying after 5 s'),
+    ]);
+    assertExternal(refused, true, 'store-rollback');
   });
 
   test('a try whose commits no replica acknowledges gives up after 3 failed calls', async ({ store }) => {
@@ -299,9 +304,11 @@ function leaseSuite(backend: Backend, stop?: () => Promise<void>): void {
     const observer = countingObserver();
     const observed = await backend.peer(store, { observer });
     try {
-      const lease = await observed.acquireLease('observed', { ttlMs: SHORT });
-      assert.is(await observed.tryAcquireLease('observed', { ttlMs: SHORT }), null);
-      await sleep(SHORT);
+      // A long ttl (nothing may expire on a loaded machine), renewed often.
+      const renewIntervalMs = mock ? 300 : 50;
+      const lease = await observed.acquireLease('observed', { ttlMs: 10_000, renewIntervalMs });
+      assert.is(await observed.tryAcquireLease('observed', { ttlMs: 10_000 }), null);
+      await sleep(renewIntervalMs * 3);
       const state = await observed.readLease('observed');
       assert.is(state?.held, true);
       assert.is(await lease.release(), true);
