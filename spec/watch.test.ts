@@ -26,18 +26,22 @@ const POLL = { watch: { mode: 'poll', pollIntervalMs: 25 } } as const;
 /** Polling so rare that a watch which reaches a head in time was woken by its announcement. */
 const ANNOUNCED_ONLY = { watch: { pollIntervalMs: 600_000 } } as const;
 
+// Every await before the first suite is queued: run alone (`node build/spec/watch.test.js`), uvu
+// starts a run of its queue after each `run()` that follows an await, and runs started earlier
+// walk the same queue, so suites ran two and three times at once, and the first run to finish
+// stopped the cluster under the others (the Cluster cases failed with "Connection is closed").
+const real = await realRedisAvailable();
+// A cluster of this file's own, on free ports in 20000-30000; stopped by the last suite.
+const cluster = await clusterAvailable() ? await startClusterInRange(20000, 30000) : undefined;
 watchSuite(mockBackend(), 'pub/sub', {});
 watchSuite(mockBackend(), 'polling', POLL);
-const real = await realRedisAvailable();
 if (real) {
   watchSuite(redisBackend(), 'pub/sub', {});
   watchSuite(redisBackend(), 'polling', POLL);
   redisOnly();
 }
 keyPrefixSuite(real);
-if (await clusterAvailable()) {
-  // A cluster of this file's own, on free ports in 20000-30000; stopped by the last suite.
-  const cluster = await startClusterInRange(20000, 30000);
+if (cluster !== undefined) {
   watchSuite(clusterBackend(cluster), 'pub/sub', ANNOUNCED_ONLY);
   clusterKeyPrefixSuite(cluster);
 }
