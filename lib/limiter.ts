@@ -6,21 +6,21 @@
 
 /** One place in a limiter: taken at once when one is free, else when the turns before it end. */
 export interface Turn {
-  /** Resolves when the turn comes. */
-  readonly ready: Promise<void>;
+  /** Resolves with true when the turn comes, with false if it left the queue first (`end()`). */
+  readonly ready: Promise<boolean>;
   /** Gives the place back, or leaves the queue if the turn has not come yet. Idempotent. */
   end(): void;
 }
 
 /** A waiting or running turn. */
 class Place implements Turn {
-  readonly ready: Promise<void>;
+  readonly ready: Promise<boolean>;
   /** 'waiting' until started, 'running' until ended. */
   state: 'waiting' | 'running' | 'ended' = 'waiting';
-  start!: () => void;
+  start!: (started: boolean) => void;
 
   constructor(private readonly limiter: Limiter) {
-    this.ready = new Promise<void>((resolve) => {
+    this.ready = new Promise<boolean>((resolve) => {
       this.start = resolve;
     });
   }
@@ -29,6 +29,8 @@ class Place implements Turn {
     const was = this.state;
     this.state = 'ended';
     if (was === 'running') this.limiter.released();
+    // Left the queue: skipped when its turn would come.
+    else if (was === 'waiting') this.start(false);
   }
 }
 
@@ -73,7 +75,7 @@ export class Limiter {
   private begin(place: Place): void {
     this.active++;
     place.state = 'running';
-    place.start();
+    place.start(true);
   }
 
   private next(): Place | undefined {

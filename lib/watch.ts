@@ -80,9 +80,12 @@ export class Watches {
     const state = new WatchState();
     this.running.add(state, signal);
     const start = this.starting.turn();
+    // Ending while queued leaves the queue (at once: no promise waits for the turn in between).
+    state.interrupt = () => start.end();
     let subscription: Subscription | undefined;
     try {
-      if ((await state.unlessEnded(start.ready.then(() => true))) === undefined) return;
+      if (!(await start.ready) || state.ended) return;
+      state.interrupt = undefined;
       if (this.settings.mode === 'pubsub') subscription = this.subscribe(state, names);
       yield* this.follow(state, key, subscription, start);
     } finally {
@@ -217,8 +220,8 @@ class WatchState {
    * flag, so a slow consumer still gets the latest, never a backlog.
    */
   carried: { readonly wire: string; readonly version: VersionedData } | undefined;
-  /** Settles the pending `unlessEnded`, if any, as ended. */
-  private interrupt: (() => void) | undefined;
+  /** Settles what the watch waits for, if anything (a read, its turn to start), as ended. */
+  interrupt: (() => void) | undefined;
 
   end(): void {
     if (this.ended) return;

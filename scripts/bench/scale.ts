@@ -285,7 +285,12 @@ async function watchMemory(rig: Rig, notices: number): Promise<void> {
 }
 
 interface StartupRun {
+  /** The longest event-loop delay, the caller's own loop included. */
   blockMs: number;
+  /** The longest event-loop delay after the caller's loop: the library's asynchronous start-up. */
+  afterLoopMs: number;
+  /** The caller's loop: making every watch and asking each for its first head (the library's synchronous part included). */
+  loopMs: number;
   totalMs: number;
   /** This process's CPU time (user + system) until every first head: steadier than wall time on a loaded machine. */
   cpuMs: number;
@@ -313,19 +318,27 @@ async function startWatches(rig: Rig, count: number): Promise<StartupRun> {
   await collectedHeap();
   const ac = new AbortController();
   const delay = monitorEventLoopDelay({ resolution: 1 });
+  /** From the end of the caller's loop on: the library's own start-up work (subscribing, reading, yielding). */
+  const afterLoop = monitorEventLoopDelay({ resolution: 1 });
   let cpuMs = 0;
+  let loopMs = 0;
   const { result: totalMs, worstPingMs, controlPingMs, longestCommandMs } = await probed(rig, async () => {
     delay.enable();
+    // The histogram counts from its first tick on: without one first, the caller's loop below is not in it.
+    await sleep(10);
     const cpu = process.cpuUsage();
     const started = performance.now();
     // As a caller would: every watch made and asked for its first head in one synchronous loop.
     const iterators = keys.map((key) => consensus.watch(key, { signal: ac.signal }));
     const firsts = iterators.map((iterator) => iterator.next());
+    loopMs = performance.now() - started;
+    afterLoop.enable();
     await Promise.all(firsts);
     const total = performance.now() - started;
     const used = process.cpuUsage(cpu);
     cpuMs = (used.user + used.system) / 1000;
     delay.disable();
+    afterLoop.disable();
     // Each asks for its next head: a watch that read before it was subscribed would read again.
     const seconds = iterators.map((iterator) => iterator.next());
     await sleep(1500);
@@ -335,7 +348,7 @@ async function startWatches(rig: Rig, count: number): Promise<StartupRun> {
   });
   await consensus.close();
   await deletePrefix(rig.raw, rig.prefix);
-  return { blockMs: delay.max / 1e6, totalMs, cpuMs, readsPerWatch: reads / count, worstPingMs, controlPingMs, longestCommandMs };
+  return { blockMs: delay.max / 1e6, afterLoopMs: afterLoop.max / 1e6, loopMs, totalMs, cpuMs, readsPerWatch: reads / count, worstPingMs, controlPingMs, longestCommandMs };
 }
 
 /**
@@ -360,16 +373,19 @@ async function watchStartup(rig: Rig, counts: number[], warmup: number): Promise
     first ??= run;
     medians.push(run);
     mostReads = Math.max(mostReads, ...runs.map((r) => r.readsPerWatch));
-    rows.push([num(count), num(run.blockMs, 1), ratio(run.blockMs, first.blockMs), num(run.totalMs), ratio(run.totalMs, first.totalMs),
+    rows.push([num(count), num(run.blockMs, 1), ratio(run.blockMs, first.blockMs), num(run.loopMs, 1), num(run.afterLoopMs, 1), num(run.totalMs), ratio(run.totalMs, first.totalMs),
       num(run.cpuMs), ratio(run.cpuMs, first.cpuMs), num(Math.max(...runs.map((r) => r.readsPerWatch)), 2),
       num(run.longestCommandMs, 1), num(run.worstPingMs, 1), num(run.controlPingMs, 1)]);
   }
   say('### watches starting at once (one key each, one caller signal, default 1 s poll interval)');
-  say('blocked: the longest event-loop delay (monitorEventLoopDelay) from making the watches to every first head;');
+  say('blocked: the longest event-loop delay (monitorEventLoopDelay) from making the watches to every first head, the');
+  say('caller\'s loop included: the one synchronous loop making every watch and asking each for its first head (its cost');
+  say('at 100,000 is mostly garbage collection of the caller\'s 100,000 live generators); blocked after it: the library\'s');
+  say('own start-up (subscribing, reading, yielding the first heads);');
   say('CPU: this process\'s user + system time until then. Median of 3 runs below 50,000 watches (by blocking);');
   say('reads per watch: the most of the runs.');
   say();
-  say(table(['watches', 'blocked ms', 'x first', 'all first heads ms', 'x first', 'CPU ms', 'x first', 'head reads / watch',
+  say(table(['watches', 'blocked ms', 'x first', 'caller\'s loop ms', 'blocked after it ms', 'all first heads ms', 'x first', 'CPU ms', 'x first', 'head reads / watch',
     'longest command ms', 'worst PING ms', 'control PING ms'], rows));
   say();
   const [small, tenfold, largest] = medians;
@@ -382,7 +398,7 @@ async function watchStartup(rig: Rig, counts: number[], warmup: number): Promise
     mostReads <= 1.005 ? 'PASS' : 'MISS']);
   if (largest !== undefined) {
     targets.push([`another client's PING waits <= 50 ms: ${num(counts[2]!)} watches starting`,
-      `${num(largest.worstPingMs, 1)} ms (control ${num(largest.controlPingMs, 1)} ms; loop blocked ${num(largest.blockMs, 1)} ms)`,
+      `${num(largest.worstPingMs, 1)} ms (control ${num(largest.controlPingMs, 1)} ms)`,
       pingVerdict(largest.worstPingMs, largest.controlPingMs)]);
   }
 }
