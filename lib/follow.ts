@@ -23,11 +23,11 @@
  * `watch.maxOutageMs`; errors retrying cannot mend (`store-reset`, `store-rollback`,
  * `permission`, `payload-missing`...) end it at once.
  */
-import { setMaxListeners } from 'node:events';
 import { checkSignal, toSeqNo } from './arguments.js';
 import { ExternalError, retryable } from './errors.js';
 import type { KeyNames } from './layout.js';
 import { NoticeReader } from './notice.js';
+import { Running } from './running.js';
 import { encodeSeqNo, formatSeqNo, SEQNO_MAX } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import type { Subscriber } from './subscriber.js';
@@ -92,36 +92,40 @@ function fatal(err: unknown): boolean {
   return (err.code as string) === 'store-reset' || (err.code as string) === 'store-rollback' || !retryable(err);
 }
 
-/** The followers of one store: ending them all on close. */
-export class Follows {
-  private readonly stopped = new AbortController();
+/** One follower's end: its loop's wake-up and the read in flight, if any. */
+class Follower {
+  readonly wake = new Wake();
+  ended = false;
+  /** Settles the read in flight, if any, as ended. */
+  interrupt: (() => void) | undefined;
 
-  constructor(private readonly host: FollowHost, private readonly settings: Required<WatchOptions>) {
-    setMaxListeners(0, this.stopped.signal);
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.wake.fire();
+    this.interrupt?.();
   }
+}
+
+/** The followers of one store: ending them all on close (one `abort` listener per caller signal, running.ts). */
+export class Follows {
+  private closed = false;
+  private readonly running = new Running<Follower>();
+
+  constructor(private readonly host: FollowHost, private readonly settings: Required<WatchOptions>) {}
 
   /** Every version of `key` from `from` (see `RedisConsensus.follow`). */
   async *follow(
     key: string, names: KeyNames, options: ReturnType<typeof checkFollowOptions>,
   ): AsyncGenerator<VersionedData, void, undefined> {
     const { from, pageSize, signal } = options;
-    if (this.stopped.signal.aborted || signal?.aborted === true) return;
+    if (this.closed || signal?.aborted === true) return;
     const { pollIntervalMs, maxOutageMs } = this.settings;
-    const wake = new Wake();
-    const ended = (): boolean => this.stopped.signal.aborted || signal?.aborted === true;
-    const cleanups: Array<() => void> = [];
-    /** Settles the read in flight, if any, as ended. */
-    let interrupt: (() => void) | undefined;
-    const onEnd = (): void => {
-      wake.fire();
-      interrupt?.();
-    };
-    this.stopped.signal.addEventListener('abort', onEnd, { once: true });
-    signal?.addEventListener('abort', onEnd, { once: true });
-    cleanups.push(() => {
-      this.stopped.signal.removeEventListener('abort', onEnd);
-      signal?.removeEventListener('abort', onEnd);
-    });
+    const follower = new Follower();
+    const { wake } = follower;
+    const ended = (): boolean => follower.ended;
+    this.running.add(follower, signal);
+    const cleanups: Array<() => void> = [() => this.running.delete(follower, signal)];
     /**
      * `read`'s result, or `undefined` as soon as the follower ends. Only this read is held, until it
      * settles: racing each read against a promise that lives as long as the follower would keep a
@@ -132,12 +136,12 @@ export class Follows {
         resolve(undefined);
         return;
       }
-      interrupt = () => resolve(undefined);
+      follower.interrupt = () => resolve(undefined);
       read.then((value) => {
-        interrupt = undefined;
+        follower.interrupt = undefined;
         resolve(value);
       }, (err: unknown) => {
-        interrupt = undefined;
+        follower.interrupt = undefined;
         reject(err);
       });
     });
@@ -251,7 +255,8 @@ export class Follows {
 
   /** Ends every follower (their loops finish). */
   close(): void {
-    this.stopped.abort();
+    this.closed = true;
+    this.running.endAll();
   }
 }
 

@@ -8,13 +8,18 @@
  * and while a subscription is down, it reads the head every `pollIntervalMs`.
  *
  * Bounded at scale: a watch holds the same few objects after a million heads as after one (no
- * promise lives as long as the watch and collects a reaction per read), and many watches cost one
- * `abort` listener per caller signal and store, not one each (Node's EventTarget adds in O(n)).
+ * promise lives as long as the watch and collects a reaction per read); many watches cost one
+ * `abort` listener per caller signal and store, not one each (`running.ts`); and they start in
+ * turns, at most `STARTING` at once (subscribed and their first head read), the others queued
+ * (`limiter.ts`), so that starting 100,000 is one short step per watch, not one long burst.
  */
 import { performance } from 'node:perf_hooks';
 import { determinate, ExternalError } from './errors.js';
 import type { KeyNames } from './layout.js';
+import { Limiter } from './limiter.js';
+import type { Turn } from './limiter.js';
 import { NoticeReader } from './notice.js';
+import { Running } from './running.js';
 import { encodeSeqNo, formatSeqNo } from './seqno.js';
 import type { Subscriber, Subscription } from './subscriber.js';
 import type { VersionedData, WatchOptions } from './types.js';
@@ -36,57 +41,64 @@ function isStoreReset(err: unknown): boolean {
 /** Delay before the first retry of a failed head read; doubles up to the poll interval. */
 const RETRY_MIN_MS = 50;
 
+/** Watches of a store starting at once: subscribing and reading their first head (see `Watches.starting`). */
+export const STARTING = 512;
+
 /** Head reads of a store's watches in flight at once (see `Watches.reads`). */
-const HEAD_READS_IN_FLIGHT = 256;
+export const HEAD_READS_IN_FLIGHT = 256;
 
 /** The watches of one store: the shared subscriber, the watches to end on close or on abort. */
 export class Watches {
   private subscriber: Subscriber | undefined;
   private closed = false;
-  /** Every running watch, ended by `close()`. */
-  private readonly running = new Set<WatchState>();
-  /** The running watches of each caller signal, which has one `abort` listener of this store. */
-  private readonly bySignal = new Map<AbortSignal, Set<WatchState>>();
+  /** Every running watch, ended by `close()` or its caller's signal. */
+  private readonly running = new Running<WatchState>();
   /**
-   * The watches' head reads in flight, bounded: thousands of watches starting (or hearing one
-   * burst of commits) would otherwise put every read in flight at once, and that many live
-   * commands made garbage collection, not Redis, the cost of starting 100,000 watches.
+   * Watches starting (from their first `next()` until their first head read settles), bounded:
+   * 100,000 watches started in one loop otherwise all subscribed and waited at once, and their
+   * subscriptions becoming ready woke them all in one burst that blocked the event loop ~1 s.
    */
-  private readonly reads = new Limiter(HEAD_READS_IN_FLIGHT);
+  private readonly starting: Limiter;
+  /**
+   * The watches' head reads in flight, bounded: thousands of watches hearing one burst of
+   * commits would otherwise put every read in flight at once, and that many live commands made
+   * garbage collection, not Redis, the cost.
+   */
+  private readonly reads: Limiter;
 
-  constructor(private readonly host: WatchHost, private readonly settings: Required<WatchOptions>) {}
-
-  /** This store's one `abort` listener on each caller signal: ends the watches using it. */
-  private readonly abortWatches = (event: Event): void => {
-    const states = this.bySignal.get(event.target as AbortSignal);
-    if (states === undefined) return;
-    for (const state of states) state.end();
-  };
+  constructor(
+    private readonly host: WatchHost, private readonly settings: Required<WatchOptions>,
+    limits: { starting: number; reads: number } = { starting: STARTING, reads: HEAD_READS_IN_FLIGHT },
+  ) {
+    this.starting = new Limiter(limits.starting);
+    this.reads = new Limiter(limits.reads);
+  }
 
   /** The heads of `key`, as they commit, until `signal` aborts, the caller stops, or `close()`. */
   async *watch(key: string, names: KeyNames, signal: AbortSignal | undefined): AsyncGenerator<VersionedData, void, undefined> {
     if (this.closed || signal?.aborted === true) return;
     const state = new WatchState();
-    this.register(state, signal);
-    const subscription = this.settings.mode === 'pubsub' ? this.subscribe(state, names) : undefined;
+    this.running.add(state, signal);
+    const start = this.starting.turn();
+    // Ending while queued leaves the queue (at once: no promise waits for the turn in between).
+    state.interrupt = () => start.end();
+    let subscription: Subscription | undefined;
     try {
-      yield* this.follow(state, key, subscription);
+      if (!(await start.ready) || state.ended) return;
+      state.interrupt = undefined;
+      if (this.settings.mode === 'pubsub') subscription = this.subscribe(state, names);
+      yield* this.follow(state, key, subscription, start);
     } finally {
+      start.end();
       subscription?.close();
-      this.unregister(state, signal);
+      this.running.delete(state, signal);
     }
   }
 
   /** Ends every watch (their loops finish) and quits the subscriber connections. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const state of this.running) state.end();
-    this.running.clear();
-    for (const [signal, states] of this.bySignal) {
-      signal.removeEventListener('abort', this.abortWatches);
-      states.clear();
-    }
-    this.bySignal.clear();
+    this.running.endAll();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     await subscriber?.close();
@@ -94,7 +106,7 @@ export class Watches {
 
   /** The loop of one watch: read the head when stale, yield it when newer, wait for the next reason. */
   private async *follow(
-    state: WatchState, key: string, subscription: Subscription | undefined,
+    state: WatchState, key: string, subscription: Subscription | undefined, start: Turn,
   ): AsyncGenerator<VersionedData, void, undefined> {
     const { pollIntervalMs, maxOutageMs } = this.settings;
     if (subscription !== undefined) await state.untilSubscribed(subscription, pollIntervalMs, maxOutageMs);
@@ -117,6 +129,7 @@ export class Watches {
         try {
           head = await state.unlessEnded(this.reads.run(() => (state.ended ? Promise.resolve(undefined) : this.host.head(key))));
         } catch (err) {
+          start.end();
           failingSince ??= Date.now();
           // After a store reset seqnos start over: no later head can be told apart from an old one.
           if (Date.now() - failingSince >= maxOutageMs || isStoreReset(err)) throw err;
@@ -125,6 +138,7 @@ export class Watches {
           retryMs = Math.min(retryMs * 2, pollIntervalMs);
           continue;
         }
+        start.end();
         failingSince = undefined;
         retryMs = RETRY_MIN_MS;
         if (state.ended || head === undefined) return;
@@ -189,29 +203,6 @@ export class Watches {
     }, () => undefined);
     return subscription;
   }
-
-  private register(state: WatchState, signal: AbortSignal | undefined): void {
-    this.running.add(state);
-    if (signal === undefined) return;
-    let states = this.bySignal.get(signal);
-    if (states === undefined) {
-      states = new Set();
-      this.bySignal.set(signal, states);
-      signal.addEventListener('abort', this.abortWatches, { once: true });
-    }
-    states.add(state);
-  }
-
-  private unregister(state: WatchState, signal: AbortSignal | undefined): void {
-    this.running.delete(state);
-    if (signal === undefined) return;
-    const states = this.bySignal.get(signal);
-    if (states === undefined) return;
-    states.delete(state);
-    if (states.size > 0) return;
-    this.bySignal.delete(signal);
-    signal.removeEventListener('abort', this.abortWatches);
-  }
 }
 
 /** One watch's state, shared by its loop and its subscription's callbacks. */
@@ -229,8 +220,8 @@ class WatchState {
    * flag, so a slow consumer still gets the latest, never a backlog.
    */
   carried: { readonly wire: string; readonly version: VersionedData } | undefined;
-  /** Settles the pending `unlessEnded`, if any, as ended. */
-  private interrupt: (() => void) | undefined;
+  /** Settles what the watch waits for, if anything (a read, its turn to start), as ended. */
+  interrupt: (() => void) | undefined;
 
   end(): void {
     if (this.ended) return;
@@ -286,41 +277,6 @@ const eventLoopUtilization = performance.eventLoopUtilization.bind(performance);
 /** Resolves after the event loop has handled the I/O that was ready (a `setImmediate` turn). */
 function afterPendingIo(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Runs at most `max` tasks at once; the others wait their turn, first come first served. */
-class Limiter {
-  private active = 0;
-  /** Waiting tasks from index `first` on (`shift()` on a long array measured O(n)). */
-  private waiting: Array<(() => void) | undefined> = [];
-  private first = 0;
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
-    try {
-      return await task();
-    } finally {
-      this.active--;
-      this.next();
-    }
-  }
-
-  private next(): void {
-    if (this.first >= this.waiting.length) return;
-    const resolve = this.waiting[this.first]!;
-    this.waiting[this.first++] = undefined;
-    if (this.first === this.waiting.length) {
-      this.waiting = [];
-      this.first = 0;
-    } else if (this.first >= 1024 && this.first * 2 >= this.waiting.length) {
-      this.waiting = this.waiting.slice(this.first);
-      this.first = 0;
-    }
-    resolve();
-  }
 }
 
 /** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */

@@ -31,6 +31,9 @@ import { run as runScale } from './bench/scale.js';
 import { run as runSizes } from './bench/sizes.js';
 import { run as runWatch } from './bench/watch.js';
 
+/** Families that start their own redis-server and use no shared one. */
+const OWN_SERVERS: ReadonlySet<string> = new Set(['scale']);
+
 if (args.help === true) {
   // The usage is this file's header comment.
   console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]!.replace(/^\/\*\*\n|^ \* ?/gm, ''));
@@ -40,13 +43,15 @@ if (args.help === true) {
 async function main(): Promise<void> {
   const started = performance.now();
   const argv = process.argv.slice(2);
-  const r = await sharedRig();
+  // Families with servers of their own (scale: ports 7720-7739) need no shared one (ports 7400-7449).
+  const r = [...SECTIONS].every((section) => OWN_SERVERS.has(section)) ? undefined : await sharedRig();
   const prefix = RUN_PREFIX;
-  const serverInfo = MOCK ? 'ioredis-mock' : `redis ${(await r.raw.info('server')).match(/redis_version:(\S+)/)?.[1]}`;
+  const serverInfo = MOCK ? 'ioredis-mock' : r === undefined ? 'servers of its own'
+    : `redis ${(await r.raw.info('server')).match(/redis_version:(\S+)/)?.[1]}`;
   report.meta = {
     date: new Date().toISOString(), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model,
     loadavgAtStart: loadavg(), server: serverInfo,
-    where: MOCK ? 'ioredis-mock' : r.server ? `own redis-server on port ${r.server.port}` : 'REDIS_URL',
+    where: MOCK ? 'ioredis-mock' : r === undefined ? 'per family' : r.server ? `own redis-server on port ${r.server.port}` : 'REDIS_URL',
     quick: QUICK, payloadBytes: PAYLOAD.length, callsPerCell: OPS,
   };
   say(`# redis-consensus bench: ${serverInfo} (${String((report.meta as Record<string, unknown>).where)}), ` +

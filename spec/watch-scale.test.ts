@@ -1,18 +1,27 @@
 /**
  * Watches at scale, at small sizes (the bench measures the large ones): a watch's memory does not
- * grow with the heads it has yielded, and many watches on one caller signal cost one `abort`
- * listener, one head read each at start-up (even when the event loop was busy past the poll
- * interval), and no `MaxListenersExceededWarning`. On ioredis-mock and a real Redis.
+ * grow with the heads it has yielded, and many watches (or followers) on one caller signal cost
+ * one `abort` listener, one head read each at start-up (even when the event loop was busy past the
+ * poll interval; counted by the observer, and by Redis itself on a private server), and no
+ * `MaxListenersExceededWarning`; at most `STARTING` watches start at once, the others queued.
+ * On ioredis-mock and a real Redis.
  */
 import { getEventListeners } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CaSResult } from '../lib/index.js';
-import type { OperationEvent, RedisConsensusOptions } from '../lib/index.js';
+import { CaSResult, RedisConsensus } from '../lib/index.js';
+import type { OperationEvent, RedisConsensusOptions, VersionedData } from '../lib/index.js';
+import { keyNames } from '../lib/layout.js';
+import { DEFAULT_WATCH } from '../lib/options.js';
+import type { ChannelListener, Subscriber, Subscription } from '../lib/subscriber.js';
+import { Watches } from '../lib/watch.js';
 import { backends } from './support/backends.js';
 import type { Backend } from './support/backends.js';
+import { infoFields } from './support/cluster.js';
+import { RedisServer, redisServerAvailable } from './support/redis-server.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -136,6 +145,177 @@ function scaleSuite(backend: Backend): void {
     }
   });
 
+  test('many followers on one signal: one abort listener, none left once they end', async () => {
+    const store = await backend.store();
+    try {
+      await store.consensus.compareAndSet('f', null, { seqno: 0n, data: Buffer.from('0') });
+      const ac = new AbortController();
+      const followers = Array.from({ length: 100 }, () => store.consensus.follow('f', { from: 0n, signal: ac.signal }));
+      for (const follower of followers) assert.is((await follower.next()).value?.seqno, 0n);
+      assert.is(getEventListeners(ac.signal, 'abort').length, 1, 'one abort listener for all the followers of a store');
+      const watch = store.consensus.watch('f', { signal: ac.signal });
+      assert.is((await watch.next()).value?.seqno, 0n);
+      assert.is(getEventListeners(ac.signal, 'abort').length, 2, 'one for the watches, one for the followers');
+      await followers[0]!.return(undefined);
+      assert.is(getEventListeners(ac.signal, 'abort').length, 2, 'the others still use the signal');
+      const pending = followers.slice(1).map((follower) => follower.next());
+      ac.abort();
+      assert.ok((await Promise.all(pending)).every((end) => end.done === true), 'every follower ended on abort');
+      assert.is((await watch.next()).done, true);
+      assert.is(getEventListeners(ac.signal, 'abort').length, 0);
+    } finally {
+      await store.dispose();
+    }
+  });
+
   test.after(() => backend.close());
   test.run();
 }
+
+/**
+ * Watches of a fake store whose subscriptions and head reads settle only when the test says: how
+ * many watches are starting (subscribed, their first head not answered yet), now and at most.
+ */
+function startingRig(): {
+  watches: Watches;
+  starting: () => number;
+  mostStarting: () => number;
+  /** Makes pending subscriptions ready and answers pending head reads until `done` settles. */
+  settleUntil: (done: Promise<unknown>) => Promise<void>;
+} {
+  const pendingReady: Array<() => void> = [];
+  const pendingHeads: Array<() => void> = [];
+  let starting = 0;
+  let most = 0;
+  const subscriber: Subscriber = {
+    listen(_channel: string, _listener: ChannelListener): Subscription {
+      starting++;
+      most = Math.max(most, starting);
+      let live = false;
+      const ready = new Promise<void>((resolve) => pendingReady.push(() => {
+        live = true;
+        resolve();
+      }));
+      return { ready, get live() { return live; }, close() { /* nothing held */ } };
+    },
+    close: async () => undefined,
+  };
+  const watches = new Watches({
+    head(key: string): Promise<VersionedData | null> {
+      return new Promise((resolve) => pendingHeads.push(() => {
+        starting--;
+        resolve({ seqno: 0n, data: Buffer.from(key) });
+      }));
+    },
+    openSubscriber: () => subscriber,
+    knownEpoch: () => '',
+  }, { ...DEFAULT_WATCH, pollIntervalMs: 60_000 }, { starting: 8, reads: 256 });
+  return {
+    watches,
+    starting: () => starting,
+    mostStarting: () => most,
+    settleUntil: async (done) => {
+      let settled = false;
+      void done.then(() => { settled = true; }, () => { settled = true; });
+      for (let round = 0; round < 100 && !settled; round++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.ok(starting <= 8, `${starting} watches starting at once`);
+        for (const ready of pendingReady.splice(0)) ready();
+        for (const head of pendingHeads.splice(0)) head();
+      }
+      assert.ok(settled, 'settled');
+    },
+  };
+}
+
+/** Sets a password on a server just started (RedisServer checks it is up with a PING without one). */
+async function setPassword(url: string, password: string): Promise<void> {
+  const admin = new Redis(url);
+  try {
+    await admin.config('SET', 'requirepass', password);
+  } finally {
+    admin.disconnect();
+  }
+}
+
+const starting = suite('watches start in turns');
+
+starting('at most STARTING watches subscribe and read their first head at once; the rest queue, and every one gets its head', async () => {
+  const rig = startingRig();
+  const ac = new AbortController();
+  const keys = Array.from({ length: 50 }, (_, i) => `s${i}`);
+  const iterators = keys.map((key) => rig.watches.watch(key, keyNames('p', key), ac.signal));
+  const firsts = Promise.all(iterators.map((iterator) => iterator.next()));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(rig.starting(), 8, 'eight started, the others wait');
+  await rig.settleUntil(firsts);
+  const heads = await firsts;
+  assert.ok(heads.every((first, i) => !first.done && first.value.data.toString() === keys[i]), 'each watch got its own head');
+  assert.is(rig.mostStarting(), 8, 'at most 8 at once');
+  assert.is(rig.starting(), 0);
+  assert.is(getEventListeners(ac.signal, 'abort').length, 1);
+  const ends = Promise.all(iterators.map((iterator) => iterator.next()));
+  ac.abort();
+  assert.ok((await ends).every((end) => end.done === true));
+  assert.is(getEventListeners(ac.signal, 'abort').length, 0);
+  await rig.watches.close();
+});
+
+starting('a watch waiting for its turn ends at once when its signal aborts, and gives up its place', async () => {
+  const rig = startingRig();
+  const busy = new AbortController();
+  const first = Array.from({ length: 8 }, (_, i) => rig.watches.watch(`b${i}`, keyNames('p', `b${i}`), busy.signal));
+  const firstHeads = Promise.all(first.map((iterator) => iterator.next()));
+  const waiting = new AbortController();
+  const queued = rig.watches.watch('q', keyNames('p', 'q'), waiting.signal);
+  const queuedNext = queued.next();
+  const last = rig.watches.watch('last', keyNames('p', 'last'), undefined);
+  const lastHead = last.next();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(rig.starting(), 8, 'the ninth and tenth wait');
+  waiting.abort();
+  assert.is((await queuedNext).done, true, 'the queued watch ended without its turn');
+  await rig.settleUntil(Promise.all([firstHeads, lastHead]));
+  assert.is((await lastHead).value?.data.toString(), 'last', 'the turn went on to the next in line');
+  assert.is(rig.mostStarting(), 8);
+  busy.abort();
+  const lastEnd = last.next();
+  await rig.watches.close();
+  assert.is((await lastEnd).done, true, 'close ends the rest');
+});
+
+starting('one head read per watch at start-up, counted by Redis (a private server)', async () => {
+  if (!redisServerAvailable()) return;
+  // A password: another process looking for a free port may PING this server, refused without AUTH.
+  const server = await RedisServer.startInRange(7600, 7619);
+  await setPassword(server.url, 'scale');
+  const url = server.url.replace('redis://', 'redis://:scale@');
+  const consensus = await RedisConsensus.connect(url, { prefix: 'scale', watch: { pollIntervalMs: 30 } });
+  const raw = new Redis(url);
+  try {
+    const watches = 300;
+    const keys = Array.from({ length: watches }, (_, i) => `r${i}`);
+    await Promise.all(keys.map((key) => consensus.compareAndSet(key, null, { seqno: 0n, data: Buffer.from(key) })));
+    const scripts = async (): Promise<number> => Object.entries(infoFields(await raw.info('commandstats')))
+      .filter(([field]) => field.startsWith('cmdstat_eval'))
+      .reduce((sum, [, stats]) => sum + Number(/calls=(\d+)/.exec(stats)?.[1] ?? 0), 0);
+    const before = await scripts();
+    const ac = new AbortController();
+    const iterators = keys.map((key) => consensus.watch(key, { signal: ac.signal }));
+    const firsts = iterators.map((iterator) => iterator.next());
+    busyWait(150);
+    const heads = await Promise.all(firsts);
+    assert.ok(heads.every((first, i) => !first.done && first.value.data.toString() === keys[i]));
+    const seconds = iterators.map((iterator) => iterator.next());
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.is(await scripts() - before, watches, 'script calls (head reads) while the watches started');
+    ac.abort();
+    await Promise.all(seconds);
+  } finally {
+    raw.disconnect();
+    await consensus.close();
+    await server.stop();
+  }
+});
+
+starting.run();
