@@ -77,18 +77,38 @@ export class Epochs {
     return this.buckets[bucket]?.wire ?? '';
   }
 
+  /**
+   * What a commit sent with `sent` and `tag` expects the bucket's marker to start with once it
+   * went through on the marker the call names (`countNextCommit` in `lua/includes/epoch.lua`):
+   * `<id>|<count + 1>|<tag>`, or `tag` alone when `sent` names no count. The script writes it with
+   * the tags it keeps instead of parsing and rebuilding the marker on every commit.
+   */
+  nextHead(bucket: number, sent: string, tag: string): string {
+    const current = this.buckets[bucket];
+    const base = current !== undefined && current.wire === sent ? current : Known.of(sent);
+    return base.wire.length === base.id.length ? tag : `${base.id}|${base.count + 1}|${tag}`;
+  }
+
   /** Learns from the marker value of an envelope to a call sent with `sent`. */
   learn(bucket: number, sent: string, marker: string): void {
     this.adopt(bucket, sent, Known.of(marker));
   }
 
-  /** Learns from a commit sent with `sent` and `tag` that came back without an envelope. */
-  committed(bucket: number, sent: string, tag: string): void {
+  /**
+   * Learns from a commit sent with `sent` and `head` (`nextHead`) that came back without an
+   * envelope: it counted itself on the marker the call was sent with.
+   */
+  committed(bucket: number, sent: string, head: string): void {
+    if (head.length === TAG_WIDTH) {
+      // `sent` named no count: the commit is the first counted under its id.
+      const id = epochIdOf(sent);
+      this.adopt(bucket, sent, new Known(`${id}|1|${head}`, id, 1));
+      return;
+    }
     const current = this.buckets[bucket];
     // The common case: nothing was learned while the call was in flight.
     const base = current !== undefined && current.wire === sent ? current : Known.of(sent);
-    const count = base.count + 1;
-    this.adopt(bucket, sent, new Known(`${base.id}|${count}|${tag}`, base.id, count));
+    this.adopt(bucket, sent, new Known(head, base.id, base.count + 1));
   }
 
   private adopt(bucket: number, sent: string, next: Known): void {

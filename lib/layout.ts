@@ -105,9 +105,10 @@ export class KeyNamesCache {
   private readonly recent = new Map<string, KeyNames>();
 
   /**
-   * `channelPrefix` is the client's ioredis `keyPrefix`: ioredis adds it to the KEYS, but the
-   * heads channel is an argument, so it is added here, and the channel is namespaced like the keys
-   * (on a Cluster, in their slot too).
+   * `channelPrefix` is the client's ioredis `keyPrefix`: ioredis adds it to the KEYS, so the
+   * channel `compareAndSet-4.lua` derives from the registry's name carries it; the heads channel
+   * named here (for the subscriber, whose connections carry no keyPrefix, and for the scripts that
+   * are sent it) gets it too, so it is namespaced like the keys (on a Cluster, in their slot too).
    */
   constructor(private readonly prefix: string, private readonly channelPrefix = '') {}
 

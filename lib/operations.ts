@@ -22,14 +22,14 @@ import { scanAll, scanPages, STEP_LIMITS, truncateInSteps } from './history.js';
 import type { ScanStep } from './history.js';
 import { registryMembers } from './registry.js';
 import {
-  ACK_NO_MARKER, ACK_WAS_RESET, ACK_WAS_ROLLED_BACK, callScript, CAS_COMMITTED, CAS_WITH_HEAD, CONFIRM_STORED, decodeHead,
+  ACK_NO_MARKER, ACK_WAS_RESET, ACK_WAS_ROLLED_BACK, callScript, CAS_COMMITTED, CONFIRM_STORED, decodeHead,
   decodeScan, decodeTruncate, isLeaseCommit, isPlainCommit, openEpoch,
 } from './scripts.js';
 import type {
   AcknowledgeResetReply, CompareAndSetWithHeadReply, ConfirmReply, EpochReply, HeadReply, LeaseReadReply, LeaseReply,
   ScanReply, ScriptArgs, ScriptName,
 } from './scripts.js';
-import { encodeSeqNo, SCAN_ALL } from './seqno.js';
+import { encodeSeqNo, SCAN_ALL, SEQNO_WIDTH } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import { CaSResult } from './types.js';
 import type {
@@ -73,6 +73,8 @@ export class Operations {
   private readonly wholeNotices: boolean;
   /** The epoch marker learned for each bucket, which every script call passes for its check. */
   private readonly epochs = new Epochs();
+  /** The flags of `compareAndSet-4.lua`'s first argument, by withHead (1) + carry (2). */
+  private readonly flags: readonly string[];
 
   constructor(context: OperationsContext) {
     ({
@@ -82,6 +84,7 @@ export class Operations {
       carryMaxBytes: this.carryMaxBytes, legacyAnnouncements: this.legacyAnnouncements,
     } = context);
     this.wholeNotices = !isConnection(context.link.writer);
+    this.flags = casFlags(this.announce, this.legacyAnnouncements);
   }
 
   async head(key: string, options?: CallOptions): Promise<VersionedData | null> {
@@ -116,39 +119,39 @@ export class Operations {
     let timeoutMs: number;
     let args: ScriptArgs;
     let sent: string;
-    let tag: string;
+    let head: string;
     try {
       names = this.names.get(checkKey(key, this.maxKeyBytes));
       const expectedSeqNo = toExpected(expected);
       version = toNext(next, expectedSeqNo, this.maxPayloadBytes);
       timeoutMs = this.callTimeout(options);
       sent = this.epochs.known(names.bucket);
-      tag = freshTag();
+      head = this.epochs.nextHead(names.bucket, sent, freshTag());
+      // Issue 21: the announcement carries the version (notice.ts), so that watchers need no read.
+      const carry = this.announce !== '' && version.payload.length <= this.carryMaxBytes;
+      const seqnos = encodeSeqNo(version.seqno) + (expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo));
       args = [
         names.versions, names.data, names.registry, names.epoch,
-        expectedSeqNo === null ? '' : encodeSeqNo(expectedSeqNo), encodeSeqNo(version.seqno), version.payload, names.member,
-        names.heads, this.announce, sent, tag,
+        this.flags[(withHead ? 1 : 0) + (carry ? 2 : 0)]! + seqnos, version.payload, sent, head,
       ];
+      // The script derives the channel from the registry's name and builds the carried notice.
+      // ioredis-mock's Lua sees the KEYS without the client's keyPrefix, and cannot append a
+      // binary payload: it is told the channel, and gets the notice whole.
+      if (this.wholeNotices) {
+        const header = carry
+          ? carriedHeader(seqnos.slice(0, SEQNO_WIDTH), seqnos.slice(SEQNO_WIDTH), epochIdOf(sent), names.member)
+          : undefined;
+        args.push(names.heads, header === undefined ? '' : carriedNotice(header, version.payload));
+      }
     } catch (err) {
       return Promise.reject(err);
-    }
-    // Issue 21: the announcement carries the version (notice.ts), so that watchers need no read;
-    // the script builds it. ioredis-mock's Lua cannot append a binary payload: it gets it whole.
-    if (this.announce !== '' && version.payload.length <= this.carryMaxBytes) {
-      args.push(withHead ? CAS_WITH_HEAD : '', '1', this.legacyAnnouncements ? '1' : '');
-      if (this.wholeNotices) {
-        const header = carriedHeader(args[5] as string, args[4] as string, epochIdOf(sent), names.member);
-        if (header !== undefined) args.push(carriedNotice(header, version.payload));
-      }
-    } else if (withHead) {
-      args.push(CAS_WITH_HEAD);
     }
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
       return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
         const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
-        if (isPlainCommit(wire)) this.epochs.committed(names.bucket, sent, tag);
+        if (isPlainCommit(wire)) this.epochs.committed(names.bucket, sent, head);
         else if (reply !== CAS_COMMITTED) {
           if (!withHead) return MISMATCH;
           const head = decodeHead(reply as HeadReply, key);
@@ -392,6 +395,15 @@ export class Operations {
 
 /** How many buckets `acknowledgeStoreReset` writes at once. */
 const ACKNOWLEDGE_IN_FLIGHT = 64;
+
+/**
+ * The four flag bytes that start `compareAndSet-4.lua`'s first argument (its header has them), for
+ * each combination of withHead (1) and carry (2): made once per store, not per call.
+ */
+function casFlags(announce: '' | 'PUBLISH' | 'SPUBLISH', legacy: boolean): string[] {
+  const announced = announce === 'PUBLISH' ? 'P' : announce === 'SPUBLISH' ? 'S' : '-';
+  return [0, 1, 2, 3].map((i) => `${announced}${i & 1 ? 'h' : '-'}${i & 2 ? 'c' : '-'}${legacy ? 'l' : '-'}`);
+}
 
 /** A plain compareAndSet's mismatch, as reported: the same object every time. */
 const MISMATCH: Reported<CaSResult> = { result: CaSResult.ExpectationMismatch, outcome: 'mismatch' };

@@ -155,9 +155,6 @@ export function isPlainCommit(wire: unknown): boolean {
   return wire === CAS_COMMITTED;
 }
 
-/** The flag (ARGV[9], the last, of `compareAndSet-4.lua`) that asks for the head with a mismatch. */
-export const CAS_WITH_HEAD = '1';
-
 /** `scan-3.lua`: `{}`, TRUNCATED, or the seqnos, the head, then the payloads in chunks. */
 export const SCAN_TRUNCATED = -1;
 export type ScanReply = [] | typeof SCAN_TRUNCATED | [Wire[], Wire, ...(Wire | null)[][]];

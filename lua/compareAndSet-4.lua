@@ -6,53 +6,60 @@
   so a mismatch never makes a key visible to listKeys.
 
   A commit is announced on the bucket's heads channel as the new seqno followed by the key's
-  registry member. The channel carries the bucket's hash tag, so it is in this script's slot and a
-  sharded message stays on this shard; it is an ARGV, not a KEY, because it is no key: declared
-  as one, it would never exist, and while the slot migrates Redis would then redirect the script
-  (ASK, TRYAGAIN) until the migration ended. The announcement is best effort (`redis.pcall`):
-  pub/sub delivers at most once anyway, and a server without SPUBLISH must not fail a commit that
-  has already been written; watchers re-read the head after any gap.
+  registry member. Both are derived here from the KEYS rather than sent (issue 19: every argument
+  costs the client encoding and Redis a copy, on every call): the channel is the registry's name
+  with `heads` for `keys` (`<p>:{b}:keys` -> `<p>:{b}:heads`, ioredis's keyPrefix included, as
+  the subscriber's channel is), the member what follows `<p>:{b}:v:` in the versions' name. The
+  channel carries the bucket's hash tag, so it is in this script's slot and a sharded message
+  stays on this shard; it is no KEY: declared as one, it would never exist, and while the slot
+  migrates Redis would then redirect the script (ASK, TRYAGAIN) until the migration ended. The
+  announcement is best effort (`redis.pcall`): pub/sub delivers at most once anyway, and a server
+  without SPUBLISH must not fail a commit that has already been written; watchers re-read the
+  head after any gap.
 
   The bucket's epoch marker is checked first (includes/epoch.lua): a caller that knew a marker which
   is gone or replaced is refused with STORE_RESET, and one that had seen commits the bucket no
   longer holds with STORE_ROLLBACK, nothing written but the bucket's mark, so that it cannot
   re-commit seqnos over a history that lost its data. Every commit counts itself in the marker with
-  its tag (ARGV[8]); the first commit in a bucket without a marker creates one. The marker is a
-  declared KEY (it exists once the bucket has had a commit, so a migrating slot moves it with the
-  rest).
+  its tag (the end of ARGV[4]); the first commit in a bucket without a marker creates one. The
+  marker is a declared KEY (it exists once the bucket has had a commit, so a migrating slot moves
+  it with the rest).
 
   Input:
-    KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0
+    KEYS[1] versions  sorted set of 19-digit seqnos, all at score 0: `<p>:{b}:v:<member>`
     KEYS[2] data      hash seqno -> payload
-    KEYS[3] registry  set of the keys of this bucket
+    KEYS[3] registry  set of the keys of this bucket: `<p>:{b}:keys`
     KEYS[4] epoch     the bucket's epoch marker
-    ARGV[1] expected  19-digit seqno, or '' for "the key has no data"
-    ARGV[2] seqno     19-digit seqno of the new version
-    ARGV[3] payload   bytes of the new version (never inspected: ioredis-mock passes it as userdata)
-    ARGV[4] member    the key's registry member
-    ARGV[5] heads     pub/sub channel of this bucket's commits
-    ARGV[6] announce  'PUBLISH' (standalone, Sentinel), 'SPUBLISH' (Cluster) or '' (no announcement)
-    ARGV[7] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
-    ARGV[8] tag       a fresh random tag of 8 bytes, without '|': this commit's in the marker (and
-                      the id of the marker a first commit creates)
-    ARGV[9] withHead  '1' asks for the head with a mismatch (compareAndSetWithHead); '' or
-                      absent for the plain compareAndSet, whose replies stay 1 and 0
-    ARGV[10] carry    optional (issue 21): '1' publishes the carried announcement,
-                      `<seqno>+<previous><n><epoch id><member><payload>` (lib/notice.ts), built here
-                      from the arguments above and the bucket's marker after this commit, instead of
-                      the plain one; '' or absent: the plain one
-    ARGV[11] legacy   optional (issue 21): '1' publishes the plain announcement too, after the
-                      carried one, for watchers of earlier versions
-    ARGV[12] whole    optional (issue 21): the whole carried announcement, for ioredis-mock only,
-                      whose Lua cannot concatenate a binary argument (it arrives as userdata)
+    ARGV[1] call      `<flags><seqno><expected>`: four flag bytes, then the 19-digit seqno of the
+                      new version, then the 19-digit expected seqno or nothing for "the key has no
+                      data". The flags, each '-' when off:
+                        1 announce  'P' PUBLISH (standalone, Sentinel), 'S' SPUBLISH (Cluster)
+                        2 withHead  'h' asks for the head with a mismatch (compareAndSetWithHead);
+                                    off, the plain compareAndSet's replies stay 1 and 0
+                        3 carry     'c' (issue 21) publishes the carried announcement,
+                                    `<seqno>+<previous><n><epoch id><member><payload>`
+                                    (lib/notice.ts), built here from the arguments and the bucket's
+                                    marker after this commit, instead of the plain one
+                        4 legacy    'l' (issue 21) publishes the plain announcement too, after the
+                                    carried one, for watchers of earlier versions
+    ARGV[2] payload   bytes of the new version (never inspected: ioredis-mock passes it as userdata)
+    ARGV[3] known     what the caller knows of the bucket's marker, or '' (includes/epoch.lua)
+    ARGV[4] head      the marker's head after this commit, as the caller expects it
+                      (countNextCommit in includes/epoch.lua): `<id>|<n + 1>|<tag>`, or `<tag>`
+                      alone when ARGV[3] has no count; `<tag>` is a fresh random 8 bytes without
+                      '|', this commit's in the marker (and the id of the marker a first commit
+                      creates)
+    ARGV[5] heads     optional, for ioredis-mock only, whose Lua sees the KEYS without the
+                      client's keyPrefix: the channel, as the subscriber names it
+    ARGV[6] whole     optional, for ioredis-mock only, whose Lua cannot concatenate a binary
+                      argument (it arrives as userdata): the whole carried announcement, or ''
 
   Output:
-    1                 committed (and announced as `<seqno><member>` and/or ARGV[10] on ARGV[5], unless
-                      ARGV[6] is '')
-    0                 expectation mismatch; nothing changed, nothing announced (ARGV[9] absent)
-    {}                expectation mismatch, the key has no data (ARGV[9] = '1')
+    1                 committed (and announced on the channel, unless no announce flag)
+    0                 expectation mismatch; nothing changed, nothing announced (no withHead flag)
+    {}                expectation mismatch, the key has no data (withHead flag)
     {seqno, payload}  expectation mismatch, the head that caused it, read in this same atomic
-                      step (ARGV[9] = '1')
+                      step (withHead flag)
     -3                STORE_RESET: the epoch check refused; the key unchanged, nothing announced
     -5                STORE_ROLLBACK: the epoch check refused; the key unchanged, nothing announced
     {-4, marker, r}   EPOCH envelope: `r` is one of the replies above, `marker` the bucket's epoch
@@ -66,10 +73,10 @@
 local rcall = redis.call
 -- `previous` of a key's first commit in a carried notice: 19 spaces (lib/notice.ts).
 local NO_PREVIOUS = '                   '
+local ANNOUNCE = {P = 'PUBLISH', S = 'SPUBLISH'}
 local versions, data, registry, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local expected, seqno, payload, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local heads, announce, known, tag, withHead = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local carry, legacy, whole = ARGV[10], ARGV[11], ARGV[12]
+local call, payload, known, nextHead, given, whole = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local seqno, expected = sub(call, 5, 23), sub(call, 24)
 
 local verdict, marker = checkEpoch(epoch, known, true)
 local refusal = REFUSE[verdict]
@@ -80,23 +87,26 @@ local head = headOf(versions)
 if head then
   if head ~= expected then
     -- Only a mismatch looks at withHead: the committing path does the same work as without it.
-    if withHead == '1' then reply = {head, rcall('HGET', data, head)} else reply = 0 end
+    if sub(call, 2, 2) == 'h' then reply = {head, rcall('HGET', data, head)} else reply = 0 end
   end
 elseif expected ~= '' then
-  if withHead == '1' then reply = {} else reply = 0 end
+  if sub(call, 2, 2) == 'h' then reply = {} else reply = 0 end
 else
-  rcall('SADD', registry, member)
+  rcall('SADD', registry, sub(versions, #registry - 1))
 end
 if not reply then
   rcall('ZADD', versions, 0, seqno)
   rcall('HSET', data, seqno, payload)
-  marker = countCommit(epoch, marker, tag)
-  if announce ~= '' then
+  marker = countNextCommit(epoch, marker, verdict, known, nextHead)
+  local announce = ANNOUNCE[sub(call, 1, 1)]
+  if announce then
+    local heads = given or (sub(registry, 1, #registry - 4) .. 'heads')
+    local member = sub(versions, #registry - 1)
     -- Issue 21: a carried notice, then the plain one when there is none or when watchers of
     -- earlier versions must hear it. On Redis the payload is a string, sent once and appended
     -- here; on ioredis-mock it is userdata, and the caller sent the whole notice.
     local carried = false
-    if carry == '1' then
+    if sub(call, 3, 3) == 'c' then
       if type(payload) == 'string' then
         -- The epoch id: the marker up to its commit count (includes/epoch.lua), the same for
         -- every process that knows the bucket's epoch.
@@ -110,7 +120,7 @@ if not reply then
         carried = true
       end
     end
-    if not carried or legacy == '1' then redis.pcall(announce, heads, seqno .. member) end
+    if not carried or sub(call, 4, 4) == 'l' then redis.pcall(announce, heads, seqno .. member) end
   end
   reply = 1
 end

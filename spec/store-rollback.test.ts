@@ -113,6 +113,46 @@ function storeRollbackSuite(backend: Backend): void {
     assert.is((await consensus.append(KEY, () => bytes('after ack'))).head?.seqno, 3n);
   });
 
+  test('the marker after 40 commits by two processes, in runs and alternating: one id, the count, the newest tag first and the older ones kept in order', async ({ store, consensus }) => {
+    const peer = await backend.peer(store);
+    const peerKey = sameBucket(store.prefix);
+    const epoch = keyNames(store.prefix, KEY).epoch;
+    const parse = (value: string): { id: string; count: number; tags: string[] } => {
+      const [id, count, tags] = value.split('|') as [string, string, string];
+      assert.is(tags.length % 8, 0, value);
+      return { id, count: Number(count), tags: tags.match(/.{8}/g)! };
+    };
+    // Runs of one writer (each commit on the marker it knew: rewritten without being parsed)
+    // and alternations (each writer first taught the other's commits by an envelope).
+    const writers = [0, 0, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1];
+    const heads: Array<bigint | null> = [null, null];
+    let previous: { id: string; count: number; tags: string[] } | undefined;
+    for (let i = 0; i < 40; i++) {
+      const writer = writers[i % writers.length]!;
+      const key = writer === 0 ? KEY : peerKey;
+      const next = { seqno: heads[writer] === null ? 0n : heads[writer]! + 1n, data: bytes(`commit ${i}`) };
+      assert.is(await (writer === 0 ? consensus : peer).compareAndSet(key, heads[writer]!, next), CaSResult.Committed);
+      heads[writer] = next.seqno;
+      const marker = parse(String(await store.raw.get(epoch)));
+      assert.is(marker.count, i + 1, `count after commit ${i}`);
+      assert.is(marker.tags.length, Math.min(i + 1, 32), `tags kept after commit ${i}`);
+      if (previous !== undefined) {
+        assert.is(marker.id, previous.id, `id after commit ${i}`);
+        assert.equal(marker.tags.slice(1), previous.tags.slice(0, 31), `older tags after commit ${i}`);
+        assert.not.ok(previous.tags.includes(marker.tags[0]!), `a fresh tag for commit ${i}`);
+      }
+      previous = marker;
+    }
+    // Both know the bucket as it is: neither is refused, and a third process learns it whole.
+    assert.is((await consensus.head(peerKey))?.seqno, heads[1]);
+    assert.is((await peer.head(KEY))?.seqno, heads[0]);
+    const third = await backend.peer(store);
+    assert.is(await third.compareAndSet(KEY, heads[0]!, { seqno: heads[0]! + 1n, data: bytes('third') }), CaSResult.Committed);
+    assert.is(parse(String(await store.raw.get(epoch))).count, 41);
+    await third.close();
+    await peer.close();
+  });
+
   test('the mark holds for every process, the ones that never saw the lost commits too, until acknowledged; then all go on', async ({ store, consensus }) => {
     await loop(consensus, KEY, 2);
     const older = await copyBucket(store, [KEY]);

@@ -130,6 +130,22 @@ local function countCommit(key, marker, tag)
 end
 
 --[[
+  countNextCommit(key, marker, verdict, known, head) -> marker: counts a commit as countCommit does,
+  after checkEpoch(key, known, true) said `verdict` and `marker`. `head` is what the caller expects
+  the marker to start with after this commit (lib/epoch.ts, Epochs.nextHead): `<id>|<n + 1>|<tag>`
+  when `known` is `<id>|<n>|<t>`, else the commit's `<tag>` alone. On 'go' with a count the marker
+  starts with `known`, so the new value is `head` and the first RING - 1 tags kept, without
+  parsing the marker (the common case, on every commit); anything else goes through countCommit.
+]]
+local function countNextCommit(key, marker, verdict, known, head)
+  if verdict ~= 'go' or #head <= TAG then return countCommit(key, marker, sub(head, -TAG)) end
+  local tags = #known - TAG + 1
+  marker = head .. sub(marker, tags, tags + (RING - 1) * TAG - 1)
+  redis.call('SET', key, marker)
+  return marker
+end
+
+--[[
   createEpoch(key, id) -> marker: writes the bucket's first marker, without a count (a truncate in
   a bucket that had none: checkEpoch said 'teach' with no marker, so the client passed a fresh `id`).
 ]]

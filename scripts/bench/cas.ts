@@ -1,11 +1,13 @@
 /**
- * The compare-and-set family (`--only cas`, or its sections `focus`, `operations`,
+ * The compare-and-set family (`--only cas`, or its sections `focus`, `operations`, `attribution`,
  * `breakdown`): compareAndSet against SET and the raw-script floor, interleaved in one run; every
  * operation at 1, 16 and 64 in flight; where one sequential call's time goes.
  */
 import type { Redis } from 'ioredis';
 import { keyNames } from '../../lib/layout.js';
-import { COMMANDS, defineScripts, EPOCH_ENVELOPE } from '../../lib/scripts.js';
+import { Epochs, freshTag } from '../../lib/epoch.js';
+import { COMMANDS, defineScripts, isPlainCommit, openEpoch } from '../../lib/scripts.js';
+import type { EpochReply } from '../../lib/scripts.js';
 import { encodeSeqNo } from '../../lib/seqno.js';
 import {
   commandStats, coalescing, deletePrefix, measureGroup, num, populate, ratio, registerKeys, table,
@@ -26,6 +28,7 @@ export async function run(_argv: string[]): Promise<void> {
   report.operations = cells;
   if (cells.length > 0) printMatrix(cells);
   report.breakdown = SECTIONS.has('breakdown') ? await breakdown(r, prefix) : [];
+  report.attribution = SECTIONS.has('attribution') ? await attribution(r, prefix) : [];
   await deletePrefix(r.raw, prefix);
   if (MOCK) return;
   const out = casTargets(focused.length > 0 ? focused : cells);
@@ -273,12 +276,11 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   // The library's own scripts, called as the commands defineCommand makes, with no wrapper.
   defineScripts(client);
   const scripts = client as unknown as Record<string, (...args: (string | Buffer)[]) => Promise<unknown>>;
-  const casScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.compareAndSet.buffer]!(...args);
+  const casScript = scriptCaller(client, space);
   const headScript = (...args: (string | Buffer)[]): Promise<unknown> => scripts[COMMANDS.head.buffer]!(...args);
   const n = QUICK ? 3000 : 20000;
   await populate(r.raw, space, 'read', 0n, HISTORY, PAYLOAD);
   const read = keyNames(space, 'read');
-  let scriptEpoch = '';
   const rows: Record<string, unknown>[] = [];
   const next: Record<string, bigint> = {};
   const step = (key: string): bigint => {
@@ -294,15 +296,9 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
       const names = keyNames(space, 'floor');
       return client.evalsha(floorSha, 2, names.versions, names.data, encodeSeqNo(step('floor')), PAYLOAD);
     }],
-    ['compareAndSet script (EVALSHA), no library', 'evalsha', async () => {
-      const names = keyNames(space, 'script');
+    ['compareAndSet script (EVALSHA), no library', 'evalsha', () => {
       const seqno = step('script');
-      const reply = await casScript(names.versions, names.data, names.registry, names.epoch,
-        seqno === 0n ? '' : encodeSeqNo(seqno - 1n), encodeSeqNo(seqno), PAYLOAD, names.member, names.heads, '',
-        scriptEpoch, scriptEpoch === '' ? 'bench' : '');
-      // The first commit creates the bucket's epoch marker; later calls pass it, as the library does.
-      if (Array.isArray(reply) && reply[0] === EPOCH_ENVELOPE) scriptEpoch = String(reply[1]);
-      return reply;
+      return casScript('P-cl', 'script', seqno);
     }],
     ['consensus.compareAndSet', 'evalsha', () => {
       const seqno = step('library');
@@ -335,6 +331,81 @@ async function breakdown(r: Rig, prefix: string): Promise<Record<string, unknown
   return rows;
 }
 
+/**
+ * A caller of `compareAndSet-4.lua` itself, with no library around it: the script's flags (its
+ * header: announce, withHead, carry, legacy) as given, the bucket's epoch marker known and counted
+ * as the library does, each key's next seqno expected on top of the one before.
+ */
+function scriptCaller(client: Redis, space: string): (flags: string, key: string, seqno: bigint) => Promise<unknown> {
+  defineScripts(client);
+  const scripts = client as unknown as Record<string, (...args: (string | Buffer)[]) => Promise<unknown>>;
+  const epochs = new Epochs();
+  return async (flags, key, seqno) => {
+    const names = keyNames(space, key);
+    const sent = epochs.known(names.bucket);
+    const head = epochs.nextHead(names.bucket, sent, freshTag());
+    const wire = await scripts[COMMANDS.compareAndSet.buffer]!(names.versions, names.data, names.registry, names.epoch,
+      flags + encodeSeqNo(seqno) + (seqno === 0n ? '' : encodeSeqNo(seqno - 1n)), PAYLOAD, sent, head) as EpochReply<number>;
+    const reply = openEpoch(wire, epochs, names, sent, 'compareAndSet');
+    if (isPlainCommit(wire)) epochs.committed(names.bucket, sent, head);
+    if (reply !== 1) throw new Error(`the compareAndSet script did not commit ${key} at ${seqno}: ${String(reply)}`);
+    return reply;
+  };
+}
+
+/** Each level of issue 19's attribution: what the script does on top of the one before. */
+const LEVELS: ReadonlyArray<{ name: string; flags?: string }> = [
+  { name: 'floor script (ZRANGE+ZADD+HSET)' },
+  { name: '+ epoch and rollback check, count (no announcement)', flags: '----' },
+  { name: '+ carried announcement (1 PUBLISH)', flags: 'P-c-' },
+  { name: '+ plain twin (legacyAnnouncements, default: 2 PUBLISH)', flags: 'P-cl' },
+];
+
+/**
+ * Issue 19's attribution: time inside Redis per call (INFO commandstats) of the floor script and
+ * of compareAndSet-4.lua with each feature added, at 64 in flight over 64 keys, interleaved. On a
+ * saturated Redis, floor / level bounds the 64-in-flight ratio whatever the client does.
+ */
+async function attribution(r: Rig, prefix: string): Promise<Array<{ name: string; serverUs: number; opsPerSec: number }>> {
+  if (MOCK) return [];
+  const space = `${prefix}-levels`;
+  const keys = 64;
+  const client = r.client();
+  const floorSha = String(await client.script('LOAD', FLOOR_LUA));
+  const cas = scriptCaller(client, space);
+  const next = LEVELS.map(() => counters(keys));
+  const calls = QUICK ? 4000 : 40000;
+  const cases: Case[] = LEVELS.map((level, l) => ({
+    name: level.name, serverCommand: 'evalsha', calls, warmup: WARMUP, call: (i: number): Promise<unknown> => {
+      const k = i % keys;
+      const seqno = next[l]![k]!;
+      next[l]![k] = seqno + 1n;
+      if (level.flags === undefined) {
+        const names = keyNames(space, `floor-${k}`);
+        return client.evalsha(floorSha, 2, names.versions, names.data, encodeSeqNo(seqno), PAYLOAD);
+      }
+      return cas(level.flags, `level-${l}-${k}`, seqno);
+    },
+  }));
+  const results = await measureGroup(64, cases, ROUNDS * 2, (command) => commandStats(r.raw, command),
+    (round) => progress(`attribution: round ${round + 1}/${ROUNDS * 2}`));
+  await client.quit();
+  await deletePrefix(r.raw, space);
+  const rows = LEVELS.map((level) => ({
+    name: level.name, serverUs: results.get(level.name)!.serverUsPerOp ?? NaN, opsPerSec: results.get(level.name)!.opsPerSec,
+  }));
+  const floor = rows[0]!.serverUs;
+  say('## Issue 19 attribution: time inside Redis per call, feature by feature (64 in flight, 64 keys, 1 KiB)');
+  say('Each level is compareAndSet-4.lua (or the floor script) called directly, interleaved; server us is INFO');
+  say('commandstats usec_per_call. floor/level bounds the 64-in-flight ratio when Redis is the bottleneck.');
+  say();
+  say(table(['script', 'server us', 'floor/level', 'ops/s'], rows.map((row) => [
+    row.name, num(row.serverUs, 1), ratio(floor, row.serverUs), num(row.opsPerSec),
+  ])));
+  say();
+  return rows;
+}
+
 /** The compare-and-set targets, judged on the focused measurement when there is one. */
 function casTargets(cells: readonly Cell[]): Array<{ target: string; measured: string; pass: boolean }> {
   const out: Array<{ target: string; measured: string; pass: boolean }> = [];
@@ -353,8 +424,27 @@ function casTargets(cells: readonly Cell[]): Array<{ target: string; measured: s
       });
     }
   }
+  // Issue 19's cost budget: with the epoch, rollback detection and announcements all on (the
+  // defaults), against the raw floor script in the same run on the same server.
+  const sequential = find(cells, 'compareAndSet', 1, 64);
+  const floorSequential = [find(cells, 'floor EVALSHA', 1, 64), find(cells, 'floor EVALSHA (autopipelined)', 1, 64)]
+    .filter((c): c is Cell => c !== undefined).sort((a, b) => a.p50us - b.p50us)[0];
   const cas = find(cells, 'compareAndSet', 64, 64);
   const floor = best(cells, 'floor EVALSHA', 64, 64);
+  if (cas && floor) {
+    out.push({
+      target: 'issue 19: compareAndSet ops/s at 64 in flight over 64 keys >= 0.85x raw-script floor',
+      measured: `${num(cas.opsPerSec)} vs ${num(floor.opsPerSec)} (${floor.name}) = ${ratio(cas.opsPerSec, floor.opsPerSec)}`,
+      pass: cas.opsPerSec >= 0.85 * floor.opsPerSec,
+    });
+  }
+  if (sequential && floorSequential) {
+    out.push({
+      target: 'issue 19: sequential compareAndSet p50 <= 1.2x raw-script floor p50 (64 keys)',
+      measured: `${num(sequential.p50us)} us vs ${num(floorSequential.p50us)} us = ${ratio(sequential.p50us, floorSequential.p50us)}`,
+      pass: sequential.p50us <= 1.2 * floorSequential.p50us,
+    });
+  }
   const set = best(cells, 'SET', 64, 64);
   if (cas && floor) {
     out.push({

@@ -30,7 +30,7 @@ export const { values: args } = parseArgs({
 
 /** The bench's families, each one file of scripts/bench/, and the sections of those that have several. */
 export const FAMILIES: Readonly<Record<string, readonly string[]>> = {
-  cas: ['focus', 'operations', 'breakdown'],
+  cas: ['focus', 'operations', 'breakdown', 'attribution'],
   sizes: ['history', 'truncate', 'listKeys', 'memory'],
   scale: [],
   lease: [],
