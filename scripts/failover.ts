@@ -19,11 +19,12 @@
 import { parseArgs } from 'node:util';
 import { describeFindings, runScenario, startSentinelGroup } from '../spec/support/failover.js';
 import type { Fault, FailoverSetup, Findings } from '../spec/support/failover.js';
+import { startFailoverCluster } from '../spec/support/failover-cluster.js';
 import { netnsAvailable, Partitioner } from '../spec/support/netns.js';
 
 const { values: args } = parseArgs({ options: { only: { type: 'string' }, setups: { type: 'string' } } });
 const FAULTS: Fault[] = (args.only ?? 'sigkill,sigstop,partition').split(',') as Fault[];
-const SETUPS = (args.setups ?? 'Sentinel').split(',') as Array<FailoverSetup['name']>;
+const SETUPS = (args.setups ?? 'Sentinel,Cluster').split(',') as Array<FailoverSetup['name']>;
 const partitioner = netnsAvailable() ? Partitioner.create() : undefined;
 if (partitioner === undefined) console.error('[failover] no network namespaces here (root needed): Sentinel partitions use a loopback proxy, Cluster partitions are skipped');
 
@@ -42,7 +43,9 @@ for (const setupName of SETUPS) {
     for (const minReplicas of [0, 1]) {
       const serverArgs = minReplicas === 0 ? [] : ['--min-replicas-to-write', '1', '--min-replicas-max-lag', '10'];
       const partitioning = fault !== 'partition' ? undefined : partitioner ?? 'proxy';
-      const setup = await startSentinelGroup(7920, serverArgs, partitioning);
+      const setup = setupName === 'Sentinel'
+        ? await startSentinelGroup(7920, serverArgs, partitioning)
+        : await startFailoverCluster(7900, serverArgs, fault === 'partition' ? partitioner : undefined);
       try {
         const findings = await runScenario(setup, fault);
         console.error(describeFindings(`${setupName}, ${fault}, min-replicas-to-write ${minReplicas}`, findings));

@@ -27,6 +27,7 @@ import { freshPrefix } from './support/backends.js';
 import { command, infoFields, redisServerAvailable, startServer, stopServers, until } from './support/cluster.js';
 import { describeFindings, runScenario, startSentinelGroup } from './support/failover.js';
 import type { Fault, FailoverSetup, Findings } from './support/failover.js';
+import { startFailoverCluster } from './support/failover-cluster.js';
 import { netnsAvailable, Partitioner } from './support/netns.js';
 import type { RedisServer } from './support/redis-server.js';
 
@@ -69,7 +70,8 @@ if (redisServerAvailable()) {
     console.warn('\n!!! SKIPPING the Cluster partition failover: no network namespaces here (root needed; the ' +
       'Sentinel partition uses a loopback proxy instead). Set REQUIRE_REDIS=1 to make this a failure. !!!\n');
   }
-  failoverSuite('Sentinel', partitioner, () => partitioner?.close());
+  failoverSuite('Sentinel', partitioner);
+  failoverSuite('Cluster', partitioner, () => partitioner?.close());
 }
 
 /** Asserts what holds for durable writers after any failover run. */
@@ -86,8 +88,9 @@ function failoverSuite(name: FailoverSetup['name'], partitioner: Partitioner | u
   const shape = name === 'Sentinel' ? '1 primary, 2 replicas, 3 Sentinels' : '3 primaries + 3 replicas, node timeout 2 s';
   const test = suite(`failover: ${name} (${shape}) under load from client processes`);
   test.after(after);
-  const start = (fault: Fault): Promise<FailoverSetup> =>
-    startSentinelGroup(7920, [], fault === 'partition' ? partitioner ?? 'proxy' : undefined);
+  const start = (fault: Fault): Promise<FailoverSetup> => name === 'Sentinel'
+    ? startSentinelGroup(7920, [], fault === 'partition' ? partitioner ?? 'proxy' : undefined)
+    : startFailoverCluster(7900, [], fault === 'partition' ? partitioner : undefined);
   const faults: Array<[Fault, string]> = [
     ['sigstop', 'the primary frozen (SIGSTOP) 4 s'],
     ['partition', `the primary and 2 processes cut off (${partitioner === undefined ? 'loopback proxy' : 'network namespace'}), healed after the failover`],
