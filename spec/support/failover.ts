@@ -503,7 +503,8 @@ const bytes = (text: string): Buffer => Buffer.from(text, 'utf8');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * The faults: SIGKILL (the primary gone for good), SIGSTOP for 4 s (then resumed), a partition
+ * The faults: SIGKILL (on Sentinel the primary gone for good; on Cluster restarted, empty, once
+ * its replica is promoted, so that the new primary has a replica again), SIGSTOP for 4 s (then resumed), a partition
  * (then healed 3 s after the failover) between the primary, with the processes connected to it
  * directly, and everything else (setup started partitionable).
  */
@@ -548,15 +549,22 @@ export async function runScenario(setup: FailoverSetup, fault: Fault): Promise<F
       setup.partition!.heal();
     }
     await until('another primary is named', 30_000, moved);
+    // A Cluster primary has one replica: the promoted one has none until the dead node comes back
+    // (as its replica), and with min-replicas-to-write 1 refuses every write until then.
+    if (fault === 'sigkill' && setup.name === 'Cluster') await victim.start();
     // Until then, clients still connected to a resumed old primary go on writing there (split brain).
-    if (fault !== 'sigkill') {
+    if (fault !== 'sigkill' || setup.name === 'Cluster') {
       await until('the old primary is made a replica', 30_000, async () =>
         infoFields(String(await commandAt(victim.host, victim.port, 'INFO', 'replication'))).role === 'slave');
     }
     const splitBrainMs = now() - faultAt;
     await settle(run, now());
     await run.stop();
-    const stored = await readStore(await setup.primary(), prefix, setup.keys);
+    // With min-replicas-to-write 1 the acknowledgement below is a write too: it needs a replica in sync.
+    const promoted = await setup.primary();
+    await until('the new primary has a replica in sync', 30_000, async () =>
+      (infoFields(String(await commandAt(promoted.host, promoted.port, 'INFO', 'replication'))).slave0 ?? '').includes('state=online'));
+    const stored = await readStore(promoted, prefix, setup.keys);
     const findings = check(run, stored, prefix, faultAt);
     findings.splitBrainMs = splitBrainMs;
     findings.afterAcknowledgement = await afterAcknowledgement(setup, prefix);
