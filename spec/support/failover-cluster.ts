@@ -102,7 +102,9 @@ export async function startFailoverCluster(base: number, serverArgs: string[] = 
     return {
       name: 'Cluster', keys, victim, stop, primary,
       target: { cluster: nodes.slice(1) },
-      sideTarget: { direct: { host: victim.host, port: victim.port } },
+      // Cluster clients that know the victim alone: while cut off they write there; after the heal
+      // its MOVED replies send them to the new primary.
+      sideTarget: { cluster: [{ host: victim.host, port: victim.port }] },
       partition: namespace === undefined ? undefined : {
         kind: 'netns', exec: namespace.exec,
         cut: () => namespace!.cut(),

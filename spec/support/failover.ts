@@ -63,7 +63,7 @@ export interface FailoverSetup {
   readonly keys: readonly string[];
   /** How the client processes reach the store. */
   readonly target: Target;
-  /** How client processes on the primary's side of a partition reach it: directly. */
+  /** How client processes on the primary's side of a partition reach it. */
   readonly sideTarget: Target;
   /** The first primary of the keys: the fault hits it. */
   readonly victim: RedisServer;
@@ -157,7 +157,11 @@ export async function startSentinelGroup(base: number, serverArgs: string[] = []
     return {
       name: 'Sentinel', keys: SENTINEL_KEYS, victim, stop, primary,
       target: { sentinels: sentinels.map((sentinel) => ({ host: LOOPBACK, port: sentinel.port })), name: MASTER_NAME },
-      sideTarget: { direct: { host: victim.host, port: base } },
+      // In a namespace, Sentinel clients too (the Sentinels are on the host's bridge address): they
+      // stay with the primary while cut off, and follow Sentinel to the new one after the heal.
+      sideTarget: namespace === undefined
+        ? { direct: { host: victim.host, port: base } }
+        : { sentinels: sentinels.map((sentinel) => ({ host, port: sentinel.port })), name: MASTER_NAME },
       partition: cut === undefined ? undefined : {
         kind: namespace === undefined ? 'proxy' : 'netns',
         exec: namespace?.exec ?? [],
@@ -197,8 +201,8 @@ export interface Role {
   readonly processes: number;
   readonly keys: readonly string[];
   readonly options?: RedisConsensusOptions;
-  /** Connected to the first primary directly, not through Sentinel or the Cluster: on its side of a partition. */
-  readonly direct?: boolean;
+  /** Run on the first primary's side of a partition (in its namespace; with the proxy: connected to it directly). */
+  readonly primarySide?: boolean;
 }
 
 /** One logical process of a worker. */
@@ -229,7 +233,7 @@ const WORKER = fileURLToPath(new URL('./failover-worker.js', import.meta.url));
 
 /**
  * Starts every role's processes on `setup`: those reaching it through Sentinel or the Cluster in
- * two worker processes on the host, the `direct` ones in a third, on the primary's side of the
+ * two worker processes on the host, the `primarySide` ones in a third, on the primary's side of the
  * partition (inside its namespace).
  */
 export function startWorkload(setup: FailoverSetup, prefix: string, roles: readonly Role[]): Run {
@@ -242,7 +246,7 @@ export function startWorkload(setup: FailoverSetup, prefix: string, roles: reado
     for (let p = 0; p < role.processes; p++) {
       const id = next++;
       names.set(id, role.name);
-      if (role.direct === true) side.push({ id, role });
+      if (role.primarySide === true) side.push({ id, role });
       else host[id % 2]!.push({ id, role });
     }
   }
@@ -523,11 +527,12 @@ export async function runScenario(setup: FailoverSetup, fault: Fault): Promise<F
   const prefix = `rcf-${fault}-${process.pid}-${Date.now().toString(36)}`;
   await firstCommits(setup, prefix);
   const roles = failoverRoles(DURABLE, setup.keys);
-  // On the primary's side of a partition: a plain and a durable compare-and-set writer.
+  // On the primary's side of a partition: a plain and a durable compare-and-set writer; after the
+  // heal they reach the new primary, and must be refused in the buckets whose commits they saw lost.
   if (fault === 'partition') {
     if (setup.partition === undefined) throw new Error('a partition needs a setup started partitionable');
-    roles.push({ name: 'cas plain', kind: 'cas', processes: 1, keys: setup.keys.slice(6), direct: true });
-    roles.push({ name: 'cas durable', kind: 'cas', processes: 1, keys: setup.keys.slice(2, 4), direct: true, options: DURABLE });
+    roles.push({ name: 'cas plain', kind: 'cas', processes: 1, keys: setup.keys.slice(6), primarySide: true });
+    roles.push({ name: 'cas durable', kind: 'cas', processes: 1, keys: setup.keys.slice(2, 4), primarySide: true, options: DURABLE });
   }
   const run = startWorkload(setup, prefix, roles);
   try {
