@@ -2,7 +2,7 @@
  * A private `redis-server` for tests that must disrupt Redis (kill clients, flush scripts,
  * crash and restart it): never do that to the shared server at 6379.
  *
- * The server listens on loopback only, on the port you give it (stay in your own port range),
+ * The server listens on loopback only (plus `host` when given: a test bridge or network namespace address, `netns.ts`), on the port you give it (stay in your own port range),
  * keeps its files in a fresh temporary directory, and saves nothing unless you pass arguments
  * that say otherwise (e.g. `['--appendonly', 'yes', '--appendfsync', 'always']`).
  *
