@@ -1,17 +1,22 @@
 /**
- * Failover truth (issue #19), on servers this file starts (ports 7740-7799):
+ * Failover truth (issue #19), on servers this file starts (ports 7900-7941):
  *
  * - `append` with `durability`: a version found committed by a resend after `replicas-short` is
  *   reported committed only once replicas confirm it (a replica frozen with SIGSTOP: the same
  *   indeterminate `replicas-short`; thawed between the attempts: committed, on the replica).
  * - `connect` / `check()` warn through the observer when durability is set and the primary has
  *   `min-replicas-to-write 0`.
- * - Real Sentinel failovers under load (spec/support/failover.ts): the primary frozen 4 s (SIGSTOP)
- *   then resumed, and the primary partitioned (with 2 processes on its side) then healed: with
- *   `durability: { replicas: 1 }` no acknowledged write is lost, and every process that saw a
- *   commit the failover lost is refused (`store-rollback`) before it reads or builds on the new
- *   history, until `acknowledgeStoreReset`. The partition is a TCP proxy that holds all traffic
- *   (loopback only; no network namespaces).
+ * - Real failovers under load from client processes (separate `node` processes; the harness is
+ *   spec/support/failover.ts), on Sentinel (1 primary, 2 replicas, 3 Sentinels) and on a Redis
+ *   Cluster (3 + 3): the primary frozen 4 s (SIGSTOP) then resumed, and the primary partitioned
+ *   (in a network namespace of its own, with 2 processes on its side, its link cut) then healed:
+ *   with `durability: { replicas: 1 }` no acknowledged write is lost, and on Sentinel every process
+ *   that saw a commit the failover lost is refused (`store-rollback`) before it reads or builds on
+ *   the new history, until `acknowledgeStoreReset`. On Cluster that count is reported, not
+ *   asserted: a cut-off side can outrun the 32-tag ring (docs/correctness.md).
+ *
+ * Network namespaces need root; without it the Sentinel partition goes through a loopback TCP proxy
+ * and the Cluster partition is skipped, loudly, except under REQUIRE_REDIS=1, where that fails.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,6 +26,9 @@ import { keyNames } from '../lib/layout.js';
 import { freshPrefix } from './support/backends.js';
 import { command, infoFields, redisServerAvailable, startServer, stopServers, until } from './support/cluster.js';
 import { describeFindings, runScenario, startSentinelGroup } from './support/failover.js';
+import type { Fault, FailoverSetup, Findings } from './support/failover.js';
+import { startFailoverCluster } from './support/failover-cluster.js';
+import { netnsAvailable, Partitioner } from './support/netns.js';
 import type { RedisServer } from './support/redis-server.js';
 
 const url = (port: number): string => `redis://127.0.0.1:${port}`;
@@ -57,32 +65,60 @@ async function rejection(promise: Promise<unknown>): Promise<ExternalError> {
 
 if (redisServerAvailable()) {
   appendDurabilitySuite();
-  sentinelSuite();
+  const partitioner = netnsAvailable() ? Partitioner.create() : undefined;
+  if (partitioner === undefined) {
+    console.warn('\n!!! SKIPPING the Cluster partition failover: no network namespaces here (root needed; the ' +
+      'Sentinel partition uses a loopback proxy instead). Set REQUIRE_REDIS=1 to make this a failure. !!!\n');
+  }
+  failoverSuite('Sentinel', partitioner);
+  failoverSuite('Cluster', partitioner, () => partitioner?.close());
 }
 
-function sentinelSuite(): void {
-  const test = suite('failover: Sentinel (1 primary, 2 replicas, 3 Sentinels), the primary frozen (SIGSTOP) 4 s under load');
+/** Asserts what holds for durable writers after any failover run. */
+function assertDurable(findings: Findings): void {
+  assert.equal(findings.lost.get('append durable') ?? [], [], 'durable appends lost');
+  assert.equal(findings.lost.get('cas durable') ?? [], [], 'durable compare-and-sets lost');
+  assert.ok((findings.acknowledged.get('append durable') ?? 0) > 0, 'durable appends were acknowledged');
+  assert.ok((findings.acknowledged.get('cas durable') ?? 0) > 0, 'durable compare-and-sets were acknowledged');
+  assert.ok(findings.afterAcknowledgement, 'after acknowledgeStoreReset every key takes appends again');
+}
 
-  test('durability {replicas: 1} loses no acknowledged write; every process that saw a lost commit is refused (store-rollback)', async () => {
-    const group = await startSentinelGroup(7750);
-    try {
-      const findings = await runScenario(group, 'sigstop');
-      console.log(describeFindings('Sentinel, SIGSTOP 4 s', findings));
-      assert.equal(findings.lost.get('append durable') ?? [], [], 'durable appends lost');
-      assert.equal(findings.lost.get('cas durable') ?? [], [], 'durable compare-and-sets lost');
-      assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
-      assert.ok((findings.acknowledged.get('append durable') ?? 0) > 0, 'durable appends were acknowledged');
-      assert.ok(findings.afterAcknowledgement, 'after acknowledgeStoreReset every key takes appends again');
-    } finally {
-      await group.stop();
-    }
-  });
+function failoverSuite(name: FailoverSetup['name'], partitioner: Partitioner | undefined, after = (): void => {}): void {
+  const shape = name === 'Sentinel' ? '1 primary, 2 replicas, 3 Sentinels' : '3 primaries + 3 replicas, node timeout 2 s';
+  const test = suite(`failover: ${name} (${shape}) under load from client processes`);
+  test.after(after);
+  const start = (fault: Fault): Promise<FailoverSetup> => name === 'Sentinel'
+    ? startSentinelGroup(7920, [], fault === 'partition' ? partitioner ?? 'proxy' : undefined)
+    : startFailoverCluster(7900, [], fault === 'partition' ? partitioner : undefined);
+  const faults: Array<[Fault, string]> = [
+    ['sigstop', 'the primary frozen (SIGSTOP) 4 s'],
+    ['partition', `the primary and 2 processes cut off (${partitioner === undefined ? 'loopback proxy' : 'network namespace'}), healed after the failover`],
+  ];
+  for (const [fault, what] of faults) {
+    if (name === 'Cluster' && fault === 'partition' && partitioner === undefined) continue;
+    const promise = name === 'Sentinel' ? '; every process that saw a lost commit is refused (store-rollback)' : '';
+    test(`${what}: durability {replicas: 1} loses no acknowledged write${promise}`, async () => {
+      const setup = await start(fault);
+      try {
+        const findings = await runScenario(setup, fault);
+        console.log(describeFindings(`${name}, ${fault}`, findings));
+        assertDurable(findings);
+        // On Cluster the cut-off side can outrun the 32-tag ring (docs/correctness.md): reported above, not asserted.
+        if (name === 'Sentinel') {
+          assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
+          assert.equal(findings.backward, [], 'no process read a head lower than one it had seen');
+        }
+      } finally {
+        await setup.stop();
+      }
+    });
+  }
 
   test.run();
 }
 
 function appendDurabilitySuite(): void {
-  const PRIMARY = 7740;
+  const PRIMARY = 7940;
   const test = suite<{ servers: RedisServer[] }>('failover: append reports committed only what durability confirmed');
   test.before(async (context) => {
     context.servers = await startReplicated(PRIMARY, 1);
@@ -184,21 +220,6 @@ function appendDurabilitySuite(): void {
     } finally {
       replica.resume();
       await consensus.close();
-    }
-  });
-
-  test('a partition (the primary and 2 processes cut off from the rest, healed after the failover): the same', async () => {
-    const group = await startSentinelGroup(7750, [], true);
-    try {
-      const findings = await runScenario(group, 'partition');
-      console.log(describeFindings('Sentinel, partition', findings));
-      assert.equal(findings.lost.get('append durable') ?? [], [], 'durable appends lost');
-      assert.equal(findings.lost.get('cas durable') ?? [], [], 'durable compare-and-sets lost');
-      assert.equal(findings.unnamed, [], 'every process that saw a lost commit is refused in its bucket');
-      assert.ok((findings.acknowledged.get('cas durable') ?? 0) > 0, 'durable compare-and-sets were acknowledged');
-      assert.ok(findings.afterAcknowledgement, 'after acknowledgeStoreReset every key takes appends again');
-    } finally {
-      await group.stop();
     }
   });
 

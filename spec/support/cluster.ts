@@ -59,9 +59,14 @@ export async function stopServers(servers: readonly RedisServer[]): Promise<void
 }
 
 /** Sends one command on a short-lived connection; rejects when nobody answers. */
-export async function command(port: number, ...args: (string | number)[]): Promise<unknown> {
+export function command(port: number, ...args: (string | number)[]): Promise<unknown> {
+  return commandAt(HOST, port, ...args);
+}
+
+/** `command` to a server at `host` (e.g. in a network namespace, `netns.ts`). */
+export async function commandAt(host: string, port: number, ...args: (string | number)[]): Promise<unknown> {
   const client = new Redis({
-    host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
+    host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
     connectTimeout: 1000, enableOfflineQueue: false,
   });
   client.on('error', () => {});

@@ -2,7 +2,7 @@
  * A private `redis-server` for tests that must disrupt Redis (kill clients, flush scripts,
  * crash and restart it): never do that to the shared server at 6379.
  *
- * The server listens on loopback only, on the port you give it (stay in your own port range),
+ * The server listens on loopback only (plus `host` when given: a test bridge or network namespace address, `netns.ts`), on the port you give it (stay in your own port range),
  * keeps its files in a fresh temporary directory, and saves nothing unless you pass arguments
  * that say otherwise (e.g. `['--appendonly', 'yes', '--appendfsync', 'always']`).
  *
@@ -43,6 +43,13 @@ export interface RedisServerOptions {
   readonly startTimeoutMs?: number;
   /** The `redis-server` (or `valkey-server`) to run. Default: `redis-server` from `PATH`. */
   readonly binary?: string;
+  /**
+   * The address clients reach it at, bound besides 127.0.0.1 (e.g. a network namespace's address,
+   * `spec/support/netns.ts`). Default: 127.0.0.1.
+   */
+  readonly host?: string;
+  /** An argv prefix to run the server through, e.g. `['ip', 'netns', 'exec', name]` (it must exec, keeping the pid). */
+  readonly launcher?: readonly string[];
 }
 
 /** Every child still running, killed on exit whatever happened, and the directories to delete. */
@@ -124,9 +131,14 @@ export class RedisServer {
     return this.options.port;
   }
 
-  /** `redis://127.0.0.1:<port>`. */
+  /** The address clients reach it at: 127.0.0.1 unless started with `host`. */
+  get host(): string {
+    return this.options.host ?? '127.0.0.1';
+  }
+
+  /** `redis://<host>:<port>`. */
   get url(): string {
-    return `redis://127.0.0.1:${this.options.port}`;
+    return `redis://${this.host}:${this.options.port}`;
   }
 
   /** Whether the process is running. */
@@ -141,14 +153,17 @@ export class RedisServer {
   async start(): Promise<void> {
     if (this.child !== undefined) throw new Error(`redis-server on ${this.port} is already running`);
     // Another server on the port would answer the PING below for a server that failed to bind.
-    if (await answersPing(this.port, 200)) throw new Error(`port ${this.port} is taken by another server`);
+    if (await answersPing(this.port, 200, this.host)) throw new Error(`port ${this.port} is taken by another server`);
     const args = [
       ...(this.options.config === undefined ? [] : [join(this.dir, 'redis.conf')]),
-      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
+      '--port', String(this.port), '--bind', ...new Set([this.host, '127.0.0.1']), '--dir', this.dir,
       '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--logfile', '',
+      // Reached on a test bridge or namespace address (never routed off the host): protected mode would refuse it.
+      ...(this.host === '127.0.0.1' ? [] : ['--protected-mode', 'no']),
       ...(this.options.args ?? []),
     ];
-    const child = spawn(this.options.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [program, ...prefix] = [...(this.options.launcher ?? []), this.options.binary ?? 'redis-server'];
+    const child = spawn(program!, [...prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.output = '';
     const keep = (chunk: Buffer): void => {
       // The tail of the log is what explains a failed start.
@@ -169,7 +184,7 @@ export class RedisServer {
       if (exited) {
         throw new Error(`redis-server on port ${this.port} exited at start:\n${this.output}`);
       }
-      if (await answersPing(this.port)) return;
+      if (await answersPing(this.port, 1000, this.host)) return;
       if (Date.now() > deadline) {
         await this.crash();
         throw new Error(`redis-server on port ${this.port} did not answer PING in time:\n${this.output}`);
@@ -215,9 +230,9 @@ export class RedisServer {
 }
 
 /** Whether a server on `port` answers PING with PONG (a loading server answers -LOADING). */
-export function answersPing(port: number, timeoutMs = 1000): Promise<boolean> {
+export function answersPing(port: number, timeoutMs = 1000, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ host, port });
     let reply = '';
     const finish = (ok: boolean): void => {
       clearTimeout(timer);
