@@ -302,7 +302,7 @@ export class Operations {
     const commit = isLeaseCommit(wire);
     if (commit && mark !== undefined) await this.durability!.acknowledged('lease', names.versions, mark);
     const reply = openEpoch(wire, this.epochs, names, sent, 'lease');
-    if (commit && reply === wire) this.epochs.committed(names.bucket, sent, tag);
+    if (commit && reply === wire) this.epochs.committed(names.bucket, sent, this.epochs.nextHead(names.bucket, sent, tag));
     return reply;
   }
 
