@@ -27,12 +27,11 @@ import { checkSignal, toSeqNo } from './arguments.js';
 import { ExternalError, retryable } from './errors.js';
 import type { KeyNames } from './layout.js';
 import { NoticeReader } from './notice.js';
-import { Running } from './running.js';
+import { Loop, Running } from './running.js';
 import { encodeSeqNo, formatSeqNo, SEQNO_MAX } from './seqno.js';
 import type { SeqNo } from './seqno.js';
 import type { Subscriber } from './subscriber.js';
 import type { FollowOptions, VersionedData, WatchOptions } from './types.js';
-import { Wake } from './watch.js';
 
 /**
  * `follow` could not read versions it owes: the version before the next one wanted is no longer
@@ -93,19 +92,7 @@ function fatal(err: unknown): boolean {
 }
 
 /** One follower's end: its loop's wake-up and the read in flight, if any. */
-class Follower {
-  readonly wake = new Wake();
-  ended = false;
-  /** Settles the read in flight, if any, as ended. */
-  interrupt: (() => void) | undefined;
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.wake.fire();
-    this.interrupt?.();
-  }
-}
+class Follower extends Loop {}
 
 /** The followers of one store: ending them all on close (one `abort` listener per caller signal, running.ts). */
 export class Follows {

@@ -392,7 +392,6 @@ export class Operations {
   }
 }
 
-
 /** How many buckets `acknowledgeStoreReset` writes at once. */
 const ACKNOWLEDGE_IN_FLIGHT = 64;
 

@@ -58,3 +58,51 @@ export class Running<T extends Endable> {
     this.bySignal.clear();
   }
 }
+
+/**
+ * One loop's end, shared by a watch and a follower: `end()` wakes the loop and settles what it
+ * waits for (a read, its turn to start), so it ends at once whatever it was doing.
+ */
+export class Loop implements Endable {
+  readonly wake = new Wake();
+  ended = false;
+  /** Settles what the loop waits for, if anything, as ended. */
+  interrupt: (() => void) | undefined;
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.wake.fire();
+    this.interrupt?.();
+  }
+}
+
+/** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */
+export class Wake {
+  private fired = false;
+  private resolve: ((woken: boolean) => void) | undefined;
+
+  fire(): void {
+    this.fired = true;
+    const resolve = this.resolve;
+    this.resolve = undefined;
+    resolve?.(true);
+  }
+
+  /** Waits for a `fire` (true) or `timeoutMs` (false); forever without a timeout. */
+  async wait(timeoutMs?: number): Promise<boolean> {
+    if (this.fired) {
+      this.fired = false;
+      return true;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const woken = await new Promise<boolean>((resolve) => {
+      this.resolve = resolve;
+      if (timeoutMs !== undefined) timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    clearTimeout(timer);
+    this.resolve = undefined;
+    this.fired = false;
+    return woken;
+  }
+}

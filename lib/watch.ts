@@ -19,7 +19,7 @@ import type { KeyNames } from './layout.js';
 import { Limiter } from './limiter.js';
 import type { Turn } from './limiter.js';
 import { NoticeReader } from './notice.js';
-import { Running } from './running.js';
+import { Loop, Running } from './running.js';
 import { encodeSeqNo, formatSeqNo } from './seqno.js';
 import type { Subscriber, Subscription } from './subscriber.js';
 import type { VersionedData, WatchOptions } from './types.js';
@@ -206,9 +206,7 @@ export class Watches {
 }
 
 /** One watch's state, shared by its loop and its subscription's callbacks. */
-class WatchState {
-  readonly wake = new Wake();
-  ended = false;
+class WatchState extends Loop {
   /** Whether the head must be read. */
   stale = false;
   /** Whether the subscription became ready (every later commit is announced or a gap reported). */
@@ -220,15 +218,6 @@ class WatchState {
    * flag, so a slow consumer still gets the latest, never a backlog.
    */
   carried: { readonly wire: string; readonly version: VersionedData } | undefined;
-  /** Settles what the watch waits for, if anything (a read, its turn to start), as ended. */
-  interrupt: (() => void) | undefined;
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.wake.fire();
-    this.interrupt?.();
-  }
 
   /**
    * `read`'s result, or `undefined` as soon as the watch ends. Only this read is held, and only
@@ -277,34 +266,4 @@ const eventLoopUtilization = performance.eventLoopUtilization.bind(performance);
 /** Resolves after the event loop has handled the I/O that was ready (a `setImmediate` turn). */
 function afterPendingIo(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** A wake-up flag: `fire` before or during a `wait` ends that wait; none is lost. */
-export class Wake {
-  private fired = false;
-  private resolve: ((woken: boolean) => void) | undefined;
-
-  fire(): void {
-    this.fired = true;
-    const resolve = this.resolve;
-    this.resolve = undefined;
-    resolve?.(true);
-  }
-
-  /** Waits for a `fire` (true) or `timeoutMs` (false); forever without a timeout. */
-  async wait(timeoutMs?: number): Promise<boolean> {
-    if (this.fired) {
-      this.fired = false;
-      return true;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const woken = await new Promise<boolean>((resolve) => {
-      this.resolve = resolve;
-      if (timeoutMs !== undefined) timer = setTimeout(() => resolve(false), timeoutMs);
-    });
-    clearTimeout(timer);
-    this.resolve = undefined;
-    this.fired = false;
-    return woken;
-  }
 }
