@@ -155,6 +155,11 @@ export function isPlainCommit(wire: unknown): boolean {
   return wire === CAS_COMMITTED;
 }
 
+/** Whether a compareAndSet reply committed, in an epoch envelope or not. */
+export function isCasCommit(wire: unknown): boolean {
+  return wire === CAS_COMMITTED || (Array.isArray(wire) && wire[0] === EPOCH_ENVELOPE && wire[2] === CAS_COMMITTED);
+}
+
 /** `scan-3.lua`: `{}`, TRUNCATED, or the seqnos, the head, then the payloads in chunks. */
 export const SCAN_TRUNCATED = -1;
 export type ScanReply = [] | typeof SCAN_TRUNCATED | [Wire[], Wire, ...(Wire | null)[][]];

@@ -96,6 +96,44 @@ function durabilitySuite(): void {
     }
   });
 
+  test('a commit no replica acknowledged is not counted: a failover that loses it is no rollback', async (context) => {
+    // Issue 19: the store counted its commit in the bucket's epoch before WAIT, so a failover to a
+    // replica without that commit (which the caller was told is indeterminate) refused the whole
+    // bucket as rolled back, for every process, until an operator acknowledged it.
+    const prefix = freshPrefix('durable-uncounted');
+    const names = keyNames(prefix, 'k');
+    const options = { prefix, durability: { replicas: 2, timeoutMs: 300 } };
+    const writer = await RedisConsensus.connect(url(PRIMARY), options);
+    // A fresh store: its commit comes back in an envelope that teaches the bucket's marker.
+    const fresh = await RedisConsensus.connect(url(PRIMARY), options);
+    const raw = new Redis(url(PRIMARY));
+    const replica = context.servers.find((server) => server.port === PRIMARY + 2)!;
+    try {
+      assert.is(await writer.compareAndSet('k', null, { seqno: 1, data: Buffer.from('one') }), CaSResult.Committed);
+      const saved = await Promise.all([names.versions, names.data, names.epoch].map(async (key) => [key, await raw.dumpBuffer(key)] as const));
+      replica.pause();
+      try {
+        const plain = await rejection(writer.compareAndSet('k', 1, { seqno: 2, data: Buffer.from('two') }));
+        assert.is(plain.code, 'replicas-short');
+        const taught = await rejection(fresh.compareAndSet('k', 2, { seqno: 3, data: Buffer.from('three') }));
+        assert.is(taught.code, 'replicas-short');
+      } finally {
+        replica.resume();
+      }
+      // A failover to a replica that had seqno 1 but neither unacknowledged commit.
+      for (const [key, dump] of saved) await raw.restore(key, 0, dump!, 'REPLACE');
+      assert.is((await writer.head('k'))?.seqno, 1n, 'the writer reads, not refused as a rollback');
+      assert.is((await fresh.head('k'))?.seqno, 1n, 'the fresh store reads, not refused as a rollback');
+      assert.is(await writer.compareAndSet('k', 1, { seqno: 2, data: Buffer.from('again') }), CaSResult.Committed);
+      assert.is(await fresh.compareAndSet('k', 2, { seqno: 3, data: Buffer.from('three') }), CaSResult.Committed);
+    } finally {
+      await writer.close();
+      await fresh.close();
+      await deletePrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
   test('a replica stopped: indeterminate, the write is on the primary, and fewer replicas still suffice', async (context) => {
     await context.servers.find((server) => server.port === PRIMARY + 2)!.crash();
     await until('the primary sees one replica', 10_000, async () =>
