@@ -19,13 +19,15 @@
  * `expected`: never a silent gap. Without `from`, the first page starts at whatever is oldest.
  *
  * Memory: at most one page read plus `pageSize` carried versions wait, however far behind the
- * consumer is. Reads that fail are retried (from where the follower is) until
+ * consumer is, and a store's followers have at most `PAGE_READS_IN_FLIGHT` page reads in flight
+ * together (the others wait their turn), however many follow. Reads that fail are retried (from where the follower is) until
  * `watch.maxOutageMs`; errors retrying cannot mend (`store-reset`, `store-rollback`,
  * `permission`, `payload-missing`...) end it at once.
  */
 import { checkSignal, toSeqNo } from './arguments.js';
 import { ExternalError, retryable } from './errors.js';
 import type { KeyNames } from './layout.js';
+import { Limiter } from './limiter.js';
 import { NoticeReader } from './notice.js';
 import { Loop, Running } from './running.js';
 import { encodeSeqNo, formatSeqNo, SEQNO_MAX } from './seqno.js';
@@ -72,6 +74,12 @@ const MAX_PAGE_SIZE = 10_000;
 /** Delay before the first retry of a failed read; doubles up to the poll interval. */
 const RETRY_MIN_MS = 50;
 
+/**
+ * Page reads of a store's followers in flight at once (see `Follows.reads`). Fewer than the
+ * watches' head reads: a page is up to `pageSize` versions, a head one.
+ */
+export const PAGE_READS_IN_FLIGHT = 64;
+
 /** `follow`'s options, checked. @throws TypeError / RangeError. */
 export function checkFollowOptions(options: FollowOptions): { from: SeqNo | undefined; pageSize: number; signal: AbortSignal | undefined } {
   if (typeof options !== 'object' || options === null) throw new TypeError('follow options must be an object');
@@ -98,8 +106,19 @@ class Follower extends Loop {}
 export class Follows {
   private closed = false;
   private readonly running = new Running<Follower>();
+  /**
+   * The followers' page reads in flight, bounded (issue 20, as the watches' head reads): thousands
+   * of followers starting, or hearing one burst of commits, would otherwise each have a scan in
+   * flight, and as many pages of up to `pageSize` versions in memory at once.
+   */
+  private readonly reads: Limiter;
 
-  constructor(private readonly host: FollowHost, private readonly settings: Required<WatchOptions>) {}
+  constructor(
+    private readonly host: FollowHost, private readonly settings: Required<WatchOptions>,
+    limits: { reads: number } = { reads: PAGE_READS_IN_FLIGHT },
+  ) {
+    this.reads = new Limiter(limits.reads);
+  }
 
   /** Every version of `key` from `from` (see `RedisConsensus.follow`). */
   async *follow(
@@ -180,7 +199,7 @@ export class Follows {
     const readPage = async (): Promise<void> => {
       const before = tip;
       const expected = before === undefined ? from : before + 1n;
-      const page = await unlessEnded(this.host.scan(key, expected ?? 0n, pageSize, signal));
+      const page = await unlessEnded(this.scanInTurn(follower, key, expected ?? 0n, pageSize, signal));
       if (page === undefined || ended()) return;
       // More may follow a full page: read again once the queue is yielded.
       if (page.length === pageSize) stale = true;
@@ -192,7 +211,7 @@ export class Follows {
       if (page.length === 0) return;
       const first = page[0]!.seqno;
       if (expected !== undefined && first > expected) {
-        const oldest = await unlessEnded(this.host.scan(key, 0n, 1, signal));
+        const oldest = await unlessEnded(this.scanInTurn(follower, key, 0n, 1, signal));
         if (oldest === undefined || ended()) return;
         if (tip !== before) {
           stale = true;
@@ -238,6 +257,13 @@ export class Follows {
     } finally {
       for (const cleanup of cleanups) cleanup();
     }
+  }
+
+  /** A scan in its turn among the followers' reads; none once `follower` has ended (`undefined`). */
+  private scanInTurn(
+    follower: Follower, key: string, from: SeqNo, limit: number, signal: AbortSignal | undefined,
+  ): Promise<VersionedData[] | undefined> {
+    return this.reads.run(() => (follower.ended ? Promise.resolve(undefined) : this.host.scan(key, from, limit, signal)));
   }
 
   /** Ends every follower (their loops finish). */

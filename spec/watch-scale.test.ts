@@ -3,7 +3,8 @@
  * grow with the heads it has yielded, and many watches (or followers) on one caller signal cost
  * one `abort` listener, one head read each at start-up (even when the event loop was busy past the
  * poll interval; counted by the observer, and by Redis itself on a private server), and no
- * `MaxListenersExceededWarning`; at most `STARTING` watches start at once, the others queued.
+ * `MaxListenersExceededWarning`; at most `STARTING` watches start at once, the others queued, and
+ * followers have at most `PAGE_READS_IN_FLIGHT` page reads in flight together.
  * On ioredis-mock and a real Redis.
  */
 import { getEventListeners } from 'node:events';
@@ -18,6 +19,7 @@ import { keyNames } from '../lib/layout.js';
 import { DEFAULT_WATCH } from '../lib/options.js';
 import type { ChannelListener, Subscriber, Subscription } from '../lib/subscriber.js';
 import { Watches } from '../lib/watch.js';
+import { Follows } from '../lib/follow.js';
 import { backends } from './support/backends.js';
 import type { Backend } from './support/backends.js';
 import { infoFields } from './support/cluster.js';
@@ -319,3 +321,58 @@ starting('one head read per watch at start-up, counted by Redis (a private serve
 });
 
 starting.run();
+
+const followers = suite('followers read pages in turns');
+
+followers('at most the limit of page reads in flight; every follower gets its versions; one ended while waiting never reads', async () => {
+  const pending: Array<() => void> = [];
+  let inFlight = 0;
+  let most = 0;
+  const scanned: string[] = [];
+  const follows = new Follows({
+    scan(key: string, from: bigint): Promise<VersionedData[]> {
+      scanned.push(key);
+      inFlight++;
+      most = Math.max(most, inFlight);
+      return new Promise((resolve) => pending.push(() => {
+        inFlight--;
+        resolve(from === 0n ? [{ seqno: 0n, data: Buffer.from(key) }] : []);
+      }));
+    },
+    subscriber: () => {
+      throw new Error('polling followers have no subscriber');
+    },
+    knownEpoch: () => '',
+  }, { ...DEFAULT_WATCH, mode: 'poll', pollIntervalMs: 60_000 }, { reads: 4 });
+  const ac = new AbortController();
+  const keys = Array.from({ length: 40 }, (_, i) => `f${i}`);
+  const options = { from: 0n, pageSize: 10, signal: ac.signal };
+  const iterators = keys.map((key) => follows.follow(key, keyNames('p', key), options));
+  const firsts = Promise.all(iterators.map((iterator) => iterator.next()));
+  const leaving = new AbortController();
+  const queued = follows.follow('leaves', keyNames('p', 'leaves'), { ...options, signal: leaving.signal });
+  const queuedNext = queued.next();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(inFlight, 4, 'four page reads in flight, the others wait');
+  leaving.abort();
+  assert.is((await queuedNext).done, true, 'a follower ended while waiting ends at once');
+  let settled = false;
+  void firsts.then(() => { settled = true; });
+  for (let round = 0; round < 200 && !settled; round++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(inFlight <= 4, `${inFlight} page reads in flight at once`);
+    for (const answer of pending.splice(0)) answer();
+  }
+  assert.ok(settled, 'every follower got its first version');
+  const heads = await firsts;
+  assert.ok(heads.every((first, i) => !first.done && first.value.data.toString() === keys[i]), 'each follower its own key');
+  assert.is(most, 4, 'at most 4 at once');
+  assert.is(scanned.length, 40, 'one read per follower, none for the one that ended waiting');
+  assert.not.ok(scanned.includes('leaves'));
+  const ends = Promise.all(iterators.map((iterator) => iterator.next()));
+  ac.abort();
+  assert.ok((await ends).every((end) => end.done === true));
+  follows.close();
+});
+
+followers.run();
