@@ -65,6 +65,20 @@ export class Watches {
    * garbage collection, not Redis, the cost.
    */
   private readonly reads: Limiter;
+  /**
+   * The store's watch head reads failing: since when (`Date.now()`), the last failure and its
+   * error; unset again by any read that succeeds. A watch waiting for its turn to start reads nothing, so this
+   * is how it learns that the store is down.
+   */
+  private failing: { readonly since: number; last: number; error: unknown } | undefined;
+  /**
+   * Watches waiting for their turn to start, with when they began waiting, oldest first. While the
+   * store is failing they end with its error `maxOutageMs` after the later of the two, as a
+   * started watch does after its first failed read: otherwise, with Redis hung, the queue moved on
+   * one read timeout per `STARTING` watches, and the last of 100,000 would only fail minutes later.
+   */
+  private readonly waiting = new Map<WatchState, number>();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly host: WatchHost, private readonly settings: Required<WatchOptions>,
@@ -82,13 +96,19 @@ export class Watches {
     const start = this.starting.turn();
     // Ending while queued leaves the queue (at once: no promise waits for the turn in between).
     state.interrupt = () => start.end();
+    this.waiting.set(state, Date.now());
+    this.sweepLater();
     let subscription: Subscription | undefined;
     try {
-      if (!(await start.ready) || state.ended) return;
+      const started = await start.ready;
+      this.waiting.delete(state);
+      if (state.failure !== undefined) throw state.failure;
+      if (!started || state.ended) return;
       state.interrupt = undefined;
       if (this.settings.mode === 'pubsub') subscription = this.subscribe(state, names);
       yield* this.follow(state, key, subscription, start);
     } finally {
+      this.waiting.delete(state);
       start.end();
       subscription?.close();
       this.running.delete(state, signal);
@@ -98,6 +118,8 @@ export class Watches {
   /** Ends every watch (their loops finish) and quits the subscriber connections. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
     this.running.endAll();
     const subscriber = this.subscriber;
     this.subscriber = undefined;
@@ -130,6 +152,7 @@ export class Watches {
           head = await state.unlessEnded(this.reads.run(() => (state.ended ? Promise.resolve(undefined) : this.host.head(key))));
         } catch (err) {
           start.end();
+          this.readFailed(err);
           failingSince ??= Date.now();
           // After a store reset seqnos start over: no later head can be told apart from an old one.
           if (Date.now() - failingSince >= maxOutageMs || isStoreReset(err)) throw err;
@@ -139,6 +162,7 @@ export class Watches {
           continue;
         }
         start.end();
+        if (head !== undefined) this.failing = undefined;
         failingSince = undefined;
         retryMs = RETRY_MIN_MS;
         if (state.ended || head === undefined) return;
@@ -163,6 +187,49 @@ export class Watches {
       const woken = await state.wake.wait(polling ? pollIntervalMs : undefined);
       if (!woken) state.stale = true;
     }
+  }
+
+  /** A watch's head read failed: the store is failing, since now if it was not already. */
+  private readFailed(err: unknown): void {
+    const now = Date.now();
+    if (this.failing === undefined) {
+      this.failing = { since: now, last: now, error: err };
+    } else {
+      this.failing.last = now;
+      this.failing.error = err;
+    }
+    this.sweepLater();
+  }
+
+  /** Ends the waiting watches whose time is up (see `waiting`), and plans the next look. */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    const failing = this.failing;
+    if (failing === undefined) return;
+    const now = Date.now();
+    for (const [state, since] of this.waiting) {
+      // Oldest first: once one is not due, none after it is.
+      if (Math.max(since, failing.since) + this.settings.maxOutageMs > now) break;
+      // Still failing while it waited: a read failed since (the started watches retry at least
+      // every poll interval). If none did, it waits on (so do the later ones) until one fails.
+      if (failing.last < since) break;
+      this.waiting.delete(state);
+      state.failure = failing.error;
+      state.end();
+    }
+    this.sweepLater();
+  }
+
+  /** Plans a sweep for when the oldest waiting watch is due, if the store is failing. */
+  private sweepLater(): void {
+    if (this.sweepTimer !== undefined || this.failing === undefined || this.closed) return;
+    const oldest = this.waiting.values().next();
+    if (oldest.done === true) return;
+    const due = Math.max(oldest.value, this.failing.since) + this.settings.maxOutageMs;
+    // Due, but no read failed since it began waiting: the next failure plans the sweep.
+    if (due <= Date.now() && this.failing.last < oldest.value) return;
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, due - Date.now()));
+    this.sweepTimer.unref?.();
   }
 
   /** The store's subscriber, made on first use; followers (follow.ts) share it. */
@@ -209,6 +276,8 @@ export class Watches {
 class WatchState extends Loop {
   /** Whether the head must be read. */
   stale = false;
+  /** The store's error, when the watch ended waiting for its turn because the store was failing. */
+  failure: unknown;
   /** Whether the subscription became ready (every later commit is announced or a gap reported). */
   subscribed = false;
   /** The last head yielded, in its wire form: announcements compare as fixed-width strings. */

@@ -13,9 +13,10 @@ import { runInNewContext } from 'node:vm';
 import { Redis } from 'ioredis';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CaSResult, RedisConsensus } from '../lib/index.js';
+import { CaSResult, ExternalError, RedisConsensus } from '../lib/index.js';
 import type { OperationEvent, RedisConsensusOptions, VersionedData } from '../lib/index.js';
 import { keyNames } from '../lib/layout.js';
+import { determinate } from '../lib/errors.js';
 import { DEFAULT_WATCH } from '../lib/options.js';
 import type { ChannelListener, Subscriber, Subscription } from '../lib/subscriber.js';
 import { Watches } from '../lib/watch.js';
@@ -318,6 +319,54 @@ starting('one head read per watch at start-up, counted by Redis (a private serve
     await consensus.close();
     await server.stop();
   }
+});
+
+/**
+ * Watches of a fake store, polling, whose head reads take 100 ms and fail with a timeout until
+ * `failingUntil` (a hung Redis), two starting at once: how many distinct keys were read.
+ */
+function failingRig(maxOutageMs: number, failingUntil: () => number): { watches: Watches; readKeys: Set<string> } {
+  const readKeys = new Set<string>();
+  const watches = new Watches({
+    head(key: string): Promise<VersionedData | null> {
+      readKeys.add(key);
+      return new Promise((resolve, reject) => setTimeout(() => {
+        if (Date.now() < failingUntil()) reject(determinate('timeout', 'the head read timed out'));
+        else resolve({ seqno: 0n, data: Buffer.from(key) });
+      }, 100));
+    },
+    openSubscriber: () => {
+      throw new Error('polling watches have no subscriber');
+    },
+    knownEpoch: () => '',
+  }, { ...DEFAULT_WATCH, mode: 'poll', pollIntervalMs: 100, maxOutageMs }, { starting: 2, reads: 256 });
+  return { watches, readKeys };
+}
+
+starting('with the store failing, watches waiting for their turn end with its error maxOutageMs on, without reading', async () => {
+  // Before: the queue moved on two watches per failed read (100 ms), so the 40th only read, and
+  // failed, after ~2 s plus maxOutageMs, and every one of the 40 read.
+  const rig = failingRig(300, () => Infinity);
+  const keys = Array.from({ length: 40 }, (_, i) => `w${i}`);
+  const results = await Promise.allSettled(keys.map((key) => rig.watches.watch(key, keyNames('p', key), undefined).next()));
+  for (const result of results) {
+    assert.is(result.status, 'rejected');
+    const reason = (result as PromiseRejectedResult).reason as unknown;
+    assert.instance(reason, ExternalError);
+    assert.is((reason as ExternalError).code, 'timeout', 'the store\'s own error');
+  }
+  assert.ok(rig.readKeys.size < keys.length / 2, `${rig.readKeys.size} of ${keys.length} watches read before the waiting ones ended`);
+  await rig.watches.close();
+});
+
+starting('a store that recovers within maxOutageMs ends no waiting watch: each gets its head', async () => {
+  const recovered = Date.now() + 150;
+  const rig = failingRig(1000, () => recovered);
+  const keys = Array.from({ length: 20 }, (_, i) => `r${i}`);
+  const firsts = await Promise.all(keys.map((key) => rig.watches.watch(key, keyNames('p', key), undefined).next()));
+  assert.ok(firsts.every((first, i) => first.done !== true && first.value.data.toString() === keys[i]));
+  assert.is(rig.readKeys.size, keys.length);
+  await rig.watches.close();
 });
 
 starting.run();
