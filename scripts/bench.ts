@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     // Each family starts from a collected heap, so none pays for the garbage of the one before;
     // the compare-and-set family runs first, in a process that has done little else.
     gc();
-    if (SECTIONS.has('focus') || SECTIONS.has('operations') || SECTIONS.has('breakdown')) await runCas(argv);
+    if (SECTIONS.has('focus') || SECTIONS.has('operations') || SECTIONS.has('breakdown') || SECTIONS.has('attribution')) await runCas(argv);
     gc();
     if (['history', 'truncate', 'listKeys', 'memory'].some((section) => SECTIONS.has(section))) await runSizes(argv);
     gc();

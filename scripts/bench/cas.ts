@@ -14,7 +14,7 @@ import {
 } from '../bench-support.js';
 import type { Case } from '../bench-support.js';
 import {
-  CASES, counters, FLOOR_LUA, HISTORY, IN_FLIGHT, JIT_WARMUP, KEY_COUNTS, LIST_CALLS, MOCK, OPS, PAYLOAD, progress, QUICK, report,
+  BOUND_LUA, CASES, counters, FLOOR_LUA, HISTORY, IN_FLIGHT, JIT_WARMUP, KEY_COUNTS, LIST_CALLS, MOCK, OPS, PAYLOAD, progress, QUICK, report,
   ROUNDS, RUN_PREFIX, say, SECTIONS, sharedRig, WARMUP,
 } from './context.js';
 import type { Cell, Operation, Rig } from './context.js';
@@ -354,8 +354,9 @@ function scriptCaller(client: Redis, space: string): (flags: string, key: string
 }
 
 /** Each level of issue 19's attribution: what the script does on top of the one before. */
-const LEVELS: ReadonlyArray<{ name: string; flags?: string }> = [
+const LEVELS: ReadonlyArray<{ name: string; flags?: string; bound?: true }> = [
   { name: 'floor script (ZRANGE+ZADD+HSET)' },
+  { name: 'bound: floor + GET, SET marker + 1 PUBLISH, no logic', bound: true },
   { name: '+ epoch and rollback check, count (no announcement)', flags: '----' },
   { name: '+ carried announcement (1 PUBLISH)', flags: 'P-c-' },
   { name: '+ plain twin (legacyAnnouncements, default: 2 PUBLISH)', flags: 'P-cl' },
@@ -372,6 +373,9 @@ async function attribution(r: Rig, prefix: string): Promise<Array<{ name: string
   const keys = 64;
   const client = r.client();
   const floorSha = String(await client.script('LOAD', FLOOR_LUA));
+  const boundSha = String(await client.script('LOAD', BOUND_LUA));
+  // A marker as long as compareAndSet's (an id, a count and RING = 32 tags of 8 bytes).
+  const marker = `first:${'0'.repeat(16)}|100000|${'t'.repeat(8 * 32)}`;
   const cas = scriptCaller(client, space);
   const next = LEVELS.map(() => counters(keys));
   const calls = QUICK ? 4000 : 40000;
@@ -380,6 +384,10 @@ async function attribution(r: Rig, prefix: string): Promise<Array<{ name: string
       const k = i % keys;
       const seqno = next[l]![k]!;
       next[l]![k] = seqno + 1n;
+      if (level.bound) {
+        const names = keyNames(`${space}-bound`, `bound-${k}`);
+        return client.evalsha(boundSha, 3, names.versions, names.data, names.epoch, encodeSeqNo(seqno), PAYLOAD, marker, names.heads);
+      }
       if (level.flags === undefined) {
         const names = keyNames(space, `floor-${k}`);
         return client.evalsha(floorSha, 2, names.versions, names.data, encodeSeqNo(seqno), PAYLOAD);

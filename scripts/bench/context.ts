@@ -76,6 +76,22 @@ redis.call('ZADD', KEYS[1], 0, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`;
 
+/**
+ * Issue 19's bound: the storage calls that the epoch, rollback detection and a carried announcement
+ * cannot do without (GET and SET of the bucket's marker, one PUBLISH carrying the payload) on top of
+ * the floor's, with no check and no parsing. No script with those features can cost Redis less, so
+ * floor/bound is the best 64-in-flight ratio any implementation inside the design could reach.
+ * KEYS: versions, data, marker; ARGV: seqno, payload, the marker's next value, the channel.
+ */
+export const BOUND_LUA = `
+local marker = redis.call('GET', KEYS[3])
+local head = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
+redis.pcall('PUBLISH', ARGV[4], ARGV[2])
+return 1`;
+
 export type Operation = OperationName;
 export type Baseline = 'PING' | 'SET' | 'SET (autopipelined)' | 'SET (coalesced)' | 'floor EVALSHA' |
   'floor EVALSHA (autopipelined)' | 'floor EVALSHA (coalesced)';
