@@ -118,7 +118,14 @@ async function rejection(call: () => Promise<unknown>): Promise<unknown> {
   return undefined;
 }
 
-for (const backend of await backends()) {
+// Every await before the first suite runs: run alone (`node build/spec/<file>.js`), uvu starts at the
+// first pause after a suite's run() and re-runs the queued suites for each later one.
+const redisUp = await realRedisAvailable();
+if (!redisUp && REQUIRE_REDIS) throw new Error(`REQUIRE_REDIS=1 but Redis at ${REDIS_URL} is unreachable`);
+if (!redisUp) console.warn(`\n!!! SKIPPING the ?db= suite: no Redis at ${REDIS_URL}. Set REQUIRE_REDIS=1 to make this a failure. !!!\n`);
+const allBackends = await backends();
+
+for (const backend of allBackends) {
   const test = suite(`malformed calls on ${backend.name}`);
 
   test(`${MALFORMED.length} malformed calls each get the contract's error and change nothing`, async () => {
@@ -328,9 +335,6 @@ connecting("'%zz' in a URL's password is a RangeError that does not show the pas
 connecting.run();
 
 const databases = suite('connect: the database from ?db= on a real Redis');
-const redisUp = await realRedisAvailable();
-if (!redisUp && REQUIRE_REDIS) throw new Error(`REQUIRE_REDIS=1 but Redis at ${REDIS_URL} is unreachable`);
-if (!redisUp) console.warn(`\n!!! SKIPPING the ?db= suite: no Redis at ${REDIS_URL}. Set REQUIRE_REDIS=1 to make this a failure. !!!\n`);
 
 databases('?db=1 writes to database 1, as the path /1 does; database 0 is untouched', async () => {
   if (!redisUp) return;

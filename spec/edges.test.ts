@@ -33,6 +33,10 @@ function refusingStore(port: number, script: string, error: () => Error): { cons
   return { consensus, sent: () => sent };
 }
 
+// Every await before the first suite runs: run alone (`node build/spec/<file>.js`), uvu starts at the
+// first pause after a suite's run() and re-runs the queued suites for each later one.
+const realRedis = await realRedisAvailable();
+
 const codes = suite('edges: error codes');
 
 codes('every ExternalError carries a stable code; Redis replies map to codes', () => {
@@ -400,7 +404,6 @@ signals.run();
 
 const shared = suite('edges: the extra write connection');
 
-const realRedis = await realRedisAvailable();
 if (realRedis) {
   const writerOf = (consensus: RedisConsensus): Redis => (consensus as unknown as { link: { writer: Redis } }).link.writer;
   const ended = async (client: Redis): Promise<string> => {

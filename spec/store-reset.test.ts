@@ -60,6 +60,10 @@ interface Context {
   consensus: RedisConsensus;
 }
 
+// Every await before the first suite runs: run alone (`node build/spec/<file>.js`), uvu starts at the
+// first pause after a suite's run() and re-runs the queued suites for each later one.
+const realRedis = await realRedisAvailable();
+
 function storeResetSuite(backend: Backend): void {
   const test = suite<Context>(`store reset on ${backend.name}`);
   test.before.each(async (context) => {
@@ -227,11 +231,6 @@ layout('a bucket\'s epoch marker is in the slot of every key of the bucket (so o
   }
 });
 
-layout.run();
-
-storeResetSuite(mockBackend());
-const realRedis = await realRedisAvailable();
-if (realRedis) storeResetSuite(redisBackend());
 
 const canStart = redisServerAvailable();
 if (!canStart && REQUIRE_REDIS) throw new Error('REQUIRE_REDIS=1 but redis-server is not on PATH');
@@ -282,8 +281,15 @@ function clusterOk(): Promise<void> {
   });
 }
 
-if (canStart) {
-  const { servers, cluster } = await startSmallCluster();
+// Started before any suite runs (see the top of this file).
+const small = canStart ? await startSmallCluster() : undefined;
+
+layout.run();
+storeResetSuite(mockBackend());
+if (realRedis) storeResetSuite(redisBackend());
+
+if (small !== undefined) {
+  const { servers, cluster } = small;
   storeResetSuite(clusterBackend(cluster));
   const onCluster = suite('store reset: a Cluster primary restarted without persistence');
 
