@@ -13,6 +13,7 @@
 import type { ClusterOptions } from 'ioredis';
 import { debug } from './debug.js';
 import { codeOf, determinate } from './errors.js';
+import { guardSockets } from './internals.js';
 
 /**
  * What the library needs of a client: ioredis `Redis` or `Cluster` (5 or 6), ioredis-mock, or any
@@ -150,10 +151,11 @@ export function duplicateForWrites(client: RedisClient): RedisClient {
   if (typeof duplicate !== 'function') {
     throw new TypeError('the client re-sends commands after reconnects and cannot be duplicated');
   }
-  if (client.isCluster) {
-    return duplicate.call(client, [], safeClusterOptions(client.options as ClusterOptions | undefined));
-  }
-  return duplicate.call(client, SAFE_WRITE_OPTIONS);
+  const writer = client.isCluster
+    ? duplicate.call(client, [], safeClusterOptions(client.options as ClusterOptions | undefined))
+    : duplicate.call(client, SAFE_WRITE_OPTIONS);
+  guardSockets(writer);
+  return writer;
 }
 
 /** The write connection made for a client passed in, shared by every store that wraps it. */

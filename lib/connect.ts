@@ -12,6 +12,7 @@ import { checkEvictionPolicy, checkMinReplicas, databaseOf, readRedisUrl, select
 import type { EvictionPolicyAction } from './checks.js';
 import { redactCause } from './errors.js';
 import type { ConnectOptions, DurabilityOptions, Observer } from './types.js';
+import { guardSockets } from './internals.js';
 
 /** What opening needs of the store's settings. */
 export interface OpenSettings {
@@ -84,6 +85,7 @@ export async function openRedis(url: string, settings: OpenSettings, redisOption
   const client = new Redis(url, {
     ...OWN_CONNECTION_DEFAULTS, ...redisOptions, ...SAFE_WRITE_OPTIONS, lazyConnect: true, ...(db === undefined ? {} : { db }),
   });
+  guardSockets(client);
   try {
     await openClient(client, where, {
       timeoutMs: settings.timeoutMs,
@@ -113,6 +115,7 @@ export async function openCluster(nodes: ClusterNode[], settings: OpenSettings, 
     if (typeof node === 'string' && !/^\d+$/.test(node)) secrets.push(...secretsOf(node, undefined));
   }
   const cluster = new Cluster(nodes, { ...safeClusterOptions(withDefaults), lazyConnect: true });
+  guardSockets(cluster);
   try {
     await openClient(cluster, 'the Redis Cluster', {
       timeoutMs: settings.timeoutMs,

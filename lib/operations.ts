@@ -149,40 +149,30 @@ export class Operations {
     const { seqno, payload } = version;
     return observe(this.observer, 'compareAndSet', (): Promise<Reported<CaSResult | CompareAndSetOutcome>> => {
       const mark = this.durability?.mark(names.versions);
-      const settle = (wire: EpochReply<CompareAndSetWithHeadReply>): Reported<CaSResult | CompareAndSetOutcome> =>
-        this.settleCompareAndSet(wire, key, names, sent, head, seqno, payload, withHead);
-      return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal).then((wire) => {
-        // With durability, a commit counts in what this store knows of the bucket (its own count,
-        // or the marker an envelope teaches, which includes it) only once the replicas have it: one
-        // that falls short is reported indeterminate and may be lost by a failover, which must not
-        // then be taken for a rollback, refusing the bucket to every process (leases do the same).
-        if (mark !== undefined && isCasCommit(wire)) {
-          return this.durability!.acknowledged('compareAndSet', names.versions, mark).then(() => settle(wire));
+      const settle = (wire: EpochReply<CompareAndSetWithHeadReply>): Reported<CaSResult | CompareAndSetOutcome> => {
+        const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
+        if (isPlainCommit(wire)) this.epochs.committed(names.bucket, sent, head);
+        else if (reply !== CAS_COMMITTED) {
+          if (!withHead) return MISMATCH;
+          const found = decodeHead(reply as HeadReply, key);
+          return {
+            result: { result: CaSResult.ExpectationMismatch, head: found }, outcome: 'mismatch',
+            bytesRead: found?.data.length ?? 0, count: found === null ? 0 : 1,
+          };
         }
-        return settle(wire);
-      });
-    });
-  }
-
-  /** A compareAndSet's reply, read: the epoch learned from, its own commit counted, the result. */
-  private settleCompareAndSet(
-    wire: EpochReply<CompareAndSetWithHeadReply>, key: string, names: KeyNames, sent: string, head: string,
-    seqno: SeqNo, payload: Buffer, withHead: boolean,
-  ): Reported<CaSResult | CompareAndSetOutcome> {
-    const reply = openEpoch(wire, this.epochs, names, sent, 'compareAndSet');
-    if (isPlainCommit(wire)) this.epochs.committed(names.bucket, sent, head);
-    else if (reply !== CAS_COMMITTED) {
-      if (!withHead) return MISMATCH;
-      const found = decodeHead(reply as HeadReply, key);
-      return {
-        result: { result: CaSResult.ExpectationMismatch, head: found }, outcome: 'mismatch',
-        bytesRead: found?.data.length ?? 0, count: found === null ? 0 : 1,
+        return {
+          result: withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed,
+          bytesWritten: payload.length, count: 1,
+        };
       };
-    }
-    return {
-      result: withHead ? { result: CaSResult.Committed, head: { seqno, data: payload } } : CaSResult.Committed,
-      bytesWritten: payload.length, count: 1,
-    };
+      // With durability, a commit counts in what this store knows of the bucket (its own count, or
+      // an envelope's marker, which includes it) only once the replicas have it: one that falls
+      // short may be lost by a failover, which must not then be taken for a rollback (as leases).
+      return this.script<EpochReply<CompareAndSetWithHeadReply>>('compareAndSet', true, timeoutMs, args, options?.signal)
+        .then((wire) => (mark !== undefined && isCasCommit(wire)
+          ? this.durability!.acknowledged('compareAndSet', names.versions, mark).then(() => settle(wire))
+          : settle(wire)));
+    });
   }
 
   async scan(key: string, from: SeqNoInput, limit: number | bigint, options?: CallOptions): Promise<VersionedData[]> {

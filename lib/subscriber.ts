@@ -19,6 +19,7 @@ import type { RedisOptions } from 'ioredis';
 import { isConnection, optionsOf, quit } from './client.js';
 import type { RedisClient } from './client.js';
 import { keySlot } from './cluster.js';
+import { guardSockets } from './internals.js';
 
 /** What a watch hears on a channel. */
 export interface ChannelListener {
@@ -201,6 +202,7 @@ class SingleSubscriber extends BaseSubscriber {
     const duplicate = client.duplicate as ((options: object) => RedisClient) | undefined;
     if (typeof duplicate !== 'function') throw new TypeError('watch with pub/sub needs a client with duplicate()');
     const connection = duplicate.call(client, SUBSCRIBER_OPTIONS) as RedisClient & PubSubMethods;
+    guardSockets(connection);
     this.node = { client: connection, channels: new Set() };
     // Bytes: a carried announcement may hold a binary payload. ioredis emits `messageBuffer` for
     // every message (and `message` too); ioredis-mock emits one of them, by the message's type.
@@ -362,6 +364,7 @@ class ClusterSubscriber extends BaseSubscriber {
       // A node that goes away is replaced by whatever the slot map says next, not redialled.
       retryStrategy: () => null,
     }) as unknown as RedisClient & PubSubMethods;
+    guardSockets(client);
     const created: Node = { client, channels: new Set() };
     node = created;
     this.nodes.set(address, created);
