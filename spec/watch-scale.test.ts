@@ -231,16 +231,6 @@ function startingRig(): {
   };
 }
 
-/** Sets a password on a server just started (RedisServer checks it is up with a PING without one). */
-async function setPassword(url: string, password: string): Promise<void> {
-  const admin = new Redis(url);
-  try {
-    await admin.config('SET', 'requirepass', password);
-  } finally {
-    admin.disconnect();
-  }
-}
-
 const starting = suite('watches start in turns');
 
 starting('at most STARTING watches subscribe and read their first head at once; the rest queue, and every one gets its head', async () => {
@@ -290,8 +280,7 @@ starting('a watch waiting for its turn ends at once when its signal aborts, and 
 starting('one head read per watch at start-up, counted by Redis (a private server)', async () => {
   if (!redisServerAvailable()) return;
   // A password: another process looking for a free port may PING this server, refused without AUTH.
-  const server = await RedisServer.startInRange(7600, 7619);
-  await setPassword(server.url, 'scale');
+  const server = await RedisServer.startInRange(7600, 7619, { args: ['--requirepass', 'scale'] });
   const url = server.url.replace('redis://', 'redis://:scale@');
   const consensus = await RedisConsensus.connect(url, { prefix: 'scale', watch: { pollIntervalMs: 30 } });
   const raw = new Redis(url);

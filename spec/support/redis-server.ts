@@ -229,7 +229,10 @@ export class RedisServer {
   }
 }
 
-/** Whether a server on `port` answers PING with PONG (a loading server answers -LOADING). */
+/**
+ * Whether a server on `port` answers PING: with PONG, or with NOAUTH (it is up, and requires a
+ * password: `--requirepass`); a loading server answers -LOADING.
+ */
 export function answersPing(port: number, timeoutMs = 1000, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
@@ -243,7 +246,7 @@ export function answersPing(port: number, timeoutMs = 1000, host = '127.0.0.1'):
     socket.on('connect', () => socket.write('PING\r\n'));
     socket.on('data', (chunk) => {
       reply += chunk.toString();
-      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG'));
+      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
     socket.on('error', () => finish(false));
     socket.on('close', () => finish(false));
