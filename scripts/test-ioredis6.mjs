@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * Runs spec/ioredis6.test.ts against ioredis 6 without touching this checkout's ioredis 5: a side
- * install of ioredis 6 (and the two runtime packages the spec needs, at this checkout's versions)
- * in .build-ioredis6/, with a copy of build/lib and the spec beside it, so that Node resolves
- * `ioredis` to version 6 for the library and the spec alike. `.ci/run` runs it after `npm test`,
+ * Runs spec/ioredis6.test.ts and spec/internals.test.ts against ioredis 6 without touching this
+ * checkout's ioredis 5: a side install of ioredis 6 (and the two runtime packages the specs need,
+ * at this checkout's versions) in .build-ioredis6/, with a copy of build/lib and the specs beside
+ * it, so that Node resolves `ioredis` to version 6 for the library and the specs alike. `.ci/run` runs it after `npm test`,
  * so the client most new users install is proven on every submission. Needs `npm run build:test`.
  */
 import { execFileSync } from 'node:child_process';
@@ -36,10 +36,14 @@ if (installed === undefined || !installed.startsWith('6.')) {
     '--loglevel', 'error', ...wanted], { cwd: side, stdio: 'inherit', shell: process.platform === 'win32' });
 }
 rmSync(join(side, 'build'), { recursive: true, force: true });
-for (const part of ['lib', join('spec', 'support'), join('spec', 'ioredis6.test.js')]) {
+// internals.test.js too: the ioredis internals the library reaches into (lib/internals.ts) are
+// what an ioredis major version may change.
+for (const part of ['lib', join('spec', 'support'), join('spec', 'ioredis6.test.js'), join('spec', 'internals.test.js')]) {
   cpSync(join(root, 'build', part), join(side, 'build', part), { recursive: true });
 }
 // The spec fails, rather than skips, when it does not find ioredis 6 here.
-execFileSync(process.execPath, [join(side, 'build', 'spec', 'ioredis6.test.js')], {
-  stdio: 'inherit', env: { ...process.env, REQUIRE_IOREDIS6: '1' },
-});
+for (const spec of ['ioredis6.test.js', 'internals.test.js']) {
+  execFileSync(process.execPath, [join(side, 'build', 'spec', spec)], {
+    stdio: 'inherit', env: { ...process.env, REQUIRE_IOREDIS6: '1' },
+  });
+}
