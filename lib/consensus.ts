@@ -78,7 +78,7 @@ export class RedisConsensus {
       knownEpoch: (names) => this.operations.knownEpoch(names),
     }, settings.watch);
     this.follows = new Follows({
-      scan: (key, from, limit, signal) => this.scan(key, from, limit, { signal }),
+      scan: (key, from, limit) => this.scan(key, from, limit),
       subscriber: () => this.watches.openSubscriber(),
       knownEpoch: (names) => this.operations.knownEpoch(names),
     }, settings.watch);

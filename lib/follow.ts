@@ -60,7 +60,7 @@ export class TruncatedError extends ExternalError {
 /** What the followers of one store use. */
 export interface FollowHost {
   /** Up to `limit` versions with seqno >= `from`, ascending (the store's `scan`). */
-  scan(key: string, from: SeqNo, limit: number, signal: AbortSignal | undefined): Promise<VersionedData[]>;
+  scan(key: string, from: SeqNo, limit: number): Promise<VersionedData[]>;
   /** The store's subscriber, shared with its watches. */
   subscriber(): Subscriber;
   /** The epoch marker the store knows for a key's bucket ('' for none): carried notices must match it. */
@@ -199,7 +199,7 @@ export class Follows {
     const readPage = async (): Promise<void> => {
       const before = tip;
       const expected = before === undefined ? from : before + 1n;
-      const page = await unlessEnded(this.scanInTurn(follower, key, expected ?? 0n, pageSize, signal));
+      const page = await unlessEnded(this.scanInTurn(follower, key, expected ?? 0n, pageSize));
       if (page === undefined || ended()) return;
       // More may follow a full page: read again once the queue is yielded.
       if (page.length === pageSize) stale = true;
@@ -211,7 +211,7 @@ export class Follows {
       if (page.length === 0) return;
       const first = page[0]!.seqno;
       if (expected !== undefined && first > expected) {
-        const oldest = await unlessEnded(this.scanInTurn(follower, key, 0n, 1, signal));
+        const oldest = await unlessEnded(this.scanInTurn(follower, key, 0n, 1));
         if (oldest === undefined || ended()) return;
         if (tip !== before) {
           stale = true;
@@ -259,11 +259,14 @@ export class Follows {
     }
   }
 
-  /** A scan in its turn among the followers' reads; none once `follower` has ended (`undefined`). */
-  private scanInTurn(
-    follower: Follower, key: string, from: SeqNo, limit: number, signal: AbortSignal | undefined,
-  ): Promise<VersionedData[] | undefined> {
-    return this.reads.run(() => (follower.ended ? Promise.resolve(undefined) : this.host.scan(key, from, limit, signal)));
+  /**
+   * A scan in its turn among the followers' reads; none once `follower` has ended (`undefined`).
+   * Not given the caller's signal: each call would add a listener to it while in flight (thousands,
+   * for thousands of followers on one signal); an abort ends the follower, which stops waiting for
+   * the read at once (`unlessEnded`), and the read itself ends within its timeout.
+   */
+  private scanInTurn(follower: Follower, key: string, from: SeqNo, limit: number): Promise<VersionedData[] | undefined> {
+    return this.reads.run(() => (follower.ended ? Promise.resolve(undefined) : this.host.scan(key, from, limit)));
   }
 
   /** Ends every follower (their loops finish). */

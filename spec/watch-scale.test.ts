@@ -367,8 +367,11 @@ followers('at most the limit of page reads in flight; every follower gets its ve
   let inFlight = 0;
   let most = 0;
   const scanned: string[] = [];
+  const signalsGiven = new Set<unknown>();
   const follows = new Follows({
-    scan(key: string, from: bigint): Promise<VersionedData[]> {
+    // A signal would come after the limit: the host's scan no longer takes one (see below).
+    scan(key: string, from: bigint, ...rest: unknown[]): Promise<VersionedData[]> {
+      signalsGiven.add(rest[1]);
       scanned.push(key);
       inFlight++;
       most = Math.max(most, inFlight);
@@ -406,6 +409,7 @@ followers('at most the limit of page reads in flight; every follower gets its ve
   assert.ok(heads.every((first, i) => !first.done && first.value.data.toString() === keys[i]), 'each follower its own key');
   assert.is(most, 4, 'at most 4 at once');
   assert.is(scanned.length, 40, 'one read per follower, none for the one that ended waiting');
+  assert.equal([...signalsGiven], [undefined], 'no page read is given the caller\'s signal (a listener on it each)');
   assert.not.ok(scanned.includes('leaves'));
   const ends = Promise.all(iterators.map((iterator) => iterator.next()));
   ac.abort();
