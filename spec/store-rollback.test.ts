@@ -95,6 +95,31 @@ function storeRollbackSuite(backend: Backend): void {
     await backend.close();
   });
 
+  test('with durability, a commit no replica acknowledged is not counted: a failover that loses it is no rollback', async ({ store, consensus }) => {
+    // No replica here (and no WAIT on ioredis-mock): every durable commit is indeterminate,
+    // `replicas-short`, though written on the primary.
+    const durability = { replicas: 1, timeoutMs: 50 };
+    const writer = await backend.peer(store, { durability });
+    const taught = await backend.peer(store, { durability });
+    try {
+      await loop(consensus, KEY, 1);
+      assert.is((await writer.head(KEY))?.seqno, 0n, 'the writer knows the bucket\'s marker');
+      const older = await copyBucket(store, [KEY]);
+      const own = await rejection(writer.compareAndSet(KEY, 0n, { seqno: 1n, data: bytes('unacknowledged') }));
+      assert.is((own as ExternalError).code, 'replicas-short');
+      // A store that knew nothing: its commit comes back in an envelope teaching the marker.
+      const enveloped = await rejection(taught.compareAndSet(KEY, 1n, { seqno: 2n, data: bytes('unacknowledged too') }));
+      assert.is((enveloped as ExternalError).code, 'replicas-short');
+      await restoreBucket(store, older);
+      assert.is((await writer.head(KEY))?.seqno, 0n, 'the writer reads, not refused as a rollback');
+      assert.is((await taught.head(KEY))?.seqno, 0n, 'the taught store reads, not refused as a rollback');
+      await loop(consensus, KEY, 1, 'after');
+    } finally {
+      await writer.close();
+      await taught.close();
+    }
+  });
+
   test('commits counted in the marker; a process that saw commits now gone is refused by every operation, nothing written', async ({ store, consensus }) => {
     await loop(consensus, KEY, 3);
     const older = await copyBucket(store, [KEY]);
