@@ -155,9 +155,14 @@ export function isPlainCommit(wire: unknown): boolean {
   return wire === CAS_COMMITTED;
 }
 
+/** A script's usual reply, out of its epoch envelope if it came in one (learning nothing: `openEpoch` does). */
+function unwrapped(wire: unknown): unknown {
+  return Array.isArray(wire) && wire[0] === EPOCH_ENVELOPE ? wire[2] : wire;
+}
+
 /** Whether a compareAndSet reply committed, in an epoch envelope or not. */
 export function isCasCommit(wire: unknown): boolean {
-  return wire === CAS_COMMITTED || (Array.isArray(wire) && wire[0] === EPOCH_ENVELOPE && wire[2] === CAS_COMMITTED);
+  return unwrapped(wire) === CAS_COMMITTED;
 }
 
 /** `scan-3.lua`: `{}`, TRUNCATED, or the seqnos, the head, then the payloads in chunks. */
@@ -230,6 +235,6 @@ export type LeaseReadReply = [] | [Wire, Wire | null, number, number];
  * once replicas acknowledged it (`Operations.lease`).
  */
 export function isLeaseCommit(wire: EpochReply<LeaseReply>): boolean {
-  const reply = Array.isArray(wire) && wire[0] === EPOCH_ENVELOPE ? wire[2] as LeaseReply : wire;
+  const reply = unwrapped(wire);
   return Array.isArray(reply) && reply[0] === LEASE_DONE && reply.length === 2;
 }

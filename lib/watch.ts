@@ -67,8 +67,8 @@ export class Watches {
   private readonly reads: Limiter;
   /**
    * The store's watch head reads failing: since when (`Date.now()`), the last failure and its
-   * error; unset again by any read that succeeds. A watch waiting for its turn to start reads nothing, so this
-   * is how it learns that the store is down.
+   * error; unset again by any read that succeeds. A watch waiting for its turn to start reads
+   * nothing, so this is how it learns that the store is down.
    */
   private failing: { readonly since: number; last: number; error: unknown } | undefined;
   /**
